@@ -1,0 +1,15 @@
+//! hotbackup: a hot-standby database for Linux.
+//!
+//! Data flows one way: client → [`server`] → [`journal`] → [`store`] (→ link → slave, later).
+//! Lower layers ([`journal`], [`store`], [`resp`], [`txn`]) never import [`server`] or [`ops`].
+
+pub mod config;
+pub mod files;
+pub mod glob;
+pub mod journal;
+pub mod ops;
+pub mod resp;
+pub mod server;
+pub mod store;
+pub mod systemd;
+pub mod txn;
