@@ -1,0 +1,221 @@
+//! Start-up recovery: scan every segment, tell a torn tail from real corruption.
+//!
+//! Only the last segment can end in a torn write: the writer syncs a segment completely before it
+//! starts the next one. So damage in any earlier segment, a gap in the LSNs between segments, or
+//! damage in the last segment that is followed by a valid later record, is corruption: start-up
+//! stops with the segment and offset. Damage at the end of the last segment with nothing valid
+//! after it is a torn tail: [`recover`] truncates it and reports where, with the last good LSN.
+
+use std::path::{Path, PathBuf};
+
+use super::format::{DbId, Lsn, HEADER_LEN};
+use super::fs::Fs;
+use super::segment::{list_segments, Damage, SegmentInfo, SegmentReader, Step};
+use super::JournalError;
+
+/// What one segment holds.
+#[derive(Debug, Clone)]
+pub struct SegmentSummary {
+    pub info: SegmentInfo,
+    pub records: u64,
+    /// LSN of its last valid record, if any.
+    pub last_lsn: Option<Lsn>,
+    /// Length of its valid part (header + valid records).
+    pub valid_len: u64,
+    pub file_len: u64,
+}
+
+/// Damage at the end of the last segment, with nothing valid after it.
+#[derive(Debug, Clone)]
+pub struct TailDamage {
+    pub segment: PathBuf,
+    pub offset: u64,
+    pub file_len: u64,
+    pub damage: Damage,
+    /// The header itself is bad: the whole file is a torn creation.
+    pub whole_file: bool,
+}
+
+/// Result of a read-only scan.
+#[derive(Debug, Clone)]
+pub struct ScanReport {
+    pub segments: Vec<SegmentSummary>,
+    pub tail: Option<TailDamage>,
+    /// LSN the next appended record gets (None: no segment at all).
+    pub next_lsn: Option<Lsn>,
+    pub last_generation: u64,
+    pub records: u64,
+}
+
+/// What recovery did.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub report: ScanReport,
+    /// The torn tail that was cut: segment, offset, bytes dropped, last good LSN.
+    pub truncated: Option<(PathBuf, u64, u64, Option<Lsn>)>,
+}
+
+fn corrupt(seg: &Path, offset: u64, lsn: Option<Lsn>, reason: String) -> JournalError {
+    JournalError::Corrupt {
+        segment: seg.to_path_buf(),
+        offset,
+        lsn,
+        reason,
+    }
+}
+
+/// Reads all segments of `dir` without changing anything.
+pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError> {
+    let io = |op| move |source| JournalError::Io {
+        path: dir.to_path_buf(),
+        op,
+        source,
+    };
+    let infos = list_segments(dir).map_err(io("list"))?;
+    let mut report = ScanReport {
+        segments: Vec::new(),
+        tail: None,
+        next_lsn: None,
+        last_generation: 0,
+        records: 0,
+    };
+    let count = infos.len();
+    for (i, info) in infos.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        let path = info.path.clone();
+        let ioerr = |source| JournalError::Io {
+            path: path.clone(),
+            op: "read",
+            source,
+        };
+        let mut reader = match SegmentReader::open(&path).map_err(ioerr)? {
+            Ok(r) => r,
+            Err(damage) => {
+                let file_len = std::fs::metadata(&path).map_err(ioerr)?.len();
+                if is_last && (file_len as usize) <= HEADER_LEN {
+                    // Created, never completed: a torn creation.
+                    report.tail = Some(TailDamage {
+                        segment: path.clone(),
+                        offset: 0,
+                        file_len,
+                        damage,
+                        whole_file: true,
+                    });
+                    continue;
+                }
+                return Err(corrupt(&path, 0, None, damage.to_string()));
+            }
+        };
+        if reader.header.first_lsn != info.first_lsn {
+            return Err(corrupt(
+                &path,
+                16,
+                None,
+                format!(
+                    "header says first LSN {} but the file name says {}",
+                    reader.header.first_lsn, info.first_lsn
+                ),
+            ));
+        }
+        if let Some(expected) = db_id {
+            if &reader.header.db_id != expected {
+                return Err(JournalError::WrongDatabase {
+                    segment: path.clone(),
+                });
+            }
+        }
+        if let Some(next) = report.next_lsn {
+            if info.first_lsn != next {
+                return Err(JournalError::Gap {
+                    segment: path.clone(),
+                    expected: next,
+                    found: info.first_lsn,
+                });
+            }
+        }
+        let mut summary = SegmentSummary {
+            info: info.clone(),
+            records: 0,
+            last_lsn: None,
+            valid_len: HEADER_LEN as u64,
+            file_len: reader.file_len,
+        };
+        loop {
+            match reader.step().map_err(ioerr)? {
+                Step::Record(rec) => {
+                    summary.records += 1;
+                    summary.last_lsn = Some(rec.lsn);
+                    report.last_generation = rec.generation;
+                }
+                Step::End => break,
+                Step::Damaged { offset, damage } => {
+                    let lsn = Some(reader.next_lsn);
+                    if !is_last {
+                        return Err(corrupt(&path, offset, lsn, format!("{damage} (in a sealed segment)")));
+                    }
+                    if let Some(at) = reader.find_valid_after().map_err(ioerr)? {
+                        return Err(corrupt(
+                            &path,
+                            offset,
+                            lsn,
+                            format!(
+                                "{damage}, but a valid record follows at offset {at}: this is not a torn tail"
+                            ),
+                        ));
+                    }
+                    report.tail = Some(TailDamage {
+                        segment: path.clone(),
+                        offset,
+                        file_len: reader.file_len,
+                        damage,
+                        whole_file: false,
+                    });
+                    break;
+                }
+            }
+        }
+        summary.valid_len = reader.offset;
+        report.records += summary.records;
+        report.next_lsn = Some(reader.next_lsn);
+        report.segments.push(summary);
+    }
+    Ok(report)
+}
+
+/// Scans and repairs a torn tail (truncates it, or removes a torn new segment).
+pub fn recover(dir: &Path, db_id: &DbId, fs: &dyn Fs) -> Result<Recovery, JournalError> {
+    let report = scan(dir, Some(db_id))?;
+    let mut truncated = None;
+    if let Some(tail) = &report.tail {
+        let last_good = report.next_lsn.and_then(|n| n.checked_sub(1)).filter(|&l| l > 0);
+        let ioerr = |op| {
+            let path = tail.segment.clone();
+            move |source| JournalError::Io { path, op, source }
+        };
+        if tail.whole_file {
+            fs.remove(&tail.segment).map_err(ioerr("remove torn segment"))?;
+            fs.sync_dir(dir).map_err(ioerr("sync directory"))?;
+            truncated = Some((tail.segment.clone(), 0, tail.file_len, last_good));
+        } else {
+            let mut f = fs
+                .open_append(&tail.segment, tail.offset)
+                .map_err(ioerr("truncate torn tail"))?;
+            f.sync_data().map_err(ioerr("sync after truncation"))?;
+            truncated = Some((
+                tail.segment.clone(),
+                tail.offset,
+                tail.file_len - tail.offset,
+                last_good,
+            ));
+        }
+        log::warn!(
+            "journal tail truncated: segment {} offset {} ({} bytes dropped: {}); last good LSN {}",
+            tail.segment.display(),
+            tail.offset,
+            tail.file_len - tail.offset,
+            tail.damage,
+            last_good.map_or("none".to_string(), |l| l.to_string()),
+        );
+    }
+    Ok(Recovery { report, truncated })
+}

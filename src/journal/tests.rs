@@ -1,0 +1,292 @@
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::format::{segment_path, HEADER_LEN};
+use super::fs::{FaultyFs, Faults, RealFs};
+use super::*;
+
+const DB: DbId = [9; 16];
+
+fn open(dir: &Path, opts: JournalOptions) -> (Journal, recovery::Recovery) {
+    Journal::open(dir, DB, 1, opts, Arc::new(RealFs)).expect("open journal")
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("payload-{i}-{}", "x".repeat((i % 7) as usize)).into_bytes()
+}
+
+fn write_n(j: &mut Journal, n: u64, per_commit: u64) {
+    let mut i = 0;
+    while i < n {
+        for _ in 0..per_commit.min(n - i) {
+            let lsn = j.next_lsn();
+            j.append(1, &payload(lsn));
+            i += 1;
+        }
+        j.commit().expect("commit");
+    }
+}
+
+fn read_all(dir: &Path) -> Vec<Record> {
+    JournalReader::open(dir, 1, None)
+        .expect("reader")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read")
+}
+
+#[test]
+fn committed_records_are_read_back_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 100, 7);
+    assert_eq!(j.durable_lsn(), 100);
+    drop(j);
+    let recs = read_all(tmp.path());
+    assert_eq!(recs.len(), 100);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.lsn, i as u64 + 1);
+        assert_eq!(r.payload, payload(r.lsn));
+    }
+    let (j, rec) = open(tmp.path(), JournalOptions::default());
+    assert!(rec.truncated.is_none());
+    assert_eq!(j.next_lsn(), 101);
+}
+
+#[test]
+fn reader_starts_at_any_lsn_and_stops_at_upto() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = JournalOptions {
+        segment_size: 600,
+        ..Default::default()
+    };
+    let (mut j, _) = open(tmp.path(), opts);
+    write_n(&mut j, 60, 3);
+    assert!(j.segments().len() > 3, "segments rolled");
+    let recs: Vec<_> = JournalReader::open(tmp.path(), 17, Some(40))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recs.first().map(|r| r.lsn), Some(17));
+    assert_eq!(recs.last().map(|r| r.lsn), Some(40));
+    assert_eq!(recs.len(), 24);
+}
+
+#[test]
+fn recovers_from_a_tail_truncated_at_every_byte_of_the_last_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let (mut j, _) = open(&base, JournalOptions::default());
+    write_n(&mut j, 5, 1);
+    let seg = segment_path(&base, 1);
+    let before_last = std::fs::metadata(&seg).unwrap().len();
+    let last = j.next_lsn();
+    j.append(1, b"the last record, torn by a crash");
+    j.commit().unwrap();
+    drop(j);
+    let full = std::fs::read(&seg).unwrap();
+    for cut in before_last..full.len() as u64 {
+        let dir = tmp.path().join(format!("cut{cut}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(segment_path(&dir, 1), &full[..cut as usize]).unwrap();
+        let (mut j, rec) = open(&dir, JournalOptions::default());
+        assert_eq!(j.next_lsn(), last, "cut at {cut}");
+        if cut > before_last {
+            let (_, offset, dropped, good) = rec.truncated.clone().expect("truncation reported");
+            assert_eq!((offset, dropped, good), (before_last, cut - before_last, Some(5)));
+        } else {
+            assert!(rec.truncated.is_none());
+        }
+        // The journal goes on from there, and the file holds exactly the good records.
+        j.append(1, b"after recovery");
+        j.commit().unwrap();
+        drop(j);
+        let recs = read_all(&dir);
+        assert_eq!(recs.len(), 6);
+        assert_eq!(recs[5].payload, b"after recovery");
+    }
+}
+
+#[test]
+fn corruption_before_the_tail_stops_recovery_with_segment_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 10, 1);
+    drop(j);
+    let seg = segment_path(tmp.path(), 1);
+    let recs = read_all(tmp.path());
+    let victim = &recs[4];
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[victim.offset as usize + 30] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Journal::open(tmp.path(), DB, 1, JournalOptions::default(), Arc::new(RealFs))
+        .err()
+        .expect("must refuse");
+    match &err {
+        JournalError::Corrupt {
+            segment,
+            offset,
+            lsn,
+            ..
+        } => {
+            assert_eq!(segment, &seg);
+            assert_eq!(*offset, victim.offset);
+            assert_eq!(*lsn, Some(5));
+        }
+        other => panic!("wrong error {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("not a torn tail"), "{msg}");
+    // Nothing was truncated.
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_an_error_even_at_its_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = JournalOptions {
+        segment_size: 400,
+        ..Default::default()
+    };
+    let (mut j, _) = open(tmp.path(), opts.clone());
+    write_n(&mut j, 30, 2);
+    let first = j.segments()[0].path.clone();
+    drop(j);
+    let len = std::fs::metadata(&first).unwrap().len();
+    let f = OpenOptions::new().write(true).open(&first).unwrap();
+    f.set_len(len - 3).unwrap();
+    let err = Journal::open(tmp.path(), DB, 1, opts, Arc::new(RealFs))
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("sealed segment"), "{err}");
+}
+
+#[test]
+fn wrong_database_segments_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 2, 1);
+    drop(j);
+    let err = Journal::open(tmp.path(), [1; 16], 1, JournalOptions::default(), Arc::new(RealFs))
+        .err()
+        .expect("must refuse");
+    assert!(matches!(err, JournalError::WrongDatabase { .. }), "{err}");
+}
+
+#[test]
+fn a_torn_new_segment_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 3, 1);
+    drop(j);
+    let torn = segment_path(tmp.path(), 4);
+    std::fs::write(&torn, b"HOTBK").unwrap();
+    let (j, rec) = open(tmp.path(), JournalOptions::default());
+    assert!(!torn.exists());
+    assert!(rec.truncated.is_some());
+    assert_eq!(j.next_lsn(), 4);
+}
+
+#[test]
+fn disk_full_fails_the_batch_leaves_no_partial_record_and_reuses_lsns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let fs = Arc::new(FaultyFs {
+        faults: faults.clone(),
+    });
+    let (mut j, _) = Journal::open(tmp.path(), DB, 1, JournalOptions::default(), fs).unwrap();
+    write_n(&mut j, 3, 1);
+    faults.space_left.store(10, Ordering::SeqCst);
+    j.append(1, b"does not fit");
+    j.append(1, b"nor this");
+    let err = j.commit().err().expect("disk full");
+    assert!(err.is_disk_full(), "{err}");
+    assert_eq!(j.next_lsn(), 4);
+    assert_eq!(j.durable_lsn(), 3);
+    assert_eq!(read_all(tmp.path()).len(), 3, "no partial record left");
+    // Space returns: the same LSN is used.
+    faults.space_left.store(u64::MAX, Ordering::SeqCst);
+    assert_eq!(j.append(1, b"fits now"), 4);
+    j.commit().unwrap();
+    drop(j);
+    let recs = read_all(tmp.path());
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs[3].payload, b"fits now");
+}
+
+#[test]
+fn a_failed_sync_poisons_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let fs = Arc::new(FaultyFs {
+        faults: faults.clone(),
+    });
+    let (mut j, _) = Journal::open(tmp.path(), DB, 1, JournalOptions::default(), fs).unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    j.append(1, b"x");
+    assert!(matches!(j.commit(), Err(JournalError::Poisoned(_))));
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    j.append(1, b"y");
+    assert!(matches!(j.commit(), Err(JournalError::Poisoned(_))));
+}
+
+#[test]
+fn undo_removes_the_latest_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 2, 1);
+    j.append(1, b"undone");
+    let mark = j.commit().unwrap().expect("mark");
+    j.undo(mark).unwrap();
+    assert_eq!(j.next_lsn(), 3);
+    j.append(1, b"kept");
+    j.commit().unwrap();
+    drop(j);
+    let recs = read_all(tmp.path());
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[2].payload, b"kept");
+}
+
+#[test]
+fn segments_wholly_below_a_checkpoint_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = JournalOptions {
+        segment_size: 500,
+        ..Default::default()
+    };
+    let (mut j, _) = open(tmp.path(), opts.clone());
+    write_n(&mut j, 40, 2);
+    let before = j.segments().to_vec();
+    assert!(before.len() >= 4);
+    let cut = before[2].first_lsn; // segments 0 and 1 hold only LSNs < cut
+    let removed = j.remove_through(cut - 1).unwrap();
+    assert_eq!(removed, vec![before[0].path.clone(), before[1].path.clone()]);
+    assert_eq!(j.first_lsn(), cut);
+    drop(j);
+    // Reading from before the oldest segment is a clear error; reopening works.
+    assert!(matches!(
+        JournalReader::open(tmp.path(), 1, None),
+        Err(JournalError::NotFound { .. })
+    ));
+    let (j, _) = open(tmp.path(), opts);
+    assert_eq!(j.next_lsn(), 41);
+}
+
+#[test]
+fn garbage_appended_after_a_clean_tail_is_treated_as_torn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 4, 1);
+    drop(j);
+    let seg = segment_path(tmp.path(), 1);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    let (j, rec) = open(tmp.path(), JournalOptions::default());
+    assert_eq!(j.next_lsn(), 5);
+    assert_eq!(rec.truncated.map(|t| t.1), Some(len));
+    assert!(len > HEADER_LEN as u64);
+}

@@ -1,0 +1,333 @@
+//! The journal writer: appends records, group commit, segment roll, undo, removal.
+//!
+//! Records appended during one event-loop turn are buffered in memory ([`Journal::append`]) and
+//! written and made durable together by one [`Journal::commit`]: one write, one fdatasync for
+//! everything that arrived in the turn. A failed write (disk full) is rolled back — the file is cut
+//! back to where the batch began and the LSNs are reused — so the journal never holds a record
+//! nobody was told about. A failed sync poisons the writer: after fsync fails, what is on disk is
+//! unknown, so the process must restart and recover from what is really there.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{self, DbId, Lsn, SegmentHeader, HEADER_LEN};
+use super::fs::{Fs, SegmentFile};
+use super::recovery::{self, Recovery};
+use super::segment::SegmentInfo;
+use super::JournalError;
+
+/// How the journal makes commits durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fdatasync before a commit returns (production).
+    Fsync,
+    /// No sync at all: for tests and benchmarks only; kill -9 of the OS loses acknowledged writes.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// A new segment is started once the current one reaches this size.
+    pub segment_size: u64,
+    pub sync: SyncMode,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            segment_size: 64 << 20,
+            sync: SyncMode::Fsync,
+        }
+    }
+}
+
+/// Where a commit began, so that a commit whose store apply failed can be undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitMark {
+    segment_first_lsn: Lsn,
+    offset: u64,
+    first_lsn: Lsn,
+}
+
+/// The journal of one database instance.
+pub struct Journal {
+    dir: PathBuf,
+    db_id: DbId,
+    fs: Arc<dyn Fs>,
+    opts: JournalOptions,
+    segments: Vec<SegmentInfo>,
+    file: Box<dyn SegmentFile>,
+    /// Length of the current (last) segment on disk.
+    file_len: u64,
+    /// Records appended but not yet committed.
+    buf: Vec<u8>,
+    pending: u64,
+    next_lsn: Lsn,
+    durable_lsn: Lsn,
+    last_generation: u64,
+    poisoned: Option<String>,
+    /// Bytes committed since the counter was last reset (checkpoint trigger).
+    bytes_since_mark: u64,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, recovering a torn tail.
+    /// `start_lsn` is the LSN of the first record when the directory holds no segment.
+    pub fn open(
+        dir: &Path,
+        db_id: DbId,
+        start_lsn: Lsn,
+        opts: JournalOptions,
+        fs: Arc<dyn Fs>,
+    ) -> Result<(Journal, Recovery), JournalError> {
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
+            path: dir.to_path_buf(),
+            op: "create directory",
+            source,
+        })?;
+        let recovery = recovery::recover(dir, &db_id, fs.as_ref())?;
+        let report = &recovery.report;
+        let mut segments: Vec<SegmentInfo> =
+            report.segments.iter().map(|s| s.info.clone()).collect();
+        let (file, file_len, next_lsn) = match report.segments.last() {
+            Some(last) => {
+                let f = fs
+                    .open_append(&last.info.path, last.valid_len)
+                    .map_err(|source| JournalError::Io {
+                        path: last.info.path.clone(),
+                        op: "open for append",
+                        source,
+                    })?;
+                (f, last.valid_len, report.next_lsn.unwrap_or(start_lsn))
+            }
+            None => {
+                let (f, info) = create_segment(dir, &db_id, start_lsn, fs.as_ref())?;
+                segments.push(info);
+                (f, HEADER_LEN as u64, start_lsn)
+            }
+        };
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            db_id,
+            fs,
+            opts,
+            segments,
+            file,
+            file_len,
+            buf: Vec::with_capacity(1 << 20),
+            pending: 0,
+            next_lsn,
+            durable_lsn: next_lsn - 1,
+            last_generation: report.last_generation,
+            poisoned: None,
+            bytes_since_mark: 0,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Buffers one record; it becomes durable with the next [`Journal::commit`].
+    pub fn append(&mut self, generation: u64, payload: &[u8]) -> Lsn {
+        let lsn = self.next_lsn;
+        format::encode_record(&mut self.buf, lsn, generation, payload);
+        self.next_lsn += 1;
+        self.pending += 1;
+        self.last_generation = generation;
+        lsn
+    }
+
+    /// Writes and syncs all buffered records. Returns the mark of where they begin (for
+    /// [`Journal::undo`]) or None when nothing was pending. On a write error the batch is
+    /// discarded and its LSNs are reused; on a sync error the journal is poisoned.
+    pub fn commit(&mut self) -> Result<Option<CommitMark>, JournalError> {
+        if let Some(why) = &self.poisoned {
+            return Err(JournalError::Poisoned(why.clone()));
+        }
+        if self.pending == 0 {
+            return Ok(None);
+        }
+        let first_lsn = self.durable_lsn + 1;
+        if self.file_len > HEADER_LEN as u64
+            && self.file_len + self.buf.len() as u64 > self.opts.segment_size
+        {
+            if let Err(e) = self.roll(first_lsn) {
+                self.discard_pending();
+                return Err(e);
+            }
+        }
+        let mark = CommitMark {
+            segment_first_lsn: self.current_segment().first_lsn,
+            offset: self.file_len,
+            first_lsn,
+        };
+        if let Err(source) = self.file.append(&self.buf) {
+            let path = self.current_segment().path.clone();
+            // Cut the partial write away so no half record stays behind.
+            if let Err(e) = self.file.truncate(self.file_len) {
+                return Err(self.poison(format!(
+                    "cannot cut a failed write back in {}: {e}",
+                    path.display()
+                )));
+            }
+            self.discard_pending();
+            return Err(JournalError::write_failed(path, source));
+        }
+        if self.opts.sync == SyncMode::Fsync {
+            if let Err(e) = self.file.sync_data() {
+                let path = self.current_segment().path.clone();
+                return Err(self.poison(format!("fdatasync of {} failed: {e}", path.display())));
+            }
+        }
+        self.file_len += self.buf.len() as u64;
+        self.bytes_since_mark += self.buf.len() as u64;
+        self.durable_lsn = self.next_lsn - 1;
+        self.buf.clear();
+        self.pending = 0;
+        Ok(Some(mark))
+    }
+
+    /// Drops records appended since the last commit; their LSNs will be reused.
+    pub fn discard_pending(&mut self) {
+        self.next_lsn -= self.pending;
+        self.pending = 0;
+        self.buf.clear();
+    }
+
+    /// Removes a committed batch again (its store apply failed, nobody was acknowledged).
+    /// Only the latest commit can be undone.
+    pub fn undo(&mut self, mark: CommitMark) -> Result<(), JournalError> {
+        if self.current_segment().first_lsn != mark.segment_first_lsn
+            || mark.first_lsn > self.durable_lsn + 1
+        {
+            return Err(self.poison("undo of a commit that is not the latest".into()));
+        }
+        self.discard_pending();
+        if let Err(e) = self.file.truncate(mark.offset) {
+            return Err(self.poison(format!("cannot undo a commit: {e}")));
+        }
+        if self.opts.sync == SyncMode::Fsync {
+            if let Err(e) = self.file.sync_data() {
+                return Err(self.poison(format!("fdatasync after undo failed: {e}")));
+            }
+        }
+        self.file_len = mark.offset;
+        self.durable_lsn = mark.first_lsn - 1;
+        self.next_lsn = mark.first_lsn;
+        Ok(())
+    }
+
+    fn poison(&mut self, why: String) -> JournalError {
+        log::error!("journal: {why}; the journal refuses further writes until restart");
+        self.poisoned = Some(why.clone());
+        JournalError::Poisoned(why)
+    }
+
+    fn current_segment(&self) -> &SegmentInfo {
+        // Invariant: open() always leaves at least one segment.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn roll(&mut self, first_lsn: Lsn) -> Result<(), JournalError> {
+        if self.opts.sync == SyncMode::None {
+            // Keep the invariant that only the last segment can have a torn tail.
+            if let Err(e) = self.file.sync_data() {
+                return Err(self.poison(format!("fdatasync before segment roll failed: {e}")));
+            }
+        }
+        let (file, info) = create_segment(&self.dir, &self.db_id, first_lsn, self.fs.as_ref())?;
+        self.file = file;
+        self.file_len = HEADER_LEN as u64;
+        self.segments.push(info);
+        Ok(())
+    }
+
+    /// Removes segments whose records all have LSN <= `lsn`, never the current one.
+    /// This is the only place segments are deleted; later issues add slave retention here.
+    pub fn remove_through(&mut self, lsn: Lsn) -> Result<Vec<PathBuf>, JournalError> {
+        let mut removed = Vec::new();
+        while self.segments.len() > 1 && self.segments[1].first_lsn <= lsn + 1 {
+            let seg = self.segments.remove(0);
+            self.fs.remove(&seg.path).map_err(|source| JournalError::Io {
+                path: seg.path.clone(),
+                op: "remove segment",
+                source,
+            })?;
+            removed.push(seg.path);
+        }
+        if !removed.is_empty() {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|source| JournalError::Io {
+                    path: self.dir.clone(),
+                    op: "sync directory",
+                    source,
+                })?;
+        }
+        Ok(removed)
+    }
+
+    /// LSN of the last durable record (0 when none ever was).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+    /// LSN the next appended record gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+    /// LSN of the oldest record still in the journal's segments.
+    pub fn first_lsn(&self) -> Lsn {
+        self.segments.first().map_or(self.next_lsn, |s| s.first_lsn)
+    }
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn last_generation(&self) -> u64 {
+        self.last_generation
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+    /// Bytes committed since [`Journal::reset_bytes_counter`].
+    pub fn bytes_since_mark(&self) -> u64 {
+        self.bytes_since_mark
+    }
+    pub fn reset_bytes_counter(&mut self) {
+        self.bytes_since_mark = 0;
+    }
+}
+
+fn create_segment(
+    dir: &Path,
+    db_id: &DbId,
+    first_lsn: Lsn,
+    fs: &dyn Fs,
+) -> Result<(Box<dyn SegmentFile>, SegmentInfo), JournalError> {
+    let path = format::segment_path(dir, first_lsn);
+    let err = |op| {
+        let path = path.clone();
+        move |source| JournalError::write_failed_op(path, op, source)
+    };
+    let mut file = fs.create(&path).map_err(err("create segment"))?;
+    let header = SegmentHeader {
+        first_lsn,
+        db_id: *db_id,
+    };
+    let written = file
+        .append(&header.encode())
+        .and_then(|_| file.sync_data())
+        .and_then(|_| fs.sync_dir(dir));
+    if let Err(source) = written {
+        // Leave no torn segment behind if we can help it.
+        let _ = fs.remove(&path);
+        return Err(JournalError::write_failed_op(path, "write segment header", source));
+    }
+    Ok((file, SegmentInfo { path, first_lsn }))
+}
