@@ -58,6 +58,13 @@ impl Op {
     }
 }
 
+/// Wall-clock time in milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The payload of one journal record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {

@@ -1,1 +1,462 @@
-//! (placeholder)
+//! The store: the database's items in redb, one table per file, plus meta and catalog tables.
+//!
+//! The store owns `DATA_DIR/store.redb`. It applies journal ops ([`crate::txn::Op`]) in batches:
+//! a [`Batch`] is one redb write transaction, committed with `Durability::None` together with the
+//! LSN of the last record it applied, so the data and the applied LSN always agree. A periodic
+//! [`Store::checkpoint`] makes everything durable; after a crash redb comes back at the last
+//! checkpoint and the server replays the journal from there. A [`View`] is a redb read
+//! transaction: a consistent cut at a known LSN, unaffected by later writes.
+//!
+//! The store never reads the journal and never decides what a command means: it applies ops.
+
+pub mod item;
+mod read;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use thiserror::Error;
+
+use crate::journal::{DbId, Lsn};
+use crate::txn::{Op, Value};
+
+pub use read::{Reader, Source};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.meta");
+const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.catalog");
+/// Version of the store layout, kept in the meta table.
+pub const STORE_FORMAT: u64 = 1;
+
+/// File name of the store inside the data directory.
+pub const STORE_FILE: &str = "store.redb";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store: {op}: {source}")]
+    Redb {
+        op: &'static str,
+        source: redb::Error,
+    },
+    #[error("store: cannot read random bytes for a database id: {0}")]
+    Random(std::io::Error),
+    #[error("store: {0}")]
+    Corrupt(String),
+    #[error("store: op does not fit the stored state (LSN {lsn}): {what}")]
+    Apply { lsn: Lsn, what: String },
+}
+
+impl StoreError {
+    /// Whether the underlying cause is the disk being full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Redb {
+                source: redb::Error::Io(e),
+                ..
+            } => crate::journal::is_disk_full(e),
+            _ => false,
+        }
+    }
+}
+
+fn redb_err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Redb {
+        op,
+        source: e.into(),
+    }
+}
+
+/// What the catalog knows of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    pub logged: bool,
+    /// LSN of the record that created it.
+    pub created_lsn: Lsn,
+}
+
+impl FileInfo {
+    fn encode(&self) -> [u8; 10] {
+        let mut b = [0u8; 10];
+        b[0] = 1;
+        b[1] = self.logged as u8;
+        b[2..10].copy_from_slice(&self.created_lsn.to_le_bytes());
+        b
+    }
+    fn decode(b: &[u8]) -> Option<FileInfo> {
+        if b.len() != 10 || b[0] != 1 || b[1] > 1 {
+            return None;
+        }
+        let mut l = [0u8; 8];
+        l.copy_from_slice(&b[2..10]);
+        Some(FileInfo {
+            logged: b[1] == 1,
+            created_lsn: u64::from_le_bytes(l),
+        })
+    }
+}
+
+/// The catalog of files, shared copy-on-write with views.
+pub type Catalog = Arc<BTreeMap<String, FileInfo>>;
+
+/// Identity and progress of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub db_id: DbId,
+    /// Created at init: wall clock, ms.
+    pub created_ms: u64,
+    pub generation: u64,
+    /// LSN of the last record applied (committed, maybe not yet durable).
+    pub applied_lsn: Lsn,
+    /// LSN of the last durable checkpoint.
+    pub checkpoint_lsn: Lsn,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_size: 256 << 20,
+        }
+    }
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    catalog: Catalog,
+    meta: Meta,
+}
+
+/// Table name of a file.
+pub(crate) fn table_name(file: &str) -> String {
+    format!("f:{file}")
+}
+
+fn u64_of(b: &[u8]) -> Option<u64> {
+    let a: [u8; 8] = b.try_into().ok()?;
+    Some(u64::from_le_bytes(a))
+}
+
+pub fn random_db_id() -> Result<DbId, StoreError> {
+    let mut id = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .map_err(StoreError::Random)?;
+    Ok(id)
+}
+
+impl Store {
+    /// Opens the store at `path`, creating and initialising it if it does not exist.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(opts.cache_size)
+            .create(path)
+            .map_err(redb_err("open"))?;
+        let txn = db.begin_write().map_err(redb_err("begin"))?;
+        let (meta, catalog) = {
+            let mut table = txn.open_table(META).map_err(redb_err("open meta"))?;
+            let get = |t: &redb::Table<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(t.get(k).map_err(redb_err("read meta"))?.map(|g| g.value().to_vec()))
+            };
+            let meta = match get(&table, "db_id")? {
+                None => {
+                    let meta = Meta {
+                        db_id: random_db_id()?,
+                        created_ms: crate::txn::now_ms(),
+                        generation: 1,
+                        applied_lsn: 0,
+                        checkpoint_lsn: 0,
+                    };
+                    let w = redb_err("init meta");
+                    table.insert("db_id", &meta.db_id[..]).map_err(w)?;
+                    for (k, v) in [
+                        ("format", STORE_FORMAT),
+                        ("created_ms", meta.created_ms),
+                        ("generation", 1),
+                        ("applied_lsn", 0),
+                    ] {
+                        table
+                            .insert(k, &v.to_le_bytes()[..])
+                            .map_err(redb_err("init meta"))?;
+                    }
+                    log::info!("store: initialised a new database at {}", path.display());
+                    meta
+                }
+                Some(id) => {
+                    let bad = |what: &str| StoreError::Corrupt(format!("meta table: bad {what}"));
+                    let db_id: DbId = id.as_slice().try_into().map_err(|_| bad("db_id"))?;
+                    let num = |k: &str| -> Result<u64, StoreError> {
+                        get(&table, k)?.as_deref().and_then(u64_of).ok_or_else(|| bad(k))
+                    };
+                    let format = num("format")?;
+                    if format != STORE_FORMAT {
+                        return Err(StoreError::Corrupt(format!(
+                            "store format {format} is not supported (this build reads {STORE_FORMAT})"
+                        )));
+                    }
+                    let applied = num("applied_lsn")?;
+                    Meta {
+                        db_id,
+                        created_ms: num("created_ms")?,
+                        generation: num("generation")?,
+                        applied_lsn: applied,
+                        checkpoint_lsn: applied,
+                    }
+                }
+            };
+            let cat = txn.open_table(CATALOG).map_err(redb_err("open catalog"))?;
+            let mut catalog = BTreeMap::new();
+            for entry in cat.iter().map_err(redb_err("read catalog"))? {
+                let (k, v) = entry.map_err(redb_err("read catalog"))?;
+                let info = FileInfo::decode(v.value()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("catalog entry of '{}' is damaged", k.value()))
+                })?;
+                catalog.insert(k.value().to_string(), info);
+            }
+            (meta, catalog)
+        };
+        txn.commit().map_err(redb_err("commit"))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            catalog: Arc::new(catalog),
+            meta,
+        })
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a batch: one write transaction, not durable until a checkpoint.
+    pub fn begin(&self) -> Result<Batch, StoreError> {
+        let mut txn = self.db.begin_write().map_err(redb_err("begin batch"))?;
+        txn.set_durability(Durability::None)
+            .map_err(redb_err("set durability"))?;
+        Ok(Batch {
+            txn,
+            base: self.catalog.clone(),
+            overlay: BTreeMap::new(),
+            lsn: self.meta.applied_lsn,
+        })
+    }
+
+    /// Commits a batch whose last applied record has LSN `lsn`.
+    pub fn commit(&mut self, batch: Batch, lsn: Lsn) -> Result<(), StoreError> {
+        let Batch { txn, overlay, .. } = batch;
+        {
+            let mut meta = txn.open_table(META).map_err(redb_err("open meta"))?;
+            meta.insert("applied_lsn", &lsn.to_le_bytes()[..])
+                .map_err(redb_err("write applied LSN"))?;
+        }
+        txn.commit().map_err(redb_err("commit batch"))?;
+        self.meta.applied_lsn = lsn;
+        if !overlay.is_empty() {
+            let cat = Arc::make_mut(&mut self.catalog);
+            for (name, info) in overlay {
+                match info {
+                    Some(i) => cat.insert(name, i),
+                    None => cat.remove(&name),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every committed batch durable. Returns the checkpoint LSN.
+    pub fn checkpoint(&mut self) -> Result<Lsn, StoreError> {
+        let mut txn = self.db.begin_write().map_err(redb_err("begin checkpoint"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb_err("set durability"))?;
+        txn.set_quick_repair(true);
+        txn.commit().map_err(redb_err("commit checkpoint"))?;
+        self.meta.checkpoint_lsn = self.meta.applied_lsn;
+        Ok(self.meta.checkpoint_lsn)
+    }
+
+    /// A consistent read-only cut of the committed state.
+    pub fn view(&self) -> Result<View, StoreError> {
+        Ok(View {
+            txn: self.db.begin_read().map_err(redb_err("begin read"))?,
+            catalog: self.catalog.clone(),
+            lsn: self.meta.applied_lsn,
+        })
+    }
+}
+
+/// A read-only snapshot at LSN [`View::lsn`].
+pub struct View {
+    txn: redb::ReadTransaction,
+    catalog: Catalog,
+    lsn: Lsn,
+}
+
+impl View {
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+}
+
+/// An open write transaction applying ops.
+pub struct Batch {
+    txn: redb::WriteTransaction,
+    base: Catalog,
+    /// Catalog changes of this batch (None = dropped).
+    overlay: BTreeMap<String, Option<FileInfo>>,
+    /// LSN of the op being applied (for error messages).
+    lsn: Lsn,
+}
+
+fn item_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+impl Batch {
+    /// Sets the LSN reported in errors of the next applies.
+    pub fn set_lsn(&mut self, lsn: Lsn) {
+        self.lsn = lsn;
+    }
+
+    fn apply_err(&self, what: String) -> StoreError {
+        StoreError::Apply {
+            lsn: self.lsn,
+            what,
+        }
+    }
+
+    fn set_catalog(&mut self, file: &str, info: Option<FileInfo>) -> Result<(), StoreError> {
+        let mut cat = self.txn.open_table(CATALOG).map_err(redb_err("open catalog"))?;
+        match info {
+            Some(i) => cat.insert(file, &i.encode()[..]).map(|_| ()),
+            None => cat.remove(file).map(|_| ()),
+        }
+        .map_err(redb_err("write catalog"))?;
+        drop(cat);
+        self.overlay.insert(file.to_string(), info);
+        Ok(())
+    }
+
+    fn require_file(&self, file: &str) -> Result<FileInfo, StoreError> {
+        self.file_info(file)
+            .ok_or_else(|| self.apply_err(format!("file '{file}' does not exist")))
+    }
+
+    /// Applies one op. On error the batch must be dropped (aborted).
+    pub fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
+        match op {
+            Op::CreateFile { file, logged } => {
+                if self.file_info(file).is_some() {
+                    return Err(self.apply_err(format!("file '{file}' exists already")));
+                }
+                let info = FileInfo {
+                    logged: *logged,
+                    created_lsn: self.lsn,
+                };
+                self.set_catalog(file, Some(info))
+            }
+            Op::SetLogged { file, logged } => {
+                let mut info = self.require_file(file)?;
+                info.logged = *logged;
+                self.set_catalog(file, Some(info))
+            }
+            Op::DropFile { file } => {
+                self.require_file(file)?;
+                let name = table_name(file);
+                self.txn
+                    .delete_table(item_table(&name))
+                    .map_err(redb_err("drop file"))?;
+                self.set_catalog(file, None)
+            }
+            Op::ClearFile { file } => {
+                self.require_file(file)?;
+                let name = table_name(file);
+                self.txn
+                    .delete_table(item_table(&name))
+                    .map_err(redb_err("clear file"))?;
+                Ok(())
+            }
+            Op::Put { file, id, value } => {
+                self.require_file(file)?;
+                let raw = item::encode(value);
+                self.put_raw(file, id, &raw)
+            }
+            Op::Delete { file, id } => {
+                self.require_file(file)?;
+                let name = table_name(file);
+                let mut t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+                t.remove(id.as_slice()).map_err(redb_err("delete"))?;
+                Ok(())
+            }
+            Op::Append { file, id, data } => {
+                self.require_file(file)?;
+                let raw = match self.get_raw(file, id)? {
+                    None => item::encode_str(data),
+                    Some(mut old) => {
+                        if item::as_str(&old).is_none() {
+                            return Err(self.apply_err("APPEND to a hash".into()));
+                        }
+                        old.extend_from_slice(data);
+                        old
+                    }
+                };
+                self.put_raw(file, id, &raw)
+            }
+            Op::HashSet { file, id, fields } => {
+                self.require_file(file)?;
+                let mut cur = match self.get_raw(file, id)? {
+                    None => Vec::new(),
+                    Some(old) => match item::decode(&old) {
+                        Ok(Value::Hash(h)) => h,
+                        _ => return Err(self.apply_err("hash op on a string".into())),
+                    },
+                };
+                item::merge_fields(&mut cur, fields);
+                self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
+            }
+            Op::HashDel { file, id, fields } => {
+                self.require_file(file)?;
+                let Some(old) = self.get_raw(file, id)? else {
+                    return Ok(());
+                };
+                let mut cur = match item::decode(&old) {
+                    Ok(Value::Hash(h)) => h,
+                    _ => return Err(self.apply_err("hash op on a string".into())),
+                };
+                cur.retain(|(f, _)| !fields.contains(f));
+                if cur.is_empty() {
+                    let name = table_name(file);
+                    let mut t =
+                        self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+                    t.remove(id.as_slice()).map_err(redb_err("delete"))?;
+                    Ok(())
+                } else {
+                    self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
+                }
+            }
+        }
+    }
+
+    fn put_raw(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+        let name = table_name(file);
+        let mut t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        t.insert(id, raw).map_err(redb_err("write"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! Reading items: the same questions asked of a [`View`] (committed state) or of a [`Batch`]
+//! (committed state plus this batch's own writes).
+
+use std::ops::ControlFlow;
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
+
+use super::{item_table, redb_err, table_name, Batch, FileInfo, StoreError, View};
+
+/// Read access to items and the catalog.
+pub trait Reader {
+    /// Catalog entry of a file (None: the file does not exist).
+    fn file_info(&self, file: &str) -> Option<FileInfo>;
+    /// All files, sorted by name.
+    fn files(&self) -> Vec<(String, FileInfo)>;
+    /// The raw stored bytes of an item (see [`super::item`]).
+    fn get_raw(&self, file: &str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Number of items in a file.
+    fn count(&self, file: &str) -> Result<u64, StoreError>;
+    /// Calls `f(id, raw)` for items with id >= `start` in order until it breaks.
+    fn scan_from(
+        &self,
+        file: &str,
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+
+    fn exists(&self, file: &str, id: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get_raw(file, id)?.is_some())
+    }
+}
+
+fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    t: &T,
+    id: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(t
+        .get(id)
+        .map_err(redb_err("read"))?
+        .map(|g| g.value().to_vec()))
+}
+
+fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    t: &T,
+    start: &[u8],
+    f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
+    for entry in t.range(start..).map_err(redb_err("scan"))? {
+        let (k, v) = entry.map_err(redb_err("scan"))?;
+        if f(k.value(), v.value()).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl View {
+    /// The item table of a file, None if it has none (yet).
+    fn table(
+        &self,
+        file: &str,
+    ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, StoreError> {
+        if !self.catalog.contains_key(file) {
+            return Ok(None);
+        }
+        let name = table_name(file);
+        let def: TableDefinition<&[u8], &[u8]> = item_table(&name);
+        match self.txn.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(redb_err("open file")(e)),
+        }
+    }
+}
+
+impl Reader for View {
+    fn file_info(&self, file: &str) -> Option<FileInfo> {
+        self.catalog.get(file).copied()
+    }
+    fn files(&self) -> Vec<(String, FileInfo)> {
+        self.catalog.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+    fn get_raw(&self, file: &str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.table(file)? {
+            Some(t) => get_in(&t, id),
+            None => Ok(None),
+        }
+    }
+    fn count(&self, file: &str) -> Result<u64, StoreError> {
+        match self.table(file)? {
+            Some(t) => t.len().map_err(redb_err("count")),
+            None => Ok(0),
+        }
+    }
+    fn scan_from(
+        &self,
+        file: &str,
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        match self.table(file)? {
+            Some(t) => scan_in(&t, start, f),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Reader for Batch {
+    fn file_info(&self, file: &str) -> Option<FileInfo> {
+        match self.overlay.get(file) {
+            Some(o) => *o,
+            None => self.base.get(file).copied(),
+        }
+    }
+    fn files(&self) -> Vec<(String, FileInfo)> {
+        let mut all = (*self.base).clone();
+        for (k, v) in &self.overlay {
+            match v {
+                Some(i) => all.insert(k.clone(), *i),
+                None => all.remove(k),
+            };
+        }
+        all.into_iter().collect()
+    }
+    fn get_raw(&self, file: &str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.file_info(file).is_none() {
+            return Ok(None);
+        }
+        let name = table_name(file);
+        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        get_in(&t, id)
+    }
+    fn count(&self, file: &str) -> Result<u64, StoreError> {
+        if self.file_info(file).is_none() {
+            return Ok(0);
+        }
+        let name = table_name(file);
+        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        t.len().map_err(redb_err("count"))
+    }
+    fn scan_from(
+        &self,
+        file: &str,
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if self.file_info(file).is_none() {
+            return Ok(());
+        }
+        let name = table_name(file);
+        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        scan_in(&t, start, f)
+    }
+}
+
+/// Either kind of reader, for code that reads from whichever is current.
+pub enum Source<'a> {
+    View(&'a View),
+    Batch(&'a Batch),
+}
+
+impl Reader for Source<'_> {
+    fn file_info(&self, file: &str) -> Option<FileInfo> {
+        match self {
+            Source::View(v) => v.file_info(file),
+            Source::Batch(b) => b.file_info(file),
+        }
+    }
+    fn files(&self) -> Vec<(String, FileInfo)> {
+        match self {
+            Source::View(v) => v.files(),
+            Source::Batch(b) => b.files(),
+        }
+    }
+    fn get_raw(&self, file: &str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Source::View(v) => v.get_raw(file, id),
+            Source::Batch(b) => b.get_raw(file, id),
+        }
+    }
+    fn count(&self, file: &str) -> Result<u64, StoreError> {
+        match self {
+            Source::View(v) => v.count(file),
+            Source::Batch(b) => b.count(file),
+        }
+    }
+    fn scan_from(
+        &self,
+        file: &str,
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Source::View(v) => v.scan_from(file, start, f),
+            Source::Batch(b) => b.scan_from(file, start, f),
+        }
+    }
+}

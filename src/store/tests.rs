@@ -1,0 +1,155 @@
+use std::ops::ControlFlow;
+
+use super::*;
+
+fn open(dir: &Path) -> Store {
+    Store::open(&dir.join(STORE_FILE), &StoreOptions::default()).expect("open store")
+}
+
+fn s(b: &str) -> Vec<u8> {
+    b.as_bytes().to_vec()
+}
+
+fn put(file: &str, id: &str, v: &str) -> Op {
+    Op::Put {
+        file: file.into(),
+        id: s(id),
+        value: Value::Str(s(v)),
+    }
+}
+
+fn create(file: &str) -> Op {
+    Op::CreateFile {
+        file: file.into(),
+        logged: true,
+    }
+}
+
+fn apply_all(store: &mut Store, lsn: Lsn, ops: &[Op]) {
+    let mut b = store.begin().unwrap();
+    b.set_lsn(lsn);
+    for op in ops {
+        b.apply(op).unwrap();
+    }
+    store.commit(b, lsn).unwrap();
+}
+
+#[test]
+fn a_new_store_gets_an_identity_that_persists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = open(tmp.path()).meta().db_id;
+    let again = open(tmp.path());
+    assert_eq!(again.meta().db_id, id);
+    assert_eq!(again.meta().generation, 1);
+    assert_eq!(again.meta().applied_lsn, 0);
+}
+
+#[test]
+fn committed_batches_are_visible_and_the_applied_lsn_goes_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main"), put("main", "a", "1")]);
+    apply_all(&mut st, 2, &[put("main", "b", "2")]);
+    let v = st.view().unwrap();
+    assert_eq!(v.lsn(), 2);
+    assert_eq!(v.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert_eq!(v.count("main").unwrap(), 2);
+    st.checkpoint().unwrap();
+    drop(v);
+    drop(st);
+    let st = open(tmp.path());
+    assert_eq!(st.meta().applied_lsn, 2);
+    assert_eq!(st.catalog().get("main").map(|i| i.logged), Some(true));
+    assert_eq!(st.view().unwrap().count("main").unwrap(), 2);
+}
+
+#[test]
+fn a_dropped_batch_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main"), put("main", "a", "1")]);
+    let mut b = st.begin().unwrap();
+    b.apply(&put("main", "a", "changed")).unwrap();
+    b.apply(&create("other")).unwrap();
+    assert_eq!(b.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"changed")));
+    drop(b);
+    let v = st.view().unwrap();
+    assert_eq!(v.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert!(v.file_info("other").is_none());
+    assert_eq!(st.meta().applied_lsn, 1);
+}
+
+#[test]
+fn a_view_is_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main"), put("main", "a", "1")]);
+    let before = st.view().unwrap();
+    apply_all(&mut st, 2, &[put("main", "a", "2"), create("new")]);
+    assert_eq!(before.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert!(before.file_info("new").is_none());
+    assert_eq!(st.view().unwrap().get_raw("main", b"a").unwrap(), Some(item::encode_str(b"2")));
+}
+
+#[test]
+fn ops_have_their_meaning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    let f = || "acct/f".to_string();
+    apply_all(
+        &mut st,
+        1,
+        &[
+            create("acct/f"),
+            Op::Append { file: f(), id: s("s"), data: s("ab") },
+            Op::Append { file: f(), id: s("s"), data: s("cd") },
+            Op::HashSet {
+                file: f(),
+                id: s("h"),
+                fields: vec![(s("x"), s("1")), (s("y"), s("2"))],
+            },
+            Op::HashDel { file: f(), id: s("h"), fields: vec![s("x")] },
+            Op::HashSet { file: f(), id: s("gone"), fields: vec![(s("k"), s("v"))] },
+            Op::HashDel { file: f(), id: s("gone"), fields: vec![s("k")] },
+            Op::SetLogged { file: f(), logged: false },
+        ],
+    );
+    let v = st.view().unwrap();
+    assert_eq!(v.get_raw(&f(), b"s").unwrap(), Some(item::encode_str(b"abcd")));
+    let h = v.get_raw(&f(), b"h").unwrap().unwrap();
+    assert_eq!(item::hash_fields(&h).unwrap(), vec![(&b"y"[..], &b"2"[..])]);
+    assert!(!v.exists(&f(), b"gone").unwrap(), "empty hash is deleted");
+    assert_eq!(v.file_info(&f()).map(|i| i.logged), Some(false));
+    let mut seen = Vec::new();
+    v.scan_from(&f(), b"", &mut |k, _| {
+        seen.push(k.to_vec());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![s("h"), s("s")]);
+    drop(v);
+    apply_all(&mut st, 2, &[Op::ClearFile { file: f() }]);
+    assert_eq!(st.view().unwrap().count(&f()).unwrap(), 0);
+    assert!(st.view().unwrap().file_info(&f()).is_some());
+    apply_all(&mut st, 3, &[Op::DropFile { file: f() }]);
+    assert!(st.view().unwrap().file_info(&f()).is_none());
+}
+
+#[test]
+fn ops_that_do_not_fit_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main"), put("main", "str", "x")]);
+    let mut b = st.begin().unwrap();
+    b.set_lsn(9);
+    for op in [
+        put("nofile", "a", "1"),
+        create("main"),
+        Op::HashSet { file: "main".into(), id: s("str"), fields: vec![] },
+    ] {
+        match b.apply(&op) {
+            Err(StoreError::Apply { lsn: 9, .. }) => {}
+            other => panic!("{op:?}: {other:?}"),
+        }
+    }
+}
