@@ -1,1 +1,4 @@
-//! (placeholder)
+//! Admin subcommands: what `hotbackup <subcommand>` runs besides `serve`. Each returns a report
+//! value that renders itself for humans and as JSON; `main.rs` only dispatches and prints.
+
+pub mod port_check;
