@@ -1,1 +1,58 @@
-//! (placeholder)
+//! The server: the `hotbackup serve` daemon.
+//!
+//! [`engine`] is the database state machine (journal + store, group commit, replay);
+//! [`event_loop`] is the single mio loop around it (client sockets, signals, timers);
+//! [`commands`] are what clients may ask, one file per group; [`conn`] is a connection's state;
+//! [`settings`] is what comes from the config and what SIGHUP may change.
+
+pub mod commands;
+pub mod conn;
+pub mod engine;
+pub mod event_loop;
+pub mod settings;
+
+use thiserror::Error;
+
+use crate::config::Config;
+pub use engine::{Engine, EngineError, EngineOptions};
+pub use event_loop::Server;
+pub use settings::Settings;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {what}: {source}")]
+    Bind { what: String, source: std::io::Error },
+    #[error("event loop: {0}")]
+    Poll(std::io::Error),
+    #[error("stopped on a fatal error: {0}")]
+    Fatal(String),
+}
+
+/// Opens the database of `config` (recovery, replay) and serves clients until stopped.
+pub fn serve(config: &Config) -> Result<(), ServerError> {
+    match crate::systemd::raise_nofile_limit() {
+        Ok((old, new)) if new > old => log::debug!("RLIMIT_NOFILE raised from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise RLIMIT_NOFILE: {e}"),
+    }
+    let settings = Settings::from_config(config);
+    if settings.sync == crate::journal::SyncMode::None {
+        log::warn!(
+            "durability.mode = \"none\": writes are acknowledged before they are on disk; an OS crash or power loss loses them. For tests and benchmarks only."
+        );
+    }
+    log::info!(
+        "hotbackup {} starting: instance {}, data_dir {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.instance,
+        settings.data_dir.display()
+    );
+    let engine = Engine::open(settings.engine_options())?;
+    let server = Server::new(engine, settings)?;
+    if let Some(a) = server.local_addr() {
+        log::info!("ready: clients on {a}");
+    }
+    server.run()
+}

@@ -1,0 +1,201 @@
+//! Native commands that name the file explicitly, as a D3 program writes `file, id, value`:
+//! HB.WRITE HB.READ HB.DELETE HB.FILES HB.CREATE HB.LOGGED HB.DROP, and HB.STATUS for
+//! `hotbackup status`.
+
+use super::{Args, CmdError, CmdResult, Ctx};
+use crate::files;
+use crate::journal::SyncMode;
+use crate::resp::{encode, Proto};
+use crate::store::{item, Reader};
+use crate::txn::{Op, Value};
+
+fn no_such_file(name: &str) -> CmdError {
+    CmdError::Msg(format!("ERR no such file '{name}'"))
+}
+
+/// HB.WRITE file id value
+pub fn write(ctx: &mut Ctx<'_>, mut args: Args) -> CmdResult {
+    let file = files::validate_writable(&args[1])?;
+    let value = std::mem::take(&mut args[3]);
+    let id = std::mem::take(&mut args[2]);
+    ctx.eng.write(Op::Put {
+        file,
+        id,
+        value: Value::Str(value),
+    })?;
+    ctx.ok()
+}
+
+/// HB.READ file id: the string, or a hash item's fields as a map; nil if absent.
+pub fn read(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    let file = files::validate(&args[1])?;
+    match ctx.get_in(&file, &args[2])? {
+        None => encode::null(ctx.out, ctx.conn.proto),
+        Some(raw) => match item::decode(&raw)? {
+            Value::Str(s) => encode::bulk(ctx.out, &s),
+            Value::Hash(fields) => {
+                encode::map_len(ctx.out, fields.len(), ctx.conn.proto);
+                for (f, v) in fields {
+                    encode::bulk(ctx.out, &f);
+                    encode::bulk(ctx.out, &v);
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+/// HB.DELETE file id: 1 if it was there.
+pub fn delete(ctx: &mut Ctx<'_>, mut args: Args) -> CmdResult {
+    let file = files::validate_writable(&args[1])?;
+    let present = ctx.get_in(&file, &args[2])?.is_some();
+    if present {
+        let id = std::mem::take(&mut args[2]);
+        ctx.eng.write(Op::Delete { file, id })?;
+    }
+    encode::integer(ctx.out, present as i64);
+    Ok(())
+}
+
+/// HB.FILES: every file with its logged flag and item count.
+pub fn files(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    let proto = ctx.conn.proto;
+    let r = ctx.eng.reader()?;
+    let list = r.files();
+    let mut counts = Vec::with_capacity(list.len());
+    for (name, _) in &list {
+        counts.push(r.count(name)?);
+    }
+    encode::array_len(ctx.out, list.len());
+    for ((name, info), n) in list.iter().zip(counts) {
+        encode::map_len(ctx.out, 4, proto);
+        encode::bulk(ctx.out, b"name");
+        encode::bulk(ctx.out, name.as_bytes());
+        encode::bulk(ctx.out, b"logged");
+        encode::boolean(ctx.out, info.logged, proto);
+        encode::bulk(ctx.out, b"items");
+        encode::integer(ctx.out, n as i64);
+        encode::bulk(ctx.out, b"created_lsn");
+        encode::integer(ctx.out, info.created_lsn as i64);
+    }
+    Ok(())
+}
+
+fn parse_flag(b: &[u8], on: &[&[u8]], off: &[&[u8]]) -> Result<bool, CmdError> {
+    let l = b.to_ascii_lowercase();
+    if on.contains(&l.as_slice()) {
+        Ok(true)
+    } else if off.contains(&l.as_slice()) {
+        Ok(false)
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// HB.CREATE file [LOGGED|UNLOGGED]: default from the config globs.
+pub fn create(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    if args.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let file = files::validate_writable(&args[1])?;
+    let logged = match args.get(2) {
+        Some(f) => parse_flag(f, &[b"logged"], &[b"unlogged"])?,
+        None => ctx.eng.options().is_logged(&file),
+    };
+    if ctx.eng.reader()?.file_info(&file).is_some() {
+        return Err(CmdError::Msg(format!("ERR file '{file}' exists already")));
+    }
+    ctx.eng.write(Op::CreateFile { file, logged })?;
+    ctx.ok()
+}
+
+/// HB.LOGGED file [ON|OFF]: show (1/0) or change whether a file is logged (replicated).
+pub fn logged(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    if args.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let Some(flag) = args.get(2) else {
+        let file = files::validate(&args[1])?;
+        let info = ctx
+            .eng
+            .reader()?
+            .file_info(&file)
+            .ok_or_else(|| no_such_file(&file))?;
+        encode::integer(ctx.out, info.logged as i64);
+        return Ok(());
+    };
+    let logged = parse_flag(flag, &[b"on", b"1", b"yes"], &[b"off", b"0", b"no"])?;
+    let file = files::validate_writable(&args[1])?;
+    let info = ctx
+        .eng
+        .reader()?
+        .file_info(&file)
+        .ok_or_else(|| no_such_file(&file))?;
+    if info.logged != logged {
+        ctx.eng.write(Op::SetLogged { file, logged })?;
+    }
+    ctx.ok()
+}
+
+/// HB.DROP file: remove a file and its items.
+pub fn drop_file(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    let file = files::validate_writable(&args[1])?;
+    if ctx.eng.reader()?.file_info(&file).is_none() {
+        return Err(no_such_file(&file));
+    }
+    ctx.eng.write(Op::DropFile { file })?;
+    ctx.ok()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// HB.STATUS: a map for `hotbackup status`.
+pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    let s = ctx.srv.settings;
+    let writable = ctx.eng.check_writable().err().map(|e| e.to_string());
+    let j = ctx.eng.journal();
+    let (db_id, applied, checkpoint) = ctx
+        .eng
+        .store()
+        .map(|st| (hex(&st.meta().db_id), st.meta().applied_lsn, st.meta().checkpoint_lsn))
+        .unwrap_or_default();
+    let mut fields: Vec<(&str, String)> = vec![
+        ("instance", s.instance.clone()),
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("role", "master".into()),
+        ("generation", ctx.eng.generation().to_string()),
+        ("db_id", db_id),
+        ("pid", std::process::id().to_string()),
+        ("uptime_s", ctx.srv.stats.started.elapsed().as_secs().to_string()),
+        (
+            "durability",
+            match s.sync {
+                SyncMode::Fsync => "fsync".into(),
+                SyncMode::None => "none".into(),
+            },
+        ),
+        ("data_dir", s.data_dir.display().to_string()),
+        ("applied_lsn", applied.to_string()),
+        ("checkpoint_lsn", checkpoint.to_string()),
+        ("journal_first_lsn", j.first_lsn().to_string()),
+        ("journal_durable_lsn", j.durable_lsn().to_string()),
+        ("journal_segments", j.segments().len().to_string()),
+        ("clients", (ctx.srv.clients.count() + 1).to_string()),
+        ("writes_refused", writable.unwrap_or_default()),
+    ];
+    let nfiles = ctx.eng.reader()?.files().len();
+    fields.push(("files", nfiles.to_string()));
+    let proto = if ctx.conn.proto == Proto::Resp3 {
+        Proto::Resp3
+    } else {
+        Proto::Resp2
+    };
+    encode::map_len(ctx.out, fields.len(), proto);
+    for (k, v) in fields {
+        encode::bulk(ctx.out, k.as_bytes());
+        encode::bulk(ctx.out, v.as_bytes());
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! Server commands: COMMAND CONFIG INFO DBSIZE FLUSHDB FLUSHALL TIME SAVE BGSAVE LASTSAVE.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use super::{flags, Args, CmdError, CmdResult, Ctx, COMMANDS};
+use crate::journal::SyncMode;
+use crate::resp::encode;
+use crate::server::settings::Settings;
+use crate::store::Reader;
+use crate::txn::Op;
+
+/// The Redis version whose commands and replies we follow, reported to clients that check it.
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// The connections other than the current one (for CLIENT LIST and INFO).
+pub trait ClientDirectory {
+    fn count(&self) -> usize;
+    /// (client id, CLIENT LIST line) of every other connection.
+    fn lines(&self) -> Vec<(u64, String)>;
+}
+
+/// Counters kept by the event loop.
+#[derive(Debug)]
+pub struct LoopStats {
+    pub started: Instant,
+    pub started_ms: u64,
+    pub connections_received: u64,
+    pub commands_processed: u64,
+    pub rejected_connections: u64,
+    pub tcp_port: u16,
+}
+
+impl LoopStats {
+    pub fn new(tcp_port: u16) -> LoopStats {
+        LoopStats {
+            started: Instant::now(),
+            started_ms: crate::txn::now_ms(),
+            connections_received: 0,
+            commands_processed: 0,
+            rejected_connections: 0,
+            tcp_port,
+        }
+    }
+}
+
+/// What commands may know about the server around them.
+pub struct ServerInfo<'a> {
+    pub settings: &'a Settings,
+    pub clients: &'a dyn ClientDirectory,
+    pub stats: &'a LoopStats,
+    pub cursors: &'a std::cell::RefCell<super::keys::ScanCursors>,
+}
+
+fn flag_names(f: u32) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if f & flags::WRITE != 0 {
+        v.push("write");
+    }
+    if f & flags::READ != 0 {
+        v.push("readonly");
+    }
+    if f & flags::ADMIN != 0 {
+        v.push("admin");
+    }
+    if f & flags::NOAUTH != 0 {
+        v.push("no_auth");
+    }
+    if f & flags::FAST != 0 {
+        v.push("fast");
+    }
+    if f & flags::NOQUEUE != 0 {
+        v.push("no_multi");
+    }
+    v
+}
+
+fn command_info(out: &mut Vec<u8>, s: &super::Spec) {
+    encode::array_len(out, 10);
+    encode::bulk(out, s.name.as_bytes());
+    encode::integer(out, s.arity as i64);
+    let fl = flag_names(s.flags);
+    encode::array_len(out, fl.len());
+    for f in fl {
+        encode::simple(out, f);
+    }
+    encode::integer(out, s.first_key as i64);
+    encode::integer(out, s.last_key as i64);
+    encode::integer(out, s.step as i64);
+    for _ in 0..4 {
+        encode::array_len(out, 0); // ACL categories, tips, key specs, subcommands
+    }
+}
+
+pub fn command(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    if args.len() == 1 {
+        encode::array_len(ctx.out, COMMANDS.len());
+        for s in COMMANDS {
+            command_info(ctx.out, s);
+        }
+        return Ok(());
+    }
+    match &args[1].to_ascii_lowercase()[..] {
+        b"count" => encode::integer(ctx.out, COMMANDS.len() as i64),
+        b"list" => {
+            encode::array_len(ctx.out, COMMANDS.len());
+            for s in COMMANDS {
+                encode::bulk(ctx.out, s.name.as_bytes());
+            }
+        }
+        b"info" => {
+            encode::array_len(ctx.out, args.len() - 2);
+            for name in &args[2..] {
+                match super::lookup(name) {
+                    Some(s) => command_info(ctx.out, s),
+                    None => encode::null_array(ctx.out, ctx.conn.proto),
+                }
+            }
+        }
+        // No documentation to give: clients (redis-cli) fall back to their own help.
+        b"docs" => encode::map_len(ctx.out, 0, ctx.conn.proto),
+        _ => {
+            return Err(CmdError::NotSupported(format!(
+                "COMMAND {}",
+                String::from_utf8_lossy(&args[1]).to_uppercase()
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn config_params(s: &Settings, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("save", String::new()),
+        ("appendonly", "yes".into()),
+        (
+            "appendfsync",
+            match s.sync {
+                SyncMode::Fsync => "always".into(),
+                SyncMode::None => "no".into(),
+            },
+        ),
+        ("maxclients", s.maxclients.to_string()),
+        ("timeout", s.timeout.as_secs().to_string()),
+        ("proto-max-bulk-len", s.max_bulk_len.to_string()),
+        ("client-query-buffer-limit", s.max_request_len.to_string()),
+        ("requirepass", s.requirepass.clone().unwrap_or_default()),
+        ("port", port.to_string()),
+        (
+            "bind",
+            s.listen.map(|a| a.ip().to_string()).unwrap_or_default(),
+        ),
+        (
+            "unixsocket",
+            s.unix_socket
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("dir", s.data_dir.display().to_string()),
+        ("databases", "16".into()),
+        ("loglevel", s.log_level.to_string().to_lowercase()),
+    ]
+}
+
+pub fn config(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    match &args[1].to_ascii_lowercase()[..] {
+        b"get" => {
+            if args.len() < 3 {
+                return Err(CmdError::Msg(
+                    "ERR wrong number of arguments for 'config|get' command".into(),
+                ));
+            }
+            let params = config_params(ctx.srv.settings, ctx.srv.stats.tcp_port);
+            let hits: Vec<_> = params
+                .iter()
+                .filter(|(k, _)| {
+                    args[2..]
+                        .iter()
+                        .any(|p| crate::glob::glob_match(p, k.as_bytes(), true))
+                })
+                .collect();
+            encode::map_len(ctx.out, hits.len(), ctx.conn.proto);
+            for (k, v) in hits {
+                encode::bulk(ctx.out, k.as_bytes());
+                encode::bulk(ctx.out, v.as_bytes());
+            }
+            Ok(())
+        }
+        b"set" | b"rewrite" => Err(CmdError::NotSupported(
+            "CONFIG SET/REWRITE (edit the config file and send SIGHUP to reload)".into(),
+        )),
+        b"resetstat" => ctx.ok(),
+        _ => Err(CmdError::NotSupported(format!(
+            "CONFIG {}",
+            String::from_utf8_lossy(&args[1]).to_uppercase()
+        ))),
+    }
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+];
+
+pub fn info(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    let mut wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_lowercase())
+        .collect();
+    if wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "default" || w == "everything")
+    {
+        wanted = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
+    }
+    let mut text = String::new();
+    for section in DEFAULT_SECTIONS {
+        if !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        info_section(ctx, section, &mut text)?;
+    }
+    encode::verbatim(ctx.out, "txt", text.as_bytes(), ctx.conn.proto);
+    Ok(())
+}
+
+fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
+    let s = ctx.srv.settings;
+    let st = ctx.srv.stats;
+    let mut line = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(t, "{k}:{v}\r\n");
+    };
+    match section {
+        "server" => {
+            let up = st.started.elapsed().as_secs();
+            line("# Server", &"");
+            line("redis_version", &REDIS_VERSION);
+            line("hotbackup_version", &env!("CARGO_PKG_VERSION"));
+            line("redis_mode", &"standalone");
+            line("os", &std::env::consts::OS);
+            line("arch_bits", &(usize::BITS));
+            line("process_id", &std::process::id());
+            line("tcp_port", &st.tcp_port);
+            line("uptime_in_seconds", &up);
+            line("uptime_in_days", &(up / 86400));
+            line("instance", &s.instance);
+            line("config_file", &s.config_path.display());
+            line("data_dir", &s.data_dir.display());
+        }
+        "clients" => {
+            line("# Clients", &"");
+            line("connected_clients", &(ctx.srv.clients.count() + 1));
+            line("maxclients", &s.maxclients);
+        }
+        "persistence" => {
+            let j = ctx.eng.journal();
+            let durable = j.durable_lsn();
+            let first = j.first_lsn();
+            let segments = j.segments().len();
+            let (applied, checkpoint) = ctx
+                .eng
+                .store()
+                .map(|st| (st.meta().applied_lsn, st.meta().checkpoint_lsn))
+                .unwrap_or((0, 0));
+            let es = ctx.eng.stats.clone();
+            let writable = ctx.eng.check_writable();
+            let mut line = |k: &str, v: &dyn std::fmt::Display| {
+                let _ = write!(t, "{k}:{v}\r\n");
+            };
+            line("# Persistence", &"");
+            line("loading", &0);
+            line("aof_enabled", &1);
+            line(
+                "durability",
+                &match s.sync {
+                    SyncMode::Fsync => "fsync",
+                    SyncMode::None => "none (NOT DURABLE: tests and benchmarks only)",
+                },
+            );
+            line("journal_first_lsn", &first);
+            line("journal_durable_lsn", &durable);
+            line("journal_segments", &segments);
+            line("store_applied_lsn", &applied);
+            line("store_checkpoint_lsn", &checkpoint);
+            line("checkpoints", &es.checkpoints);
+            line("last_checkpoint_time", &(es.last_checkpoint_ms / 1000));
+            line("replayed_at_start", &es.replayed_at_start);
+            line(
+                "tail_truncated_at_start",
+                &es.truncated_at_start.unwrap_or_else(|| "no".into()),
+            );
+            match writable {
+                Ok(()) => line("writes_refused", &"no"),
+                Err(e) => line("writes_refused", &e),
+            }
+        }
+        "stats" => {
+            let es = &ctx.eng.stats;
+            line("# Stats", &"");
+            line("total_connections_received", &st.connections_received);
+            line("total_commands_processed", &st.commands_processed);
+            line("rejected_connections", &st.rejected_connections);
+            line("journal_records", &es.records);
+            line("journal_group_commits", &es.commits);
+            line("failed_write_turns", &es.failed_turns);
+        }
+        "replication" => {
+            line("# Replication", &"");
+            line("role", &"master");
+            line("connected_slaves", &0);
+            line("generation", &ctx.eng.generation());
+        }
+        "keyspace" => {
+            let _ = write!(t, "# Keyspace\r\n");
+            let r = ctx.eng.reader()?;
+            for (name, info) in r.files() {
+                let n = r.count(&name)?;
+                let label = if name == crate::files::DEFAULT_FILE {
+                    "db0".to_string()
+                } else {
+                    name.clone()
+                };
+                let _ = write!(
+                    t,
+                    "{label}:keys={n},expires=0,avg_ttl=0,logged={}\r\n",
+                    info.logged as u8
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    let file = ctx.conn.file.clone();
+    let n = ctx.eng.reader()?.count(&file)?;
+    encode::integer(ctx.out, n as i64);
+    Ok(())
+}
+
+fn flush_mode(args: &Args) -> CmdResult {
+    match args.len() {
+        1 => Ok(()),
+        2 if matches!(&args[1].to_ascii_lowercase()[..], b"async" | b"sync") => Ok(()),
+        _ => Err(CmdError::Syntax),
+    }
+}
+
+pub fn flushdb(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    flush_mode(&args)?;
+    let file = ctx.writable_file()?;
+    if ctx.eng.reader()?.file_info(&file).is_some() {
+        ctx.eng.write(Op::ClearFile { file })?;
+    }
+    ctx.ok()
+}
+
+pub fn flushall(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    flush_mode(&args)?;
+    let files: Vec<String> = ctx
+        .eng
+        .reader()?
+        .files()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !crate::files::is_reserved(n))
+        .collect();
+    for file in files {
+        ctx.eng.write(Op::ClearFile { file })?;
+    }
+    ctx.ok()
+}
+
+pub fn time(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    encode::array_len(ctx.out, 2);
+    encode::bulk(ctx.out, now.as_secs().to_string().as_bytes());
+    encode::bulk(ctx.out, now.subsec_micros().to_string().as_bytes());
+    Ok(())
+}
+
+/// SAVE / BGSAVE: every acknowledged write is already durable in the journal; this asks for a
+/// store checkpoint at the end of the turn (so that start-up replays less).
+pub fn save(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    ctx.eng.request_checkpoint();
+    if args[0].eq_ignore_ascii_case(b"bgsave") {
+        encode::simple(ctx.out, "Background saving started");
+        Ok(())
+    } else {
+        ctx.ok()
+    }
+}
+
+pub fn lastsave(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    let ms = ctx.eng.stats.last_checkpoint_ms.max(ctx.srv.stats.started_ms);
+    encode::integer(ctx.out, (ms / 1000) as i64);
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The state of one client connection that commands see and change.
+//!
+//! Socket buffers live in the event loop; this is what a command may touch: the current file,
+//! the protocol version, authentication, the client's name, a MULTI queue.
+
+use std::time::Instant;
+
+use crate::files::DEFAULT_FILE;
+use crate::resp::Proto;
+
+/// A queued MULTI command: its arguments.
+pub type Queued = Vec<Vec<u8>>;
+
+#[derive(Debug)]
+pub struct ConnState {
+    pub id: u64,
+    /// Peer address ("127.0.0.1:5000" or "unix").
+    pub addr: String,
+    /// Local address the client connected to.
+    pub laddr: String,
+    pub file: String,
+    pub proto: Proto,
+    pub authed: bool,
+    pub name: Option<String>,
+    pub lib_name: Option<String>,
+    pub lib_ver: Option<String>,
+    /// Some while between MULTI and EXEC/DISCARD.
+    pub multi: Option<Vec<Queued>>,
+    /// A command failed to queue: EXEC must abort.
+    pub multi_dirty: bool,
+    /// Close after the pending replies are sent (QUIT, protocol error).
+    pub closing: bool,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: &'static str,
+    pub commands: u64,
+}
+
+impl ConnState {
+    pub fn new(id: u64, addr: String, laddr: String, authed: bool) -> ConnState {
+        let now = Instant::now();
+        ConnState {
+            id,
+            addr,
+            laddr,
+            file: DEFAULT_FILE.to_string(),
+            proto: Proto::Resp2,
+            authed,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            multi: None,
+            multi_dirty: false,
+            closing: false,
+            created: now,
+            last_active: now,
+            last_cmd: "NULL",
+            commands: 0,
+        }
+    }
+
+    /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order where they apply.
+    pub fn info_line(&self, qbuf: usize, obuf: usize) -> String {
+        format!(
+            "id={} addr={} laddr={} name={} age={} idle={} db={} multi={} qbuf={} omem={} tot-cmds={} cmd={} resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name.as_deref().unwrap_or(""),
+            self.created.elapsed().as_secs(),
+            self.last_active.elapsed().as_secs(),
+            self.file,
+            self.multi.as_ref().map_or(-1, |q| q.len() as i64),
+            qbuf,
+            obuf,
+            self.commands,
+            self.last_cmd,
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
+            self.lib_name.as_deref().unwrap_or(""),
+            self.lib_ver.as_deref().unwrap_or(""),
+        )
+    }
+}

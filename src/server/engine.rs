@@ -1,0 +1,686 @@
+//! The engine: the database state machine the event loop drives, one turn at a time.
+//!
+//! It owns the [`Store`] and the [`Journal`] of a data directory and the work of the current
+//! loop turn: commands read through [`Engine::reader`] and write ops through [`Engine::write`];
+//! each finished command (or EXEC) becomes one journal record ([`Engine::end_txn`]); at the end
+//! of the turn [`Engine::end_turn`] writes and fsyncs all records of the turn at once (group
+//! commit) and only then commits the store batch. Nothing a write changed is sent to any client
+//! before that: the event loop holds every reply of the turn until `end_turn` returns.
+//!
+//! Start-up ([`Engine::open`]) locks the data directory, recovers the journal tail, and replays
+//! the journal from the store's checkpoint.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::journal::fs::{Fs, RealFs};
+use crate::journal::{Journal, JournalError, JournalOptions, JournalReader, Lsn, SyncMode};
+use crate::store::{Batch, Reader, Source, Store, StoreError, StoreOptions, View, STORE_FILE};
+use crate::txn::{Op, Transaction};
+
+/// Directory of the journal inside the data directory.
+pub const JOURNAL_DIR: &str = "journal";
+const LOCK_FILE: &str = "hotbackup.lock";
+/// Replay commits the store every this many records.
+const REPLAY_BATCH: u64 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub sync: SyncMode,
+    pub segment_size: u64,
+    pub cache_size: usize,
+    /// Writes are refused while the data directory's file system has less free space.
+    pub min_free_space: u64,
+    /// Globs of file names that are logged (replicated) ...
+    pub logged: Vec<String>,
+    /// ... unless they match one of these.
+    pub unlogged: Vec<String>,
+}
+
+impl EngineOptions {
+    /// Whether a new file of this name starts logged.
+    pub fn is_logged(&self, file: &str) -> bool {
+        let m = |globs: &[String]| {
+            globs
+                .iter()
+                .any(|g| crate::glob::glob_match(g.as_bytes(), file.as_bytes(), false))
+        };
+        m(&self.logged) && !m(&self.unlogged)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("data directory {}: {what}: {source}", dir.display())]
+    DataDir {
+        dir: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "data directory {} is in use by another hotbackup process (lock {LOCK_FILE} is held)",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("journal record LSN {lsn} does not decode: {what}")]
+    BadRecord { lsn: Lsn, what: String },
+    #[error(
+        "the store is at LSN {store} but the journal ends at LSN {journal}: the journal was truncated or replaced; restore it or rebuild from a slave"
+    )]
+    StoreAhead { store: Lsn, journal: Lsn },
+    #[error(
+        "the journal starts at LSN {first} but the store needs LSN {needed} onwards: journal segments are missing"
+    )]
+    JournalMissing { first: Lsn, needed: Lsn },
+}
+
+/// Why a write was refused before anything was done.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WriteRefused {
+    #[error(
+        "disk full: {free} bytes free on the data directory's file system, below min_free_space ({min}); writes are refused until space is freed, reads still work"
+    )]
+    LowSpace { free: u64, min: u64 },
+    #[error("disk full: the last write failed ({0}); writes are refused until space is freed, reads still work")]
+    DiskFull(String),
+    #[error("writes are refused: {0}")]
+    Unavailable(String),
+}
+
+/// A write command's failure.
+#[derive(Debug, Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] WriteRefused),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How the end of a turn went.
+#[derive(Debug)]
+pub enum TurnOutcome {
+    /// Nothing was written.
+    ReadOnly,
+    /// Records up to this LSN are durable and applied.
+    Committed(Lsn),
+    /// The turn's writes failed and were rolled back: none of them happened. The message is
+    /// what clients are told. `fatal` means the process must restart to recover.
+    Failed { message: String, fatal: bool },
+}
+
+/// Counters for INFO.
+#[derive(Debug, Default, Clone)]
+pub struct EngineStats {
+    pub records: u64,
+    pub commits: u64,
+    pub failed_turns: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_ms: u64,
+    pub replayed_at_start: u64,
+    pub truncated_at_start: Option<String>,
+}
+
+pub struct Engine {
+    opts: EngineOptions,
+    store: Option<Store>,
+    journal: Journal,
+    generation: u64,
+    batch: Option<Batch>,
+    view: Option<View>,
+    /// Ops of the transaction being built (a command or a MULTI block).
+    txn_ops: Vec<Op>,
+    batch_error: Option<StoreError>,
+    /// Last measured free space, and when.
+    free_space: Option<(u64, Instant)>,
+    /// Set after a real disk-full failure; cleared when a write goes through.
+    disk_full: Option<String>,
+    store_broken: Option<String>,
+    last_checkpoint: Instant,
+    checkpoint_requested: bool,
+    pub stats: EngineStats,
+    _lock: File,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, EngineError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| EngineError::DataDir {
+            dir: dir.to_path_buf(),
+            what: "cannot open lock file",
+            source,
+        })?;
+    // SAFETY: flock on a valid open descriptor owned by `file`; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(EngineError::Locked(dir.to_path_buf()));
+    }
+    Ok(file)
+}
+
+/// Free bytes (for unprivileged users) on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let c = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path; `st` is a valid out-pointer that statvfs fills.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+impl Engine {
+    /// Opens the data directory: lock, journal recovery, store, replay from the checkpoint.
+    pub fn open(opts: EngineOptions) -> Result<Engine, EngineError> {
+        Self::open_with_fs(opts, Arc::new(RealFs))
+    }
+
+    pub fn open_with_fs(opts: EngineOptions, fs: Arc<dyn Fs>) -> Result<Engine, EngineError> {
+        let dir = &opts.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
+            dir: dir.clone(),
+            what: "cannot create",
+            source,
+        })?;
+        let lock = lock_data_dir(dir)?;
+        let store = Store::open(
+            &dir.join(STORE_FILE),
+            &StoreOptions {
+                cache_size: opts.cache_size,
+            },
+        )?;
+        let meta = *store.meta();
+        let (journal, recovery) = Journal::open(
+            &dir.join(JOURNAL_DIR),
+            meta.db_id,
+            meta.applied_lsn + 1,
+            JournalOptions {
+                segment_size: opts.segment_size,
+                sync: opts.sync,
+            },
+            fs,
+        )?;
+        let mut stats = EngineStats::default();
+        if let Some((seg, offset, dropped, last)) = &recovery.truncated {
+            stats.truncated_at_start = Some(format!(
+                "segment {} offset {offset}: {dropped} bytes of a torn write dropped; last good LSN {}",
+                seg.display(),
+                last.map_or("none".into(), |l| l.to_string())
+            ));
+        }
+        let mut engine = Engine {
+            generation: meta.generation,
+            opts,
+            store: Some(store),
+            journal,
+            batch: None,
+            view: None,
+            txn_ops: Vec::new(),
+            batch_error: None,
+            free_space: None,
+            disk_full: None,
+            store_broken: None,
+            last_checkpoint: Instant::now(),
+            checkpoint_requested: false,
+            stats,
+            _lock: lock,
+        };
+        engine.stats.replayed_at_start = engine.replay()?;
+        Ok(engine)
+    }
+
+    /// Applies journal records the store does not have yet (after a crash: everything after
+    /// the last checkpoint), then checkpoints.
+    fn replay(&mut self) -> Result<u64, EngineError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(0);
+        };
+        let applied = store.meta().applied_lsn;
+        let durable = self.journal.durable_lsn();
+        if durable < applied {
+            return Err(EngineError::StoreAhead {
+                store: applied,
+                journal: durable,
+            });
+        }
+        if durable == applied {
+            return Ok(0);
+        }
+        if self.journal.first_lsn() > applied + 1 {
+            return Err(EngineError::JournalMissing {
+                first: self.journal.first_lsn(),
+                needed: applied + 1,
+            });
+        }
+        log::info!(
+            "replaying journal LSN {}..={} into the store",
+            applied + 1,
+            durable
+        );
+        let started = Instant::now();
+        let mut reader = JournalReader::open(self.journal.dir(), applied + 1, Some(durable))?;
+        let mut batch = store.begin()?;
+        let mut in_batch = 0;
+        let mut count = 0;
+        let mut last = applied;
+        while let Some(rec) = reader.next_record()? {
+            let txn = Transaction::decode(&rec.payload).map_err(|e| EngineError::BadRecord {
+                lsn: rec.lsn,
+                what: e.to_string(),
+            })?;
+            batch.set_lsn(rec.lsn);
+            for op in &txn.ops {
+                batch.apply(op)?;
+            }
+            last = rec.lsn;
+            count += 1;
+            in_batch += 1;
+            if rec.generation > self.generation {
+                self.generation = rec.generation;
+            }
+            if in_batch == REPLAY_BATCH {
+                store.commit(batch, last)?;
+                batch = store.begin()?;
+                in_batch = 0;
+                crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
+            }
+        }
+        store.commit(batch, last)?;
+        if last != durable {
+            return Err(EngineError::Journal(JournalError::Gap {
+                segment: self.journal.dir().to_path_buf(),
+                expected: last + 1,
+                found: durable,
+            }));
+        }
+        store.checkpoint()?;
+        log::info!(
+            "replayed {count} records in {:.3}s; store at LSN {last}",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(count)
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Replaces the options that can change at run time (SIGHUP).
+    pub fn reload(&mut self, min_free_space: u64, logged: Vec<String>, unlogged: Vec<String>) {
+        self.opts.min_free_space = min_free_space;
+        self.opts.logged = logged;
+        self.opts.unlogged = unlogged;
+        self.free_space = None;
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The store, unless it is being recovered after an I/O failure.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    fn unavailable(&self) -> String {
+        self.store_broken
+            .clone()
+            .unwrap_or_else(|| "store unavailable".into())
+    }
+
+    /// What reads see now: this turn's batch if one is open, else a view taken this turn.
+    pub fn reader(&mut self) -> Result<Source<'_>, WriteRefused> {
+        if self.batch.is_none() && self.view.is_none() {
+            let store = self
+                .store
+                .as_ref()
+                .ok_or_else(|| WriteRefused::Unavailable(self.unavailable()))?;
+            let view = store
+                .view()
+                .map_err(|e| WriteRefused::Unavailable(e.to_string()))?;
+            self.view = Some(view);
+        }
+        if let Some(b) = self.batch.as_ref() {
+            return Ok(Source::Batch(b));
+        }
+        match self.view.as_ref() {
+            Some(v) => Ok(Source::View(v)),
+            None => Err(WriteRefused::Unavailable(self.unavailable())),
+        }
+    }
+
+    /// Refuses writes early when the disk is (nearly) full or the engine cannot write.
+    pub fn check_writable(&mut self) -> Result<(), WriteRefused> {
+        if self.journal.is_poisoned() {
+            return Err(WriteRefused::Unavailable(
+                "the journal failed to sync; restart needed".into(),
+            ));
+        }
+        if self.store.is_none() {
+            return Err(WriteRefused::Unavailable(self.unavailable()));
+        }
+        let min = self.opts.min_free_space;
+        if min == 0 && self.disk_full.is_none() {
+            return Ok(());
+        }
+        let stale = match self.free_space {
+            None => true,
+            Some((free, at)) => {
+                // Re-measure often when close to the limit, rarely when far from it.
+                let every = if free < min.saturating_mul(4) || self.disk_full.is_some() {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(250)
+                };
+                at.elapsed() >= every
+            }
+        };
+        if stale {
+            let free = free_space(&self.opts.data_dir).unwrap_or(u64::MAX);
+            if let Some(f) = &self.disk_full {
+                // After a real ENOSPC, wait until there is room for a sizeable batch again.
+                if free < min.max(1 << 20) {
+                    self.free_space = Some((free, Instant::now()));
+                    return Err(WriteRefused::DiskFull(f.clone()));
+                }
+                log::info!("disk space is back ({free} bytes free): writes are accepted again");
+                self.disk_full = None;
+            }
+            self.free_space = Some((free, Instant::now()));
+        }
+        if let Some(f) = &self.disk_full {
+            return Err(WriteRefused::DiskFull(f.clone()));
+        }
+        match self.free_space {
+            Some((free, _)) if free < min => Err(WriteRefused::LowSpace { free, min }),
+            _ => Ok(()),
+        }
+    }
+
+    fn batch(&mut self) -> Result<&mut Batch, WriteError> {
+        if self.batch.is_none() {
+            self.check_writable()?;
+            let store = self
+                .store
+                .as_ref()
+                .ok_or_else(|| WriteRefused::Unavailable(self.unavailable()))?;
+            let mut batch = store.begin()?;
+            batch.set_lsn(self.journal.next_lsn());
+            // Reads from now on must see this turn's writes.
+            self.view = None;
+            self.batch = Some(batch);
+        }
+        match self.batch.as_mut() {
+            Some(b) => Ok(b),
+            None => Err(WriteRefused::Unavailable("no batch".into()).into()),
+        }
+    }
+
+    /// Applies one op of the current transaction. Data ops on a file that does not exist yet
+    /// first create it, with the logged flag the config globs give.
+    pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
+        let needs_file = !matches!(op, Op::CreateFile { .. })
+            && self.batch()?.file_info(op.file()).is_none();
+        if needs_file {
+            let logged = self.opts.is_logged(op.file());
+            self.apply(Op::CreateFile {
+                file: op.file().to_string(),
+                logged,
+            })?;
+        }
+        self.apply(op)
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), WriteError> {
+        let batch = self.batch()?;
+        if let Err(e) = batch.apply(&op) {
+            log::error!("store apply failed: {e}");
+            let msg = e.to_string();
+            self.batch_error = Some(e);
+            return Err(StoreError::Corrupt(msg).into());
+        }
+        self.txn_ops.push(op);
+        Ok(())
+    }
+
+    /// Ends the current transaction: its ops become one journal record (not yet durable).
+    pub fn end_txn(&mut self) {
+        if self.txn_ops.is_empty() {
+            return;
+        }
+        let txn = Transaction {
+            time_ms: crate::txn::now_ms(),
+            ops: std::mem::take(&mut self.txn_ops),
+        };
+        let payload = txn.encode();
+        self.journal.append(self.generation, &payload);
+        self.stats.records += 1;
+        if let Some(b) = self.batch.as_mut() {
+            b.set_lsn(self.journal.next_lsn());
+        }
+    }
+
+    /// Whether this turn has written anything so far.
+    pub fn turn_has_writes(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Ends the turn: group commit of the journal, then the store batch.
+    pub fn end_turn(&mut self) -> TurnOutcome {
+        self.view = None;
+        self.end_txn();
+        let Some(batch) = self.batch.take() else {
+            return TurnOutcome::ReadOnly;
+        };
+        if let Some(e) = self.batch_error.take() {
+            drop(batch);
+            self.journal.discard_pending();
+            self.stats.failed_turns += 1;
+            return self.fail_store(e);
+        }
+        if self.journal.pending() == 0 {
+            // A batch was opened but nothing was written (e.g. every command refused).
+            return TurnOutcome::ReadOnly;
+        }
+        let mark = match self.journal.commit() {
+            Ok(Some(m)) => m,
+            Ok(None) => return TurnOutcome::ReadOnly,
+            Err(e) => {
+                drop(batch);
+                self.stats.failed_turns += 1;
+                return self.fail_journal(e);
+            }
+        };
+        let lsn = self.journal.durable_lsn();
+        let store = match self.store.as_mut() {
+            Some(s) => s,
+            None => {
+                return TurnOutcome::Failed {
+                    message: self.unavailable(),
+                    fatal: false,
+                }
+            }
+        };
+        match store.commit(batch, lsn) {
+            Ok(()) => {
+                self.stats.commits += 1;
+                TurnOutcome::Committed(lsn)
+            }
+            Err(e) => {
+                self.stats.failed_turns += 1;
+                // Nobody has been told: take the records out of the journal again.
+                if let Err(je) = self.journal.undo(mark) {
+                    return TurnOutcome::Failed {
+                        message: je.to_string(),
+                        fatal: true,
+                    };
+                }
+                self.fail_store(e)
+            }
+        }
+    }
+
+    fn fail_journal(&mut self, e: JournalError) -> TurnOutcome {
+        if e.is_disk_full() {
+            log::error!("{e}; the turn's writes were rolled back");
+            let msg = e.to_string();
+            self.disk_full = Some(msg.clone());
+            self.free_space = None;
+            return TurnOutcome::Failed {
+                message: WriteRefused::DiskFull(msg).to_string(),
+                fatal: false,
+            };
+        }
+        log::error!("{e}");
+        TurnOutcome::Failed {
+            message: format!("write failed: {e}"),
+            fatal: matches!(e, JournalError::Poisoned(_)),
+        }
+    }
+
+    /// The store failed while applying or committing: the journal holds exactly what was
+    /// acknowledged, so drop the store and rebuild it from its checkpoint plus the journal.
+    fn fail_store(&mut self, e: StoreError) -> TurnOutcome {
+        let disk_full = e.is_disk_full();
+        log::error!("store failed: {e}; reopening it and replaying the journal");
+        if disk_full {
+            self.disk_full = Some(e.to_string());
+            self.free_space = None;
+        }
+        let message = if disk_full {
+            WriteRefused::DiskFull(e.to_string()).to_string()
+        } else {
+            format!("write failed: {e}")
+        };
+        self.reopen_store();
+        TurnOutcome::Failed {
+            message,
+            fatal: false,
+        }
+    }
+
+    /// Drops and reopens the store, replaying the journal. Leaves the engine without a store
+    /// (reads and writes refused) if that fails; [`Engine::tick`] retries.
+    fn reopen_store(&mut self) {
+        self.batch = None;
+        self.view = None;
+        self.store = None;
+        let path = self.opts.data_dir.join(STORE_FILE);
+        match Store::open(
+            &path,
+            &StoreOptions {
+                cache_size: self.opts.cache_size,
+            },
+        ) {
+            Ok(s) => {
+                self.store = Some(s);
+                match self.replay() {
+                    Ok(n) => {
+                        log::info!("store reopened; {n} journal records replayed");
+                        self.store_broken = None;
+                    }
+                    Err(e) => {
+                        log::error!("store replay after reopen failed: {e}");
+                        self.store = None;
+                        self.store_broken = Some(format!("store recovery failed: {e}"));
+                    }
+                }
+            }
+            Err(e) => {
+                log::error!("store reopen failed: {e}");
+                self.store_broken = Some(format!("store unavailable: {e}"));
+            }
+        }
+    }
+
+    /// Periodic work between turns: checkpoint when due, journal segment removal, store
+    /// recovery retries. `interval` and `bytes` are the checkpoint triggers.
+    pub fn tick(&mut self, interval: Duration, bytes: u64) {
+        if self.batch.is_some() {
+            return;
+        }
+        if self.store.is_none() {
+            if self.last_checkpoint.elapsed() >= Duration::from_secs(1) {
+                self.last_checkpoint = Instant::now();
+                self.reopen_store();
+            }
+            return;
+        }
+        let due = std::mem::take(&mut self.checkpoint_requested)
+            || self.last_checkpoint.elapsed() >= interval
+            || self.journal.bytes_since_mark() >= bytes;
+        if due {
+            self.checkpoint();
+        }
+    }
+
+    /// Asks for a checkpoint at the next [`Engine::tick`] (SAVE).
+    pub fn request_checkpoint(&mut self) {
+        self.checkpoint_requested = true;
+    }
+
+    /// Makes the store durable and removes journal segments it no longer needs.
+    pub fn checkpoint(&mut self) {
+        self.view = None;
+        self.last_checkpoint = Instant::now();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if store.meta().checkpoint_lsn == store.meta().applied_lsn {
+            self.journal.reset_bytes_counter();
+            return;
+        }
+        let started = Instant::now();
+        match store.checkpoint() {
+            Ok(lsn) => {
+                self.stats.checkpoints += 1;
+                self.stats.last_checkpoint_ms = crate::txn::now_ms();
+                self.journal.reset_bytes_counter();
+                log::debug!(
+                    "checkpoint at LSN {lsn} in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                match self.journal.remove_through(lsn) {
+                    Ok(removed) if !removed.is_empty() => {
+                        log::info!("removed {} journal segment(s) below checkpoint LSN {lsn}", removed.len())
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("journal segment removal failed: {e}"),
+                }
+            }
+            Err(e) => {
+                log::error!("checkpoint failed: {e}");
+                if e.is_disk_full() {
+                    self.disk_full = Some(e.to_string());
+                    self.free_space = None;
+                }
+                self.reopen_store();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

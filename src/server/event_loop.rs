@@ -1,0 +1,726 @@
+//! The event loop: one mio poll over the client listeners, client connections and signals.
+//!
+//! Each turn reads what clients sent, runs every complete request in arrival order, ends the
+//! turn in the engine (one journal write and fsync for all writes of the turn), and only then
+//! sends the replies. Replies of a turn whose writes failed are rewritten to errors before
+//! anyone sees them. A connection that sends a flood of pipelined requests is served in slices
+//! (a budget per turn), and one that does not read its replies stops being served once its
+//! output backs up, so neither delays the others beyond the group commit.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::commands::keys::ScanCursors;
+use super::commands::server::{ClientDirectory, LoopStats};
+use super::commands::{self, Class, Ctx, ServerInfo};
+use super::conn::ConnState;
+use super::engine::{Engine, TurnOutcome};
+use super::settings::Settings;
+use super::ServerError;
+use crate::config::Config;
+use crate::resp::{self, encode, ParseError};
+
+const TCP: Token = Token(0);
+const UNIX: Token = Token(1);
+const SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 16;
+
+/// Requests run for one connection in one turn before others get their go.
+const TURN_BUDGET: usize = 1024;
+/// Stop running a connection's requests while this much of its output is unsent.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Stop reading a connection in one turn once this much unparsed input is buffered.
+const READ_SLICE: usize = 4 << 20;
+/// How long a graceful stop waits for in-flight requests and unsent replies.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    state: ConnState,
+    /// The socket may hold unread bytes.
+    readable: bool,
+    /// The peer closed its side.
+    eof: bool,
+    /// Broken: close without flushing.
+    dead: bool,
+    /// Already in this turn's work list.
+    queued: bool,
+}
+
+impl Conn {
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+    fn unparsed(&self) -> usize {
+        self.inbuf.len() - self.in_pos
+    }
+}
+
+/// A reply written during a turn whose writes may still fail.
+struct Entry {
+    slot: usize,
+    start: usize,
+    end: usize,
+    class: Class,
+}
+
+struct Directory<'a> {
+    conns: &'a [Option<Conn>],
+}
+
+impl ClientDirectory for Directory<'_> {
+    fn count(&self) -> usize {
+        self.conns.iter().flatten().count()
+    }
+    fn lines(&self) -> Vec<(u64, String)> {
+        self.conns
+            .iter()
+            .flatten()
+            .map(|c| (c.state.id, c.state.info_line(c.unparsed(), c.unsent())))
+            .collect()
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    tcp: Option<TcpListener>,
+    unix: Option<(UnixListener, PathBuf)>,
+    signals: Signals,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    nconns: usize,
+    eng: Engine,
+    settings: Settings,
+    stats: LoopStats,
+    cursors: RefCell<ScanCursors>,
+    next_id: u64,
+    work: Vec<usize>,
+    carry: Vec<usize>,
+    log: Vec<Entry>,
+    scratch: Vec<u8>,
+    limits: resp::Limits,
+    stopping: Option<Instant>,
+    exit_error: Option<String>,
+    last_housekeeping: Instant,
+    last_watchdog: Instant,
+    watchdog: Option<Duration>,
+}
+
+fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServerError::Bind {
+                what: path.display().to_string(),
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket"),
+            });
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::Bind {
+                what: path.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another server is listening on this socket",
+                ),
+            });
+        }
+        // A stale socket left by a process that died: replace it.
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        what: path.display().to_string(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ServerError::Bind {
+            what: path.display().to_string(),
+            source,
+        }
+    })?;
+    Ok(l)
+}
+
+impl Server {
+    /// Binds the listeners. The engine is already open (recovery done).
+    pub fn new(eng: Engine, settings: Settings) -> Result<Server, ServerError> {
+        let poll = Poll::new().map_err(ServerError::Poll)?;
+        let mut tcp = None;
+        let mut port = 0;
+        if let Some(addr) = settings.listen {
+            let mut l = TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+                what: addr.to_string(),
+                source,
+            })?;
+            port = l.local_addr().map(|a| a.port()).unwrap_or(addr.port());
+            poll.registry()
+                .register(&mut l, TCP, Interest::READABLE)
+                .map_err(ServerError::Poll)?;
+            tcp = Some(l);
+        }
+        let mut unix = None;
+        if let Some(path) = &settings.unix_socket {
+            let mut l = bind_unix(path, settings.unix_socket_mode)?;
+            poll.registry()
+                .register(&mut l, UNIX, Interest::READABLE)
+                .map_err(ServerError::Poll)?;
+            unix = Some((l, path.clone()));
+        }
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(ServerError::Poll)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(ServerError::Poll)?;
+        let limits = settings.limits();
+        Ok(Server {
+            poll,
+            tcp,
+            unix,
+            signals,
+            conns: Vec::new(),
+            free: Vec::new(),
+            nconns: 0,
+            eng,
+            stats: LoopStats::new(port),
+            settings,
+            cursors: RefCell::new(ScanCursors::default()),
+            next_id: 1,
+            work: Vec::new(),
+            carry: Vec::new(),
+            log: Vec::new(),
+            scratch: vec![0u8; 64 * 1024],
+            limits,
+            stopping: None,
+            exit_error: None,
+            last_housekeeping: Instant::now(),
+            last_watchdog: Instant::now(),
+            watchdog: crate::systemd::watchdog_interval(),
+        })
+    }
+
+    /// The TCP address clients connect to (useful when the config asked for port 0).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Runs until SIGTERM/SIGINT (Ok) or a fatal error.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        crate::systemd::notify_ready().ok();
+        self.update_status();
+        loop {
+            let timeout = if self.carry.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Poll(e));
+            }
+            self.work.clear();
+            for slot in std::mem::take(&mut self.carry) {
+                self.enqueue(slot);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    TCP => self.accept_tcp(),
+                    UNIX => self.accept_unix(),
+                    SIGNALS => self.handle_signals(),
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        if let Some(Some(c)) = self.conns.get_mut(slot) {
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                c.readable = true;
+                            }
+                            self.enqueue(slot);
+                        }
+                    }
+                }
+            }
+            self.turn();
+            self.housekeeping();
+            if let Some(since) = self.stopping {
+                let idle = self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .all(|c| c.unsent() == 0 && !Self::has_request(c, &self.limits));
+                if idle || since.elapsed() >= DRAIN_TIMEOUT || self.exit_error.is_some() {
+                    break;
+                }
+            }
+        }
+        self.shutdown()
+    }
+
+    fn has_request(c: &Conn, limits: &resp::Limits) -> bool {
+        c.unparsed() > 0
+            && !matches!(
+                resp::parse_request(&c.inbuf[c.in_pos..], limits),
+                Err(ParseError::Incomplete)
+            )
+    }
+
+    fn enqueue(&mut self, slot: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(slot) {
+            if !c.queued {
+                c.queued = true;
+                self.work.push(slot);
+            }
+        }
+    }
+
+    /// One turn: run requests, group commit, send replies.
+    fn turn(&mut self) {
+        let work = std::mem::take(&mut self.work);
+        for &slot in &work {
+            self.serve(slot);
+        }
+        match self.eng.end_turn() {
+            TurnOutcome::ReadOnly | TurnOutcome::Committed(_) => {}
+            TurnOutcome::Failed { message, fatal } => {
+                self.void_replies(&message);
+                if fatal {
+                    log::error!("fatal: {message}; stopping so that a restart recovers from the journal");
+                    self.exit_error = Some(message);
+                    self.begin_stop();
+                }
+            }
+        }
+        self.log.clear();
+        for &slot in &work {
+            self.flush(slot);
+        }
+        self.work = work;
+    }
+
+    /// Reads from a connection and runs its complete requests.
+    fn serve(&mut self, slot: usize) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        c.queued = false;
+        if c.readable && !c.dead && !c.eof {
+            self.read_some(&mut c);
+        }
+        if !c.dead {
+            self.run_requests(slot, &mut c);
+        }
+        self.conns[slot] = Some(c);
+    }
+
+    fn read_some(&mut self, c: &mut Conn) {
+        loop {
+            if c.unparsed() >= READ_SLICE && Self::has_request(c, &self.limits) {
+                // Enough to chew on; the rest next turn.
+                return;
+            }
+            match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    c.eof = true;
+                    c.readable = false;
+                    return;
+                }
+                Ok(n) => {
+                    if c.in_pos > 0 && c.in_pos == c.inbuf.len() {
+                        c.inbuf.clear();
+                        c.in_pos = 0;
+                    }
+                    c.inbuf.extend_from_slice(&self.scratch[..n]);
+                    if c.unparsed() > self.settings.max_request_len {
+                        log::warn!(
+                            "closing client id={} addr={}: request larger than max_request_len ({} bytes)",
+                            c.state.id, c.state.addr, self.settings.max_request_len
+                        );
+                        encode::error(&mut c.out, "ERR Protocol error: request exceeds max_request_len");
+                        c.state.closing = true;
+                        c.readable = false;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run_requests(&mut self, slot: usize, c: &mut Conn) {
+        let mut budget = TURN_BUDGET;
+        while !c.state.closing {
+            if c.unsent() >= OUTPUT_HIGH_WATER {
+                // Backpressure: resumes when the client reads its replies (flush()).
+                return;
+            }
+            if budget == 0 {
+                self.carry.push(slot);
+                return;
+            }
+            let (args, used) = match resp::parse_request(&c.inbuf[c.in_pos..], &self.limits) {
+                Ok(x) => x,
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::Protocol(msg)) => {
+                    log::debug!("client id={} protocol error: {msg}", c.state.id);
+                    encode::error(&mut c.out, &format!("ERR {msg}"));
+                    c.state.closing = true;
+                    break;
+                }
+            };
+            c.in_pos += used;
+            if args.is_empty() {
+                continue;
+            }
+            budget -= 1;
+            self.stats.commands_processed += 1;
+            c.state.last_active = Instant::now();
+            let start = c.out.len();
+            let class = {
+                let dir = Directory { conns: &self.conns };
+                let info = ServerInfo {
+                    settings: &self.settings,
+                    clients: &dir,
+                    stats: &self.stats,
+                    cursors: &self.cursors,
+                };
+                let mut ctx = Ctx {
+                    eng: &mut self.eng,
+                    conn: &mut c.state,
+                    out: &mut c.out,
+                    srv: &info,
+                };
+                commands::execute(&mut ctx, args)
+            };
+            if self.eng.turn_has_writes() {
+                self.log.push(Entry {
+                    slot,
+                    start,
+                    end: c.out.len(),
+                    class,
+                });
+            }
+        }
+        if c.readable {
+            // We stopped reading early: come back next turn.
+            self.carry.push(slot);
+        }
+        if c.in_pos == c.inbuf.len() {
+            c.inbuf.clear();
+            c.in_pos = 0;
+            if c.inbuf.capacity() > 1 << 20 {
+                c.inbuf.shrink_to(64 * 1024);
+            }
+        } else if c.in_pos > 64 * 1024 && c.in_pos * 2 > c.inbuf.len() {
+            c.inbuf.drain(..c.in_pos);
+            c.in_pos = 0;
+        }
+    }
+
+    /// The turn's writes failed: every data reply given since the turn's batch opened is
+    /// replaced by the error (connection-level replies stay).
+    fn void_replies(&mut self, message: &str) {
+        let mut by_slot: std::collections::BTreeMap<usize, Vec<&Entry>> = Default::default();
+        for e in &self.log {
+            by_slot.entry(e.slot).or_default().push(e);
+        }
+        for (slot, entries) in by_slot {
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            let base = entries[0].start;
+            let old = c.out.split_off(base);
+            let mut err = Vec::new();
+            encode::error(&mut err, &format!("ERR {message}"));
+            for e in entries {
+                match e.class {
+                    Class::Other => c.out.extend_from_slice(&old[e.start - base..e.end - base]),
+                    Class::Data => c.out.extend_from_slice(&err),
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, slot: usize) {
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let had_backlog = c.unsent() >= OUTPUT_HIGH_WATER;
+        while c.unsent() > 0 && !c.dead {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => c.dead = true,
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => c.dead = true,
+            }
+        }
+        if c.unsent() == 0 {
+            c.out.clear();
+            c.out_pos = 0;
+            if c.out.capacity() > 1 << 20 {
+                c.out.shrink_to(64 * 1024);
+            }
+        } else if c.out_pos > 1 << 20 {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+        let pending_request = !c.dead && Self::has_request(c, &self.limits);
+        let close = c.dead || (c.unsent() == 0 && (c.state.closing || (c.eof && !pending_request)));
+        let resume = !close
+            && ((had_backlog && c.unsent() < OUTPUT_HIGH_WATER && c.unparsed() > 0)
+                || (c.eof && pending_request && c.unsent() < OUTPUT_HIGH_WATER));
+        if close {
+            self.close(slot);
+        } else if resume {
+            self.carry.push(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(c.stream.source());
+            self.free.push(slot);
+            self.nconns -= 1;
+            log::debug!("client id={} addr={} closed", c.state.id, c.state.addr);
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: Stream, addr: String, laddr: String) {
+        self.stats.connections_received += 1;
+        if self.nconns >= self.settings.maxclients || self.stopping.is_some() {
+            self.stats.rejected_connections += 1;
+            let _ = stream.write(b"-ERR max number of clients reached\r\n");
+            return;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            stream.source(),
+            Token(FIRST_CONN + slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register client {addr}: {e}");
+            self.free.push(slot);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let authed = self.settings.requirepass.is_none();
+        self.conns[slot] = Some(Conn {
+            stream,
+            inbuf: Vec::new(),
+            in_pos: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            state: ConnState::new(id, addr, laddr, authed),
+            readable: true,
+            eof: false,
+            dead: false,
+            queued: false,
+        });
+        self.nconns += 1;
+        self.enqueue(slot);
+    }
+
+    fn accept_tcp(&mut self) {
+        loop {
+            let Some(l) = self.tcp.as_ref() else { return };
+            match l.accept() {
+                Ok((s, addr)) => {
+                    let _ = s.set_nodelay(true);
+                    let laddr = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    self.add_conn(Stream::Tcp(s), addr.to_string(), laddr);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log, and try again on the next event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_unix(&mut self) {
+        loop {
+            let Some((l, path)) = self.unix.as_ref() else {
+                return;
+            };
+            let laddr = path.display().to_string();
+            match l.accept() {
+                Ok((s, _)) => self.add_conn(Stream::Unix(s), "unix".into(), laddr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            match sig {
+                SIGTERM | SIGINT => {
+                    if self.stopping.is_none() {
+                        log::info!(
+                            "signal {}: stopping (finishing requests in flight, then checkpoint)",
+                            if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                        );
+                        self.begin_stop();
+                    }
+                }
+                SIGHUP => self.reload(),
+                _ => {}
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        crate::systemd::notify_stopping().ok();
+        self.stopping = Some(Instant::now());
+        if let Some(mut l) = self.tcp.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some((mut l, path)) = self.unix.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn reload(&mut self) {
+        crate::systemd::notify_reloading().ok();
+        match Config::load(&self.settings.config_path) {
+            Ok(cfg) => {
+                let notes = self.settings.reload(&cfg);
+                self.limits = self.settings.limits();
+                self.eng.reload(
+                    self.settings.min_free_space,
+                    self.settings.logged.clone(),
+                    self.settings.unlogged.clone(),
+                );
+                crate::systemd::set_log_level(self.settings.log_level);
+                for n in notes {
+                    log::info!("SIGHUP: {n}");
+                }
+                log::info!("configuration reloaded from {}", self.settings.config_path.display());
+            }
+            Err(e) => log::error!("SIGHUP: configuration not reloaded, keeping the old one: {e}"),
+        }
+        crate::systemd::notify_ready().ok();
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if let Some(iv) = self.watchdog {
+            if now.duration_since(self.last_watchdog) >= iv {
+                crate::systemd::notify_watchdog().ok();
+                self.last_watchdog = now;
+            }
+        }
+        self.eng.tick(
+            self.settings.checkpoint_interval,
+            self.settings.checkpoint_bytes,
+        );
+        if now.duration_since(self.last_housekeeping) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_housekeeping = now;
+        let timeout = self.settings.timeout;
+        if !timeout.is_zero() {
+            let idle: Vec<usize> = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+                .filter(|(_, c)| c.state.last_active.elapsed() > timeout && c.state.multi.is_none())
+                .map(|(i, _)| i)
+                .collect();
+            for slot in idle {
+                self.close(slot);
+            }
+        }
+        self.update_status();
+    }
+
+    fn update_status(&self) {
+        let j = self.eng.journal();
+        let s = format!(
+            "master, generation {}, LSN {}, {} client(s){}",
+            self.eng.generation(),
+            j.durable_lsn(),
+            self.nconns,
+            if self.stopping.is_some() { ", stopping" } else { "" }
+        );
+        crate::systemd::notify_status(&s).ok();
+    }
+
+    fn shutdown(mut self) -> Result<(), ServerError> {
+        let slots: Vec<usize> = (0..self.conns.len()).collect();
+        for slot in slots {
+            self.close(slot);
+        }
+        self.eng.checkpoint();
+        if let Some((_, path)) = &self.unix {
+            let _ = std::fs::remove_file(path);
+        }
+        match self.exit_error.take() {
+            Some(e) => Err(ServerError::Fatal(e)),
+            None => {
+                log::info!(
+                    "stopped cleanly at LSN {} (checkpointed)",
+                    self.eng.journal().durable_lsn()
+                );
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The server's settings: what the event loop and commands take from the config, and what a
+//! SIGHUP may change while running.
+//!
+//! Reloadable: client.requirepass, client.maxclients, client.timeout, client.max_bulk_len,
+//! client.max_request_len, durability.min_free_space, durability.checkpoint_interval,
+//! durability.checkpoint_bytes, files.logged / files.unlogged (for files created afterwards),
+//! log.level. Everything else (addresses, data_dir, durability mode, segment size, cache size)
+//! needs a restart; a reload that changes them says so in the log and keeps the old value.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{Config, DurabilityMode};
+use crate::journal::SyncMode;
+use crate::resp;
+use crate::server::engine::EngineOptions;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub instance: String,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub unix_socket: Option<PathBuf>,
+    pub unix_socket_mode: u32,
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub timeout: Duration,
+    pub max_bulk_len: usize,
+    pub max_request_len: usize,
+    pub sync: SyncMode,
+    pub segment_size: u64,
+    pub cache_size: usize,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_bytes: u64,
+    pub min_free_space: u64,
+    pub logged: Vec<String>,
+    pub unlogged: Vec<String>,
+    pub log_level: log::LevelFilter,
+}
+
+fn sync_mode(m: DurabilityMode) -> SyncMode {
+    match m {
+        DurabilityMode::Fsync => SyncMode::Fsync,
+        DurabilityMode::None => SyncMode::None,
+    }
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            instance: c.instance.clone(),
+            config_path: c.path.clone(),
+            data_dir: c.data_dir.clone(),
+            listen: c.client.listen,
+            unix_socket: c.client.unix_socket.clone(),
+            unix_socket_mode: c.client.unix_socket_mode,
+            requirepass: c.client.requirepass.clone(),
+            maxclients: c.client.maxclients,
+            timeout: c.client.timeout,
+            max_bulk_len: c.client.max_bulk_len,
+            max_request_len: c.client.max_request_len,
+            sync: sync_mode(c.durability.mode),
+            segment_size: c.durability.segment_size,
+            cache_size: c.store.cache_size,
+            checkpoint_interval: c.durability.checkpoint_interval,
+            checkpoint_bytes: c.durability.checkpoint_bytes,
+            min_free_space: c.durability.min_free_space,
+            logged: c.files.logged.clone(),
+            unlogged: c.files.unlogged.clone(),
+            log_level: c.log.level,
+        }
+    }
+
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            data_dir: self.data_dir.clone(),
+            sync: self.sync,
+            segment_size: self.segment_size,
+            cache_size: self.cache_size,
+            min_free_space: self.min_free_space,
+            logged: self.logged.clone(),
+            unlogged: self.unlogged.clone(),
+        }
+    }
+
+    /// Protocol limits for parsing requests.
+    pub fn limits(&self) -> resp::Limits {
+        resp::Limits {
+            max_bulk_len: self.max_bulk_len,
+            ..resp::Limits::default()
+        }
+    }
+
+    /// Takes the reloadable settings from a freshly loaded config. Returns what changed and
+    /// what would need a restart.
+    pub fn reload(&mut self, c: &Config) -> Vec<String> {
+        let new = Settings::from_config(c);
+        let mut notes = Vec::new();
+        macro_rules! take {
+            ($($f:ident),*) => {$(
+                if format!("{:?}", self.$f) != format!("{:?}", new.$f) {
+                    notes.push(format!("{} changed", stringify!($f)));
+                    self.$f = new.$f.clone();
+                }
+            )*};
+        }
+        take!(
+            requirepass,
+            maxclients,
+            timeout,
+            max_bulk_len,
+            max_request_len,
+            checkpoint_interval,
+            checkpoint_bytes,
+            min_free_space,
+            logged,
+            unlogged,
+            log_level
+        );
+        macro_rules! fixed {
+            ($($f:ident),*) => {$(
+                if format!("{:?}", self.$f) != format!("{:?}", new.$f) {
+                    notes.push(format!("{} changed in the file but needs a restart: still {:?}", stringify!($f), self.$f));
+                }
+            )*};
+        }
+        fixed!(
+            instance,
+            data_dir,
+            listen,
+            unix_socket,
+            unix_socket_mode,
+            sync,
+            segment_size,
+            cache_size
+        );
+        notes
+    }
+}
