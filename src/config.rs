@@ -1,1 +1,1793 @@
-//! (placeholder)
+//! The TOML configuration of one database instance (`hotbackup serve --config FILE`).
+//!
+//! This module owns the file format: which keys exist, their defaults, their units, and every
+//! check that can be made without touching the system (beyond resolving the `client.listen`
+//! host name). It turns the text into a [`Config`] whose fields are already validated and
+//! resolved (addresses parsed, relative paths made absolute, sizes in bytes), so no other module
+//! parses or second-guesses a config value. It never creates files or directories, binds
+//! sockets, or logs: callers decide what to do with a [`ConfigError`].
+//!
+//! Errors name the place in the file: `FILE:LINE:COL: MESSAGE`, where the message says what was
+//! wrong and what was expected. Unknown keys are rejected (a typo must not silently become a
+//! default). `etc/hotbackup/example.toml` documents every key; a test keeps it complete.
+//!
+//! Layout: private `Raw*` structs are what serde reads (every key optional except `data_dir`,
+//! values kept with their span); `Raw*::validate` turns them into the public structs. To add a
+//! key: add it to the `Raw*` struct, the public struct, its `Default`, `validate`, `KEYS` and
+//! the example file. To add a section: the same, one level up.
+
+use std::fmt;
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::LevelFilter;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::glob::glob_match;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+
+/// A config file larger than this is refused: it is surely not a config file.
+const MAX_FILE_LEN: u64 = MIB;
+
+/// Longest path a Unix socket can bind to: `sun_path` minus its terminating NUL.
+const MAX_UNIX_SOCKET_PATH: usize =
+    size_of::<libc::sockaddr_un>() - size_of::<libc::sa_family_t>() - 1;
+
+/// The validated configuration of one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from, as given (used in messages and to reload on SIGHUP).
+    pub path: PathBuf,
+    /// Instance name: `instance`, or the config file's stem. Only `[A-Za-z0-9_.-]`.
+    pub instance: String,
+    /// Directory holding the journal and the store (absolute).
+    pub data_dir: PathBuf,
+    pub client: ClientConfig,
+    pub durability: DurabilityConfig,
+    pub store: StoreConfig,
+    pub files: FilesConfig,
+    pub log: LogConfig,
+}
+
+/// `[client]`: how clients reach the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// TCP listen address; `None` when TCP is disabled (`listen = ""`).
+    pub listen: Option<SocketAddr>,
+    /// Unix socket path (absolute); `None` when there is none.
+    pub unix_socket: Option<PathBuf>,
+    /// Permission bits given to the Unix socket.
+    pub unix_socket_mode: u32,
+    /// Password clients must `AUTH` with; `None`: no password.
+    pub requirepass: Option<String>,
+    /// Connections beyond this are refused (>= 1).
+    pub maxclients: usize,
+    /// Idle clients are disconnected after this; `Duration::ZERO`: never.
+    pub timeout: Duration,
+    /// Largest bulk string accepted in a request (Redis `proto-max-bulk-len`).
+    pub max_bulk_len: usize,
+    /// Largest buffered request (Redis `client-query-buffer-limit`).
+    pub max_request_len: usize,
+}
+
+/// `[durability]`: when writes are acknowledged and how the journal is cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurabilityConfig {
+    pub mode: DurabilityMode,
+    /// Time between store checkpoints (> 0).
+    pub checkpoint_interval: Duration,
+    /// Journal bytes since the last checkpoint that force one (> 0).
+    pub checkpoint_bytes: u64,
+    /// Journal segment size, 1 MiB ..= 4 GiB.
+    pub segment_size: u64,
+    /// Writes are refused while the data_dir's filesystem has less free space; 0: no check.
+    pub min_free_space: u64,
+}
+
+/// When a write is acknowledged to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DurabilityMode {
+    /// After its journal record is on disk (fdatasync). The default.
+    Fsync,
+    /// Without waiting for the disk. For tests and benchmarks only: acknowledged writes can be
+    /// lost on power failure or an OS crash.
+    None,
+}
+
+/// `[store]`: the redb store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// redb page cache size in bytes.
+    pub cache_size: usize,
+}
+
+/// `[files]`: which files are logged (journaled and replicated) when they are created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilesConfig {
+    /// Globs ([`glob_match`], case-sensitive) on file names.
+    pub logged: Vec<String>,
+    /// Globs that override `logged`.
+    pub unlogged: Vec<String>,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: LevelFilter,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 7379))),
+            unix_socket: None,
+            unix_socket_mode: 0o660,
+            requirepass: None,
+            maxclients: 10_000,
+            timeout: Duration::ZERO,
+            max_bulk_len: (512 * MIB) as usize,
+            max_request_len: GIB as usize,
+        }
+    }
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        DurabilityConfig {
+            mode: DurabilityMode::Fsync,
+            checkpoint_interval: Duration::from_secs(10),
+            checkpoint_bytes: 256 * MIB,
+            segment_size: 64 * MIB,
+            min_free_space: 64 * MIB,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_size: (256 * MIB) as usize,
+        }
+    }
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            logged: vec!["*".to_string()],
+            unlogged: Vec::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LevelFilter::Info,
+        }
+    }
+}
+
+// Written by hand so that the password never reaches a log line.
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("listen", &self.listen)
+            .field("unix_socket", &self.unix_socket)
+            .field(
+                "unix_socket_mode",
+                &format_args!("{:#o}", self.unix_socket_mode),
+            )
+            .field(
+                "requirepass",
+                &self.requirepass.as_ref().map(|_| "<redacted>"),
+            )
+            .field("maxclients", &self.maxclients)
+            .field("timeout", &self.timeout)
+            .field("max_bulk_len", &self.max_bulk_len)
+            .field("max_request_len", &self.max_request_len)
+            .finish()
+    }
+}
+
+impl FilesConfig {
+    /// Is a file of this name logged when created: it matches a `logged` glob and no
+    /// `unlogged` glob.
+    pub fn is_logged(&self, file: &str) -> bool {
+        let matches = |globs: &[String]| {
+            globs
+                .iter()
+                .any(|g| glob_match(g.as_bytes(), file.as_bytes(), false))
+        };
+        matches(&self.logged) && !matches(&self.unlogged)
+    }
+}
+
+/// Why a config file could not be loaded.
+///
+/// Display is `FILE:LINE:COL: MESSAGE` for problems in the text, `FILE: MESSAGE` otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist.
+    #[error("{}: config file not found", path.display())]
+    NotFound { path: PathBuf },
+    /// The file could not be read. (The I/O error is part of the message, so it is not also
+    /// reported as `source()`: error-chain printers would show it twice.)
+    #[error("{}: cannot read: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Something in the text is wrong; `line` and `column` count from 1, columns in characters.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Something is wrong that is not at one place in the text.
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |error: std::io::Error| match error.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            },
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_FILE_LEN {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!(
+                    "file is larger than {}: not a config file?",
+                    format_size(MAX_FILE_LEN)
+                ),
+            });
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                let (line, column) = line_col(&prefix, valid);
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: "invalid UTF-8: a config file must be UTF-8 text".to_string(),
+                });
+            }
+        };
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text. `path` is used in messages, as the default instance
+    /// name (its stem), and to resolve relative paths (against its directory; when that is
+    /// relative too, against the current directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { text, path };
+        let doc = DeTable::parse(text).map_err(|e| src.toml_error(&e, None))?;
+        src.check_sections(&doc)?;
+        let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
+            .map_err(|e| src.toml_error(&e, Some(doc.get_ref())))?;
+        raw.validate(&src)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What serde reads. Every key but data_dir is optional; values that need checks serde cannot do
+// keep their span so that the error points at them.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    instance: Option<Spanned<String>>,
+    data_dir: Spanned<String>,
+    #[serde(default)]
+    client: RawClient,
+    #[serde(default)]
+    durability: RawDurability,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    files: RawFiles,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawClient {
+    listen: Option<Spanned<String>>,
+    unix_socket: Option<Spanned<String>>,
+    unix_socket_mode: Option<Spanned<String>>,
+    requirepass: Option<String>,
+    maxclients: Option<Spanned<u64>>,
+    timeout: Option<Interval>,
+    max_bulk_len: Option<Spanned<Size>>,
+    max_request_len: Option<Spanned<Size>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawDurability {
+    mode: Option<Spanned<String>>,
+    checkpoint_interval: Option<Spanned<Interval>>,
+    checkpoint_bytes: Option<Spanned<Size>>,
+    segment_size: Option<Spanned<Size>>,
+    min_free_space: Option<Size>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    cache_size: Option<Spanned<Size>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawFiles {
+    logged: Option<Vec<String>>,
+    unlogged: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+}
+
+/// The keys of each table, top level first. Only used to hint where a misplaced key belongs;
+/// a test checks it against the structs above.
+const KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "instance",
+            "data_dir",
+            "client",
+            "durability",
+            "store",
+            "files",
+            "log",
+        ],
+    ),
+    (
+        "client",
+        &[
+            "listen",
+            "unix_socket",
+            "unix_socket_mode",
+            "requirepass",
+            "maxclients",
+            "timeout",
+            "max_bulk_len",
+            "max_request_len",
+        ],
+    ),
+    (
+        "durability",
+        &[
+            "mode",
+            "checkpoint_interval",
+            "checkpoint_bytes",
+            "segment_size",
+            "min_free_space",
+        ],
+    ),
+    ("store", &["cache_size"]),
+    ("files", &["logged", "unlogged"]),
+    ("log", &["level"]),
+];
+
+impl RawConfig {
+    fn validate(self, src: &Source<'_>) -> Result<Config, ConfigError> {
+        let instance = match &self.instance {
+            Some(name) => {
+                check_instance_name(name.get_ref())
+                    .map_err(|m| src.invalid(name.span(), "instance", m))?;
+                name.get_ref().clone()
+            }
+            None => {
+                let stem = src.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                check_instance_name(stem).map_err(|m| ConfigError::File {
+                    path: src.path.to_path_buf(),
+                    message: format!(
+                        "no `instance` key, and the file name does not give a valid one: {m}"
+                    ),
+                })?;
+                stem.to_string()
+            }
+        };
+        let data_dir = src.resolve_path(&self.data_dir, "data_dir")?;
+        Ok(Config {
+            path: src.path.to_path_buf(),
+            instance,
+            data_dir,
+            client: self.client.validate(src)?,
+            durability: self.durability.validate(src)?,
+            store: self.store.validate(src)?,
+            files: self.files.validate(),
+            log: self.log.validate(src)?,
+        })
+    }
+}
+
+impl RawClient {
+    fn validate(self, src: &Source<'_>) -> Result<ClientConfig, ConfigError> {
+        let mut c = ClientConfig::default();
+        if let Some(listen) = &self.listen {
+            c.listen = resolve_listen(listen.get_ref())
+                .map_err(|m| src.invalid(listen.span(), "client.listen", m))?;
+        }
+        // unix_socket = "" is the same as no unix_socket, as listen = "" disables TCP.
+        if let Some(path) = self
+            .unix_socket
+            .as_ref()
+            .filter(|p| !p.get_ref().is_empty())
+        {
+            let resolved = src.resolve_path(path, "client.unix_socket")?;
+            let len = resolved.as_os_str().len();
+            if len > MAX_UNIX_SOCKET_PATH {
+                return Err(src.invalid(
+                    path.span(),
+                    "client.unix_socket",
+                    format!(
+                        "the path {} is {len} bytes long; a Unix socket path can have at most \
+                         {MAX_UNIX_SOCKET_PATH}",
+                        resolved.display()
+                    ),
+                ));
+            }
+            c.unix_socket = Some(resolved);
+        }
+        if c.listen.is_none() && c.unix_socket.is_none() {
+            // Only reachable with listen = "" written in the file.
+            let span = self.listen.as_ref().map_or(0..0, |l| l.span());
+            return Err(src.invalid(
+                span,
+                "client.listen",
+                "TCP is disabled and there is no client.unix_socket: clients could not connect",
+            ));
+        }
+        if let Some(mode) = &self.unix_socket_mode {
+            c.unix_socket_mode = parse_mode(mode.get_ref()).ok_or_else(|| {
+                src.invalid(
+                    mode.span(),
+                    "client.unix_socket_mode",
+                    "expected permission bits as an octal string like \"0660\"",
+                )
+            })?;
+        }
+        c.requirepass = match self.requirepass {
+            // As in Redis, an empty password means no password.
+            Some(pass) if !pass.is_empty() => Some(pass),
+            _ => c.requirepass,
+        };
+        if let Some(n) = &self.maxclients {
+            if *n.get_ref() == 0 {
+                return Err(src.invalid(n.span(), "client.maxclients", "expected at least 1"));
+            }
+            c.maxclients = usize::try_from(*n.get_ref()).unwrap_or(usize::MAX);
+        }
+        if let Some(t) = self.timeout {
+            c.timeout = t.0;
+        }
+        if let Some(v) = &self.max_bulk_len {
+            c.max_bulk_len = src.size_in(v, "client.max_bulk_len", KIB, u64::MAX)?;
+        }
+        if let Some(v) = &self.max_request_len {
+            c.max_request_len = src.size_in(v, "client.max_request_len", MIB, u64::MAX)?;
+        }
+        Ok(c)
+    }
+}
+
+impl RawDurability {
+    fn validate(self, src: &Source<'_>) -> Result<DurabilityConfig, ConfigError> {
+        let mut d = DurabilityConfig::default();
+        if let Some(mode) = &self.mode {
+            d.mode = match mode.get_ref().as_str() {
+                "fsync" => DurabilityMode::Fsync,
+                "none" => DurabilityMode::None,
+                _ => {
+                    return Err(src.invalid(
+                        mode.span(),
+                        "durability.mode",
+                        "expected \"fsync\" or \"none\"",
+                    ));
+                }
+            };
+        }
+        if let Some(t) = &self.checkpoint_interval {
+            if t.get_ref().0.is_zero() {
+                return Err(src.invalid(
+                    t.span(),
+                    "durability.checkpoint_interval",
+                    "expected more than 0",
+                ));
+            }
+            d.checkpoint_interval = t.get_ref().0;
+        }
+        if let Some(v) = &self.checkpoint_bytes {
+            d.checkpoint_bytes = src.size_in(v, "durability.checkpoint_bytes", 1, u64::MAX)?;
+        }
+        if let Some(v) = &self.segment_size {
+            d.segment_size = src.size_in(v, "durability.segment_size", MIB, 4 * GIB)?;
+        }
+        if let Some(v) = self.min_free_space {
+            d.min_free_space = v.0;
+        }
+        Ok(d)
+    }
+}
+
+impl RawStore {
+    fn validate(self, src: &Source<'_>) -> Result<StoreConfig, ConfigError> {
+        let mut s = StoreConfig::default();
+        if let Some(v) = &self.cache_size {
+            s.cache_size = src.size_in(v, "store.cache_size", 0, u64::MAX)?;
+        }
+        Ok(s)
+    }
+}
+
+impl RawFiles {
+    fn validate(self) -> FilesConfig {
+        let mut f = FilesConfig::default();
+        if let Some(globs) = self.logged {
+            f.logged = globs;
+        }
+        if let Some(globs) = self.unlogged {
+            f.unlogged = globs;
+        }
+        f
+    }
+}
+
+impl RawLog {
+    fn validate(self, src: &Source<'_>) -> Result<LogConfig, ConfigError> {
+        let mut l = LogConfig::default();
+        if let Some(level) = &self.level {
+            l.level = match level.get_ref().to_ascii_lowercase().as_str() {
+                "error" => LevelFilter::Error,
+                "warn" => LevelFilter::Warn,
+                "info" => LevelFilter::Info,
+                "debug" => LevelFilter::Debug,
+                "trace" => LevelFilter::Trace,
+                _ => {
+                    return Err(src.invalid(
+                        level.span(),
+                        "log.level",
+                        "expected \"error\", \"warn\", \"info\", \"debug\" or \"trace\"",
+                    ));
+                }
+            };
+        }
+        Ok(l)
+    }
+}
+
+fn check_instance_name(name: &str) -> Result<(), String> {
+    let valid_bytes = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if name.is_empty() || !valid_bytes || name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} is not a valid instance name: expected letters, digits, '_', '.' and '-' \
+             (and not \".\" or \"..\")"
+        ));
+    }
+    Ok(())
+}
+
+/// `""` disables TCP; otherwise `host:port`, a host name being resolved now (first address).
+fn resolve_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    let expected = "expected host:port like \"127.0.0.1:7379\", or \"\" to disable TCP";
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(addr) => Ok(Some(addr)),
+            None => Err(format!("{text:?} resolves to no address; {expected}")),
+        },
+        Err(e) => Err(format!("cannot use {text:?}: {e}; {expected}")),
+    }
+}
+
+/// Octal permission bits: `"0660"`, `"660"`, `"0o660"`; at most 0o777.
+fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|&m| m <= 0o777)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value types whose Deserialize validates, so that errors carry the value's span.
+
+/// A number of bytes: a non-negative integer, or a string like `"512MiB"`, `"64 KiB"`, `"1gb"`.
+///
+/// Units are case-insensitive and all binary: `k`/`kb`/`kib` = 1024, `m`/`mb`/`mib`,
+/// `g`/`gb`/`gib`, `t`/`tb`/`tib`; `b` or no unit = bytes. (Redis reads `1k` as 1000 and `1kb`
+/// as 1024; here both are 1024, so a size never depends on which spelling was used.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Size(u64);
+
+const SIZE_EXPECTED: &str = "expected bytes as an integer or a string like \"64MiB\"";
+
+/// What was wrong with a size or duration string.
+#[derive(Debug, PartialEq)]
+enum BadNumber {
+    Syntax,
+    TooLarge,
+}
+
+/// Splits `"64 KiB"` into `(64, "kib")`: digits, optional blanks, a lower-cased unit.
+fn split_number(text: &str) -> Result<(u64, String), BadNumber> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(BadNumber::Syntax);
+    }
+    let n = digits.parse::<u64>().map_err(|_| BadNumber::TooLarge)?;
+    Ok((n, unit.trim_start().to_ascii_lowercase()))
+}
+
+impl Size {
+    fn parse(text: &str) -> Result<Size, BadNumber> {
+        let (n, unit) = split_number(text)?;
+        let multiplier = match unit.as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => KIB,
+            "m" | "mb" | "mib" => MIB,
+            "g" | "gb" | "gib" => GIB,
+            "t" | "tb" | "tib" => TIB,
+            _ => return Err(BadNumber::Syntax),
+        };
+        n.checked_mul(multiplier)
+            .map(Size)
+            .ok_or(BadNumber::TooLarge)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes as an integer or a string like \"64MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("invalid size {v}: {SIZE_EXPECTED}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Size, E> {
+                Err(E::custom(format!("invalid size {v}: {SIZE_EXPECTED}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                Size::parse(v).map_err(|e| match e {
+                    BadNumber::Syntax => E::custom(format!("invalid size {v:?}: {SIZE_EXPECTED}")),
+                    BadNumber::TooLarge => E::custom(format!(
+                        "invalid size {v:?}: too large, the maximum is 16EiB - 1"
+                    )),
+                })
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A span of time: integer seconds, or a string like `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Interval(Duration);
+
+const INTERVAL_EXPECTED: &str =
+    "expected seconds as an integer or a string like \"250ms\", \"10s\", \"5m\", \"1h\"";
+
+impl Interval {
+    fn parse(text: &str) -> Result<Interval, BadNumber> {
+        let (n, unit) = split_number(text)?;
+        let secs = |factor: u64| n.checked_mul(factor).ok_or(BadNumber::TooLarge);
+        let duration = match unit.as_str() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(secs(60)?),
+            "h" => Duration::from_secs(secs(3600)?),
+            _ => return Err(BadNumber::Syntax),
+        };
+        Ok(Interval(duration))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntervalVisitor;
+        impl Visitor<'_> for IntervalVisitor {
+            type Value = Interval;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("seconds as an integer or a string like \"10s\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Interval, E> {
+                Ok(Interval(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Interval, E> {
+                u64::try_from(v)
+                    .map(|v| Interval(Duration::from_secs(v)))
+                    .map_err(|_| E::custom(format!("invalid duration {v}: {INTERVAL_EXPECTED}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Interval, E> {
+                Err(E::custom(format!(
+                    "invalid duration {v}: {INTERVAL_EXPECTED}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Interval, E> {
+                Interval::parse(v).map_err(|e| match e {
+                    BadNumber::Syntax => {
+                        E::custom(format!("invalid duration {v:?}: {INTERVAL_EXPECTED}"))
+                    }
+                    BadNumber::TooLarge => E::custom(format!("invalid duration {v:?}: too large")),
+                })
+            }
+        }
+        deserializer.deserialize_any(IntervalVisitor)
+    }
+}
+
+/// `1073741824` → `"1GiB"`; sizes that are not a whole number of a unit stay in bytes.
+fn format_size(bytes: u64) -> String {
+    for (unit, name) in [(TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{name}", bytes / unit);
+        }
+    }
+    match bytes {
+        1 => "1 byte".to_string(),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Turning spans and toml errors into ConfigError.
+
+/// The text being parsed and where it came from.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn error_at(&self, span: Range<usize>, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// `invalid value for KEY: WHAT`, at `span`.
+    fn invalid(&self, span: Range<usize>, key: &str, what: impl fmt::Display) -> ConfigError {
+        self.error_at(span, format!("invalid value for {key}: {what}"))
+    }
+
+    /// Directory that relative paths in the file are resolved against.
+    fn base_dir(&self) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        if dir.is_absolute() {
+            return dir.to_path_buf();
+        }
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(dir),
+            Err(_) => dir.to_path_buf(),
+        }
+    }
+
+    /// A path value, resolved against the config file's directory. `.` components and repeated
+    /// slashes are dropped; `..` is kept (removing it is only correct without symlinks).
+    fn resolve_path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        let text = value.get_ref();
+        let problem = if text.is_empty() {
+            Some("expected a path, found \"\"")
+        } else if text.contains('\0') {
+            Some("a path cannot contain a NUL character")
+        } else if text == "~" || text.starts_with("~/") {
+            Some("`~` is not expanded: write the path in full, or relative to the config file")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(self.invalid(value.span(), key, problem));
+        }
+        Ok(self.base_dir().join(text).components().collect())
+    }
+
+    /// A size in `min..=max`, converted to `T` (`u64` or `usize`).
+    fn size_in<T: TryFrom<u64>>(
+        &self,
+        value: &Spanned<Size>,
+        key: &str,
+        min: u64,
+        max: u64,
+    ) -> Result<T, ConfigError> {
+        let n = value.get_ref().0;
+        let found = format_size(n);
+        if n < min || n > max {
+            let range = if max == u64::MAX {
+                format!("at least {}", format_size(min))
+            } else {
+                format!("{} to {}", format_size(min), format_size(max))
+            };
+            return Err(self.invalid(
+                value.span(),
+                key,
+                format!("expected {range}, found {found}"),
+            ));
+        }
+        T::try_from(n).map_err(|_| {
+            self.invalid(
+                value.span(),
+                key,
+                format!("{found} is too large for this machine"),
+            )
+        })
+    }
+
+    /// Sections must be tables. (serde would also accept an array for a struct, filling the
+    /// fields in order: `[[client]]` or `client = ["x"]` would not be an error.)
+    fn check_sections(&self, doc: &Spanned<DeTable<'_>>) -> Result<(), ConfigError> {
+        for (section, _) in KEYS.iter().skip(1) {
+            if let Some(value) = doc.get_ref().get(*section) {
+                let found = match value.get_ref() {
+                    DeValue::Table(_) => continue,
+                    DeValue::Array(_) => "an array",
+                    DeValue::String(_) => "a string",
+                    DeValue::Integer(_) => "an integer",
+                    DeValue::Float(_) => "a float",
+                    DeValue::Boolean(_) => "a boolean",
+                    DeValue::Datetime(_) => "a date-time",
+                };
+                return Err(self.invalid(
+                    value.span(),
+                    section,
+                    format!("expected a table ([{section}]), found {found}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites a toml/serde error into our message style, at its position. `doc` is the
+    /// parsed document, used to name the key at the error's span (absent for syntax errors,
+    /// whose messages need no key).
+    fn toml_error(&self, error: &toml::de::Error, doc: Option<&DeTable<'_>>) -> ConfigError {
+        let message = error.message().trim_end();
+        let Some(span) = error.span() else {
+            return ConfigError::File {
+                path: self.path.to_path_buf(),
+                message: message.to_string(),
+            };
+        };
+        let locate = |want: Want| doc.and_then(|doc| locate(doc, &span, want, &mut Vec::new()));
+
+        let message = if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (key, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
+            let key = key.trim_end_matches('`');
+            let section = locate(Want::Key).and_then(|mut path| {
+                path.pop();
+                (!path.is_empty()).then(|| path.join("."))
+            });
+            unknown_key_message(key, section.as_deref(), expected)
+        } else if let Some(rest) = message.strip_prefix("missing field `") {
+            let key = rest.trim_end_matches('`');
+            match locate(Want::Table) {
+                Some(path) => format!("missing required key `{key}` in [{}]", path.join(".")),
+                None => format!("missing required key `{key}`"),
+            }
+        } else if let Some(rest) = message
+            .strip_prefix("invalid type: ")
+            .or_else(|| message.strip_prefix("invalid value: "))
+        {
+            let what = match rest.rsplit_once(", expected ") {
+                Some((found, expected)) => format!(
+                    "expected {}, found {}",
+                    humanize_expected(expected),
+                    humanize_found(found)
+                ),
+                None => rest.to_string(),
+            };
+            match locate(Want::Value) {
+                Some(path) => format!("invalid value for {}: {what}", path.join(".")),
+                None => format!("invalid value: {what}"),
+            }
+        } else if message.starts_with("unknown variant ") || message.starts_with("invalid length ")
+        {
+            match locate(Want::Value) {
+                Some(path) => format!("invalid value for {}: {message}", path.join(".")),
+                None => message.to_string(),
+            }
+        } else if message == "duplicate key" {
+            match self.text.get(span.clone()) {
+                Some(key) if !key.is_empty() => format!("duplicate key `{key}`"),
+                _ => message.to_string(),
+            }
+        } else {
+            // TOML syntax errors, and our own value types' messages, are complete already.
+            message.to_string()
+        };
+        self.error_at(span, message)
+    }
+}
+
+fn unknown_key_message(key: &str, section: Option<&str>, expected: &str) -> String {
+    let place = match section {
+        Some(section) => format!("in [{section}]"),
+        None => "at top level".to_string(),
+    };
+    // serde says "expected `a`", "expected `a` or `b`" or "expected one of `a`, `b`, `c`".
+    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let mut message = match names.as_slice() {
+        [] => format!("unknown key `{key}` {place}"),
+        [only] => format!("unknown key `{key}` {place}, expected `{only}`"),
+        names => format!(
+            "unknown key `{key}` {place}, expected one of: {}",
+            names.join(", ")
+        ),
+    };
+    let here = section.unwrap_or("");
+    let elsewhere = KEYS
+        .iter()
+        .find(|(table, keys)| *table != here && keys.contains(&key));
+    match elsewhere {
+        Some(("", _)) => message.push_str(&format!(
+            " (`{key}` is a top-level key: put it before the first [section])"
+        )),
+        Some((table, _)) => message.push_str(&format!(" (`{key}` belongs in [{table}])")),
+        None => {}
+    }
+    message
+}
+
+fn humanize_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_string(),
+        "a sequence" => "an array".to_string(),
+        s if s.starts_with("struct ") => "a table".to_string(),
+        s => s.to_string(),
+    }
+}
+
+fn humanize_found(found: &str) -> String {
+    match found {
+        "map" => "a table".to_string(),
+        "sequence" => "an array".to_string(),
+        s => s.to_string(),
+    }
+}
+
+/// What a span names: a key, a value, or a table (the span of its `[header]` or `{...}`).
+#[derive(Clone, Copy, PartialEq)]
+enum Want {
+    Key,
+    Value,
+    Table,
+}
+
+/// The dotted path (`client.listen`, `files.logged[1]`) of the entry at `span`.
+fn locate(
+    table: &DeTable<'_>,
+    span: &Range<usize>,
+    want: Want,
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        if want == Want::Key && key.span() == *span {
+            return Some(path.clone());
+        }
+        if let Some(found) = locate_value(value, span, want, path) {
+            return Some(found);
+        }
+        path.pop();
+    }
+    None
+}
+
+fn locate_value(
+    value: &Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+    want: Want,
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    match value.get_ref() {
+        DeValue::Table(table) => {
+            if let Some(found) = locate(table, span, want, path) {
+                return Some(found);
+            }
+            if want != Want::Key && value.span() == *span {
+                return Some(path.clone());
+            }
+        }
+        DeValue::Array(array) => {
+            let key = path.pop().unwrap_or_default();
+            for (i, item) in array.iter().enumerate() {
+                path.push(format!("{key}[{i}]"));
+                let found = locate_value(item, span, want, path);
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+            path.push(key);
+            if want == Want::Value && value.span() == *span {
+                return Some(path.clone());
+            }
+        }
+        _ => {
+            if want == Want::Value && value.span() == *span {
+                return Some(path.clone());
+            }
+        }
+    }
+    None
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..]
+        .chars()
+        .filter(|&c| c != '\u{feff}')
+        .count()
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/etc/hotbackup/db1.toml";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new(PATH))
+    }
+
+    fn ok(text: &str) -> Config {
+        match parse(text) {
+            Ok(config) => config,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    /// The error message for `text`, which must fail.
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// `body` placed after a valid `data_dir` line (so errors are on line 2 and later).
+    fn err_in(body: &str) -> String {
+        err(&format!("data_dir = \"/d\"\n{body}"))
+    }
+
+    #[test]
+    fn minimal_file_gets_every_default() {
+        let c = ok("data_dir = \"/var/lib/hotbackup/db1\"\n");
+        assert_eq!(c.path, Path::new(PATH));
+        assert_eq!(c.instance, "db1");
+        assert_eq!(c.data_dir, Path::new("/var/lib/hotbackup/db1"));
+        assert_eq!(c.client.listen, Some("127.0.0.1:7379".parse().unwrap()));
+        assert_eq!(c.client.unix_socket, None);
+        assert_eq!(c.client.unix_socket_mode, 0o660);
+        assert_eq!(c.client.requirepass, None);
+        assert_eq!(c.client.maxclients, 10_000);
+        assert_eq!(c.client.timeout, Duration::ZERO);
+        assert_eq!(c.client.max_bulk_len, 512 << 20);
+        assert_eq!(c.client.max_request_len, 1 << 30);
+        assert_eq!(c.durability.mode, DurabilityMode::Fsync);
+        assert_eq!(c.durability.checkpoint_interval, Duration::from_secs(10));
+        assert_eq!(c.durability.checkpoint_bytes, 256 << 20);
+        assert_eq!(c.durability.segment_size, 64 << 20);
+        assert_eq!(c.durability.min_free_space, 64 << 20);
+        assert_eq!(c.store.cache_size, 256 << 20);
+        assert_eq!(c.files.logged, ["*"]);
+        assert!(c.files.unlogged.is_empty());
+        assert_eq!(c.log.level, LevelFilter::Info);
+        assert_eq!(c.client, ClientConfig::default());
+        assert_eq!(c.durability, DurabilityConfig::default());
+    }
+
+    #[test]
+    fn every_key_is_parsed() {
+        let c = ok(r#"
+instance = "main-1.a_b"
+data_dir = "/srv/db"
+[client]
+listen = "[::1]:6000"
+unix_socket = "/run/hb.sock"
+unix_socket_mode = "0600"
+requirepass = "s3cret"
+maxclients = 5
+timeout = "5m"
+max_bulk_len = "1KiB"
+max_request_len = "2 MiB"
+[durability]
+mode = "none"
+checkpoint_interval = "250ms"
+checkpoint_bytes = 1000
+segment_size = "1g"
+min_free_space = 0
+[store]
+cache_size = "16mb"
+[files]
+logged = ["acct/*", "main"]
+unlogged = ["*/tmp*"]
+[log]
+level = "debug"
+"#);
+        assert_eq!(c.instance, "main-1.a_b");
+        assert_eq!(c.data_dir, Path::new("/srv/db"));
+        assert_eq!(c.client.listen, Some("[::1]:6000".parse().unwrap()));
+        assert_eq!(c.client.unix_socket, Some(PathBuf::from("/run/hb.sock")));
+        assert_eq!(c.client.unix_socket_mode, 0o600);
+        assert_eq!(c.client.requirepass.as_deref(), Some("s3cret"));
+        assert_eq!(c.client.maxclients, 5);
+        assert_eq!(c.client.timeout, Duration::from_secs(300));
+        assert_eq!(c.client.max_bulk_len, 1024);
+        assert_eq!(c.client.max_request_len, 2 << 20);
+        assert_eq!(c.durability.mode, DurabilityMode::None);
+        assert_eq!(c.durability.checkpoint_interval, Duration::from_millis(250));
+        assert_eq!(c.durability.checkpoint_bytes, 1000);
+        assert_eq!(c.durability.segment_size, 1 << 30);
+        assert_eq!(c.durability.min_free_space, 0);
+        assert_eq!(c.store.cache_size, 16 << 20);
+        assert_eq!(c.files.logged, ["acct/*", "main"]);
+        assert_eq!(c.files.unlogged, ["*/tmp*"]);
+        assert_eq!(c.log.level, LevelFilter::Debug);
+    }
+
+    #[test]
+    fn tables_may_be_inline_or_dotted() {
+        let c = ok("data_dir = \"/d\"\nclient = { maxclients = 7 }\nlog.level = \"warn\"\n");
+        assert_eq!(c.client.maxclients, 7);
+        assert_eq!(c.log.level, LevelFilter::Warn);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c = ok("data_dir = \"../data/./db1\"\n[client]\nunix_socket = \"run//db1.sock\"\n");
+        assert_eq!(c.data_dir, Path::new("/etc/hotbackup/../data/db1"));
+        assert_eq!(
+            c.client.unix_socket,
+            Some(PathBuf::from("/etc/hotbackup/run/db1.sock"))
+        );
+    }
+
+    #[test]
+    fn relative_config_path_resolves_against_the_current_directory() {
+        let c = Config::parse("data_dir = \"db\"\n", Path::new("etc/x.toml")).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.data_dir, cwd.join("etc/db"));
+        assert_eq!(c.path, Path::new("etc/x.toml"));
+        assert_eq!(c.instance, "x");
+    }
+
+    #[test]
+    fn empty_listen_disables_tcp_when_a_unix_socket_is_set() {
+        let c = ok("data_dir = \"/d\"\n[client]\nlisten = \"\"\nunix_socket = \"/run/s\"\n");
+        assert_eq!(c.client.listen, None);
+        let e = err_in("[client]\nlisten = \"\"\n");
+        assert_eq!(
+            e,
+            "/etc/hotbackup/db1.toml:3:10: invalid value for client.listen: TCP is disabled and \
+             there is no client.unix_socket: clients could not connect"
+        );
+        let e = err_in("[client]\nlisten = \"\"\nunix_socket = \"\"\n");
+        assert!(
+            e.contains(":3:10: invalid value for client.listen: TCP is disabled"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listen_host_names_are_resolved() {
+        let c = ok("data_dir = \"/d\"\n[client]\nlisten = \"localhost:7000\"\n");
+        let addr = c.client.listen.unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.port(), 7000);
+    }
+
+    #[test]
+    fn empty_requirepass_means_no_password() {
+        let c = ok("data_dir = \"/d\"\n[client]\nrequirepass = \"\"\n");
+        assert_eq!(c.client.requirepass, None);
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let c = ok("data_dir = \"/d\"\n[client]\nrequirepass = \"hunter2\"\n");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn instance_defaults_to_the_file_stem() {
+        let c = Config::parse("data_dir = \"/d\"\n", Path::new("/etc/hotbackup/x.y.toml")).unwrap();
+        assert_eq!(c.instance, "x.y");
+        let e = Config::parse("data_dir = \"/d\"\n", Path::new("/etc/my db.toml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/my db.toml: no `instance` key, and the file name does not give a valid one: \
+             \"my db\" is not a valid instance name: expected letters, digits, '_', '.' and '-' \
+             (and not \".\" or \"..\")"
+        );
+        // An explicit instance makes the file name irrelevant.
+        let c = Config::parse(
+            "instance = \"a\"\ndata_dir = \"/d\"\n",
+            Path::new("/my db.toml"),
+        );
+        assert_eq!(c.unwrap().instance, "a");
+    }
+
+    #[test]
+    fn unknown_key_in_a_section() {
+        assert_eq!(
+            err_in("[client]\nlisten = \"127.0.0.1:1\"\n  listn = 1\n"),
+            "/etc/hotbackup/db1.toml:4:3: unknown key `listn` in [client], expected one of: \
+             listen, unix_socket, unix_socket_mode, requirepass, maxclients, timeout, \
+             max_bulk_len, max_request_len"
+        );
+    }
+
+    #[test]
+    fn unknown_key_at_top_level() {
+        assert_eq!(
+            err("data_dir = \"/d\"\ndatadir = 1\n"),
+            "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
+             instance, data_dir, client, durability, store, files, log"
+        );
+        assert_eq!(
+            err("data_dir = \"/d\"\n[clinet]\n"),
+            "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
+             instance, data_dir, client, durability, store, files, log"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_every_section() {
+        for (section, keys) in KEYS.iter().skip(1) {
+            let e = err_in(&format!("[{section}]\nbogus = 1\n"));
+            let expected = match keys {
+                [only] => format!("expected `{only}`"),
+                _ => format!("expected one of: {}", keys.join(", ")),
+            };
+            assert_eq!(
+                e,
+                format!(
+                    "/etc/hotbackup/db1.toml:3:1: unknown key `bogus` in [{section}], {expected}"
+                )
+            );
+        }
+    }
+
+    /// The names an unknown-key message lists as expected.
+    fn listed_keys(message: &str) -> Vec<String> {
+        if let Some((_, list)) = message.split_once("expected one of: ") {
+            list.split(", ").map(str::to_string).collect()
+        } else if let Some((_, only)) = message.split_once("expected `") {
+            vec![only.trim_end_matches('`').to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn keys_table_matches_the_structs() {
+        // The unknown-key message lists the struct's fields: compare them with KEYS.
+        for (section, keys) in KEYS {
+            let e = if section.is_empty() {
+                err("data_dir = \"/d\"\nbogus = 1\n")
+            } else {
+                err_in(&format!("[{section}]\nbogus = 1\n"))
+            };
+            assert_eq!(
+                listed_keys(&e),
+                *keys,
+                "KEYS entry for [{section}] is stale"
+            );
+        }
+        // And no table is missing from KEYS (so check_sections checks every table).
+        let top = listed_keys(&err("data_dir = \"/d\"\nbogus = 1\n"));
+        for name in top {
+            let is_table = err_in(&format!("{name} = 5\n")).contains("expected a table");
+            assert!(
+                !is_table || KEYS.iter().any(|(s, _)| *s == name),
+                "[{name}] is missing from KEYS"
+            );
+        }
+    }
+
+    #[test]
+    fn misplaced_keys_get_a_hint() {
+        assert_eq!(
+            err_in("level = \"info\"\n"),
+            "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
+             instance, data_dir, client, durability, store, files, log (`level` belongs in [log])"
+        );
+        let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
+        assert!(
+            e.ends_with("(`instance` is a top-level key: put it before the first [section])"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_subtable_and_inline_keys() {
+        let e = err_in("[client.extra]\n");
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:2:9: unknown key `extra` in [client]"),
+            "{e}"
+        );
+        let e = err_in("client = { listn = 1 }\n");
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:2:12: unknown key `listn` in [client]"),
+            "{e}"
+        );
+        let e = err_in("client.listn = 1\n");
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:2:8: unknown key `listn` in [client]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_data_dir() {
+        assert_eq!(
+            err("[client]\n"),
+            "/etc/hotbackup/db1.toml:1:1: missing required key `data_dir`"
+        );
+    }
+
+    #[test]
+    fn bad_data_dir() {
+        assert_eq!(
+            err("data_dir = \"\"\n"),
+            "/etc/hotbackup/db1.toml:1:12: invalid value for data_dir: expected a path, found \"\""
+        );
+        assert_eq!(
+            err("data_dir = 5\n"),
+            "/etc/hotbackup/db1.toml:1:12: invalid value for data_dir: expected a string, found \
+             integer `5`"
+        );
+        assert!(err("data_dir = \"~/db\"\n").contains("`~` is not expanded"));
+        assert!(err("data_dir = \"a\\u0000b\"\n").contains("NUL"));
+    }
+
+    #[test]
+    fn bad_instance_name() {
+        assert_eq!(
+            err("instance = \"db/1\"\ndata_dir = \"/d\"\n"),
+            "/etc/hotbackup/db1.toml:1:12: invalid value for instance: \"db/1\" is not a valid \
+             instance name: expected letters, digits, '_', '.' and '-' (and not \".\" or \"..\")"
+        );
+        for bad in ["", ".", "..", "é"] {
+            let e = err(&format!("instance = \"{bad}\"\ndata_dir = \"/d\"\n"));
+            assert!(e.contains("is not a valid instance name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_size() {
+        assert_eq!(
+            err_in("[durability]\nsegment_size = \"12 parsecs\"\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid size \"12 parsecs\": expected bytes as an \
+             integer or a string like \"64MiB\""
+        );
+        assert_eq!(
+            err_in("[store]\ncache_size = -1\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid size -1: expected bytes as an integer or a \
+             string like \"64MiB\""
+        );
+        assert!(err_in("[store]\ncache_size = 1.5\n").contains(":3:14: invalid size 1.5: "));
+        assert_eq!(
+            err_in("[store]\ncache_size = \"99999999TiB\"\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid size \"99999999TiB\": too large, the maximum \
+             is 16EiB - 1"
+        );
+        assert_eq!(
+            err_in("[store]\ncache_size = true\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid value for store.cache_size: expected bytes as \
+             an integer or a string like \"64MiB\", found boolean `true`"
+        );
+    }
+
+    #[test]
+    fn sizes_out_of_range() {
+        assert_eq!(
+            err_in("[client]\nmax_bulk_len = 512\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid value for client.max_bulk_len: expected at \
+             least 1KiB, found 512 bytes"
+        );
+        assert_eq!(
+            err_in("[client]\nmax_request_len = \"1023KiB\"\n"),
+            "/etc/hotbackup/db1.toml:3:19: invalid value for client.max_request_len: expected at \
+             least 1MiB, found 1023KiB"
+        );
+        assert_eq!(
+            err_in("[durability]\nsegment_size = \"8GiB\"\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid value for durability.segment_size: expected \
+             1MiB to 4GiB, found 8GiB"
+        );
+        assert!(err_in("[durability]\nsegment_size = \"1023k\"\n").contains("1MiB to 4GiB"));
+        assert!(
+            err_in("[durability]\ncheckpoint_bytes = 0\n")
+                .contains("expected at least 1 byte, found 0 bytes")
+        );
+        let c = ok("data_dir = \"/d\"\n[durability]\nsegment_size = \"4GiB\"\n");
+        assert_eq!(c.durability.segment_size, 4 << 30);
+    }
+
+    #[test]
+    fn bad_duration() {
+        assert_eq!(
+            err_in("[client]\ntimeout = \"10 parsecs\"\n"),
+            "/etc/hotbackup/db1.toml:3:11: invalid duration \"10 parsecs\": expected seconds as \
+             an integer or a string like \"250ms\", \"10s\", \"5m\", \"1h\""
+        );
+        assert!(err_in("[client]\ntimeout = -5\n").contains(":3:11: invalid duration -5: "));
+        assert_eq!(
+            err_in("[durability]\ncheckpoint_interval = \"0ms\"\n"),
+            "/etc/hotbackup/db1.toml:3:23: invalid value for durability.checkpoint_interval: \
+             expected more than 0"
+        );
+    }
+
+    #[test]
+    fn bad_mode() {
+        assert_eq!(
+            err_in("[durability]\nmode = \"fsnc\"\n"),
+            "/etc/hotbackup/db1.toml:3:8: invalid value for durability.mode: expected \"fsync\" or \
+             \"none\""
+        );
+        assert_eq!(
+            err_in("[durability]\nmode = 1\n"),
+            "/etc/hotbackup/db1.toml:3:8: invalid value for durability.mode: expected a string, \
+             found integer `1`"
+        );
+    }
+
+    #[test]
+    fn bad_listen_address() {
+        assert_eq!(
+            err_in("[client]\nlisten = \"127.0.0.1\"\n"),
+            "/etc/hotbackup/db1.toml:3:10: invalid value for client.listen: cannot use \
+             \"127.0.0.1\": invalid socket address; expected host:port like \"127.0.0.1:7379\", \
+             or \"\" to disable TCP"
+        );
+        let e = err_in("[client]\nlisten = \"127.0.0.1:99999\"\n");
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:3:10: invalid value for client.listen: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_unix_socket() {
+        let long = format!("/run/{}.sock", "s".repeat(120));
+        let e = err_in(&format!("[client]\nunix_socket = \"{long}\"\n"));
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:3:15: invalid value for client.unix_socket: ")
+                && e.ends_with("is 130 bytes long; a Unix socket path can have at most 107"),
+            "{e}"
+        );
+        for mode in ["\"abc\"", "\"0999\"", "\"01777\"", "\"\"", "660"] {
+            let e = err_in(&format!("[client]\nunix_socket_mode = {mode}\n"));
+            assert!(
+                e.contains(":3:20: invalid value for client.unix_socket_mode: "),
+                "{e}"
+            );
+        }
+        assert_eq!(parse_mode("0660"), Some(0o660));
+        assert_eq!(parse_mode("660"), Some(0o660));
+        assert_eq!(parse_mode("0o600"), Some(0o600));
+        assert_eq!(parse_mode("0777"), Some(0o777));
+    }
+
+    #[test]
+    fn bad_counts_and_levels() {
+        assert_eq!(
+            err_in("[client]\nmaxclients = 0\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid value for client.maxclients: expected at least 1"
+        );
+        assert_eq!(
+            err_in("[client]\nmaxclients = \"many\"\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid value for client.maxclients: expected a \
+             non-negative integer, found string \"many\""
+        );
+        assert_eq!(
+            err_in("[client]\nmaxclients = -3\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid value for client.maxclients: expected a \
+             non-negative integer, found integer `-3`"
+        );
+        assert_eq!(
+            err_in("[log]\nlevel = \"loud\"\n"),
+            "/etc/hotbackup/db1.toml:3:9: invalid value for log.level: expected \"error\", \
+             \"warn\", \"info\", \"debug\" or \"trace\""
+        );
+        assert_eq!(
+            ok("data_dir = \"/d\"\nlog.level = \"TRACE\"\n").log.level,
+            LevelFilter::Trace
+        );
+    }
+
+    #[test]
+    fn bad_types_name_the_key() {
+        assert_eq!(
+            err_in("[files]\nlogged = [\"a\", 3]\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid value for files.logged[1]: expected a string, \
+             found integer `3`"
+        );
+        assert_eq!(
+            err_in("[files]\nlogged = \"a*\"\n"),
+            "/etc/hotbackup/db1.toml:3:10: invalid value for files.logged: expected an array, \
+             found string \"a*\""
+        );
+        assert_eq!(
+            err_in("client = 5\n"),
+            "/etc/hotbackup/db1.toml:2:10: invalid value for client: expected a table ([client]), \
+             found an integer"
+        );
+        assert_eq!(
+            err_in("[[client]]\nlisten = \"127.0.0.1:1\"\n"),
+            "/etc/hotbackup/db1.toml:2:1: invalid value for client: expected a table ([client]), \
+             found an array"
+        );
+        assert!(err_in("log = []\n").contains("invalid value for log: expected a table"));
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = err("data_dir = \"/d\"\n[client]\nlisten = \n");
+        assert!(e.starts_with("/etc/hotbackup/db1.toml:3:"), "{e}");
+        assert_eq!(
+            err("data_dir = \"/d\"\ndata_dir = \"/e\"\n"),
+            "/etc/hotbackup/db1.toml:2:1: duplicate key `data_dir`"
+        );
+        let e = err("data_dir = \"/d\n");
+        assert!(e.starts_with("/etc/hotbackup/db1.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn columns_count_characters_and_skip_a_bom() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é = 1", 3), (1, 3));
+        assert_eq!(line_col("\u{feff}x", 3), (1, 1));
+        assert_eq!(line_col("ab", 99), (1, 3));
+        let e = err("\u{feff}data_dir = \"/d\"\nbogus = 1\n");
+        assert!(e.starts_with("/etc/hotbackup/db1.toml:2:1: "), "{e}");
+    }
+
+    #[test]
+    fn size_strings() {
+        let cases = [
+            ("0", 0),
+            ("1024", 1024),
+            ("512MiB", 512 << 20),
+            ("64 KiB", 64 << 10),
+            ("1gb", 1 << 30),
+            ("10MB", 10 << 20),
+            ("1g", 1 << 30),
+            ("1k", 1024),
+            ("3b", 3),
+            ("2T", 2 << 40),
+            (" 7 kib ", 7 << 10),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(Size::parse(text), Ok(Size(bytes)), "{text}");
+        }
+        for bad in ["", "MiB", "-1", "1.5GiB", "1 2MiB", "12 parsecs", "1KiBs"] {
+            assert_eq!(Size::parse(bad), Err(BadNumber::Syntax), "{bad}");
+        }
+        for big in ["16777216TiB", "18446744073709551616"] {
+            assert_eq!(Size::parse(big), Err(BadNumber::TooLarge), "{big}");
+        }
+        assert_eq!(Size::parse("18446744073709551615"), Ok(Size(u64::MAX)));
+    }
+
+    #[test]
+    fn duration_strings() {
+        let cases = [
+            ("0", Duration::ZERO),
+            ("250ms", Duration::from_millis(250)),
+            ("10s", Duration::from_secs(10)),
+            ("10", Duration::from_secs(10)),
+            ("5m", Duration::from_secs(300)),
+            ("1h", Duration::from_secs(3600)),
+            ("2 H", Duration::from_secs(7200)),
+        ];
+        for (text, duration) in cases {
+            assert_eq!(Interval::parse(text), Ok(Interval(duration)), "{text}");
+        }
+        for bad in ["", "s", "-1s", "1.5s", "1d", "10 parsecs"] {
+            assert_eq!(Interval::parse(bad), Err(BadNumber::Syntax), "{bad}");
+        }
+        for big in ["99999999999999999999", "9999999999999999999h"] {
+            assert_eq!(Interval::parse(big), Err(BadNumber::TooLarge), "{big}");
+        }
+        let c = ok("data_dir = \"/d\"\n[client]\ntimeout = 30\n");
+        assert_eq!(c.client.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn format_size_picks_the_largest_whole_unit() {
+        assert_eq!(format_size(0), "0 bytes");
+        assert_eq!(format_size(512), "512 bytes");
+        assert_eq!(format_size(1024), "1KiB");
+        assert_eq!(format_size(1536), "1536 bytes");
+        assert_eq!(format_size(3 << 30), "3GiB");
+        assert_eq!(format_size(5 << 40), "5TiB");
+    }
+
+    #[test]
+    fn logged_files_follow_the_globs() {
+        let default = FilesConfig::default();
+        assert!(default.is_logged("main"));
+        assert!(default.is_logged("acct/orders"));
+        let f = FilesConfig {
+            logged: vec!["acct/*".into(), "main".into()],
+            unlogged: vec!["*/tmp*".into(), "acct/[xy]".into()],
+        };
+        assert!(f.is_logged("acct/orders"));
+        assert!(f.is_logged("main"));
+        assert!(!f.is_logged("Main"));
+        assert!(!f.is_logged("other"));
+        assert!(!f.is_logged("acct/tmp1"));
+        assert!(!f.is_logged("acct/x"));
+        assert!(f.is_logged("acct/z"));
+        let none = FilesConfig {
+            logged: Vec::new(),
+            unlogged: Vec::new(),
+        };
+        assert!(!none.is_logged("main"));
+    }
+
+    #[test]
+    fn load_reports_missing_and_unreadable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert_eq!(
+            Config::load(&missing).unwrap_err().to_string(),
+            format!("{}: config file not found", missing.display())
+        );
+        let e = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: cannot read: ", dir.path().display())),
+            "{e}"
+        );
+
+        let binary = dir.path().join("bin.toml");
+        std::fs::write(&binary, b"data_dir = \"/d\"\nx = \"\xff\"\n").unwrap();
+        assert_eq!(
+            Config::load(&binary).unwrap_err().to_string(),
+            format!(
+                "{}:2:6: invalid UTF-8: a config file must be UTF-8 text",
+                binary.display()
+            )
+        );
+
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_LEN as usize + 1]).unwrap();
+        let e = Config::load(&big).unwrap_err().to_string();
+        assert!(
+            e.ends_with("file is larger than 1MiB: not a config file?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn load_reads_and_resolves_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db7.toml");
+        std::fs::write(&path, "data_dir = \"data\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.instance, "db7");
+        assert_eq!(c.data_dir, dir.path().join("data"));
+    }
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("etc/hotbackup")
+            .join(name)
+    }
+
+    #[test]
+    fn example_config_parses_and_sets_every_key() {
+        let path = example("example.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.instance, "example");
+        assert_eq!(c.data_dir, Path::new("/var/lib/hotbackup/example"));
+
+        // Every key appears in the example (so each one is documented there).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        for (section, keys) in KEYS {
+            for key in *keys {
+                let table = if section.is_empty() {
+                    Some(&doc)
+                } else {
+                    doc.get(*section).and_then(|v| v.as_table())
+                };
+                let is_section = KEYS.iter().any(|(s, _)| s == key);
+                assert!(
+                    is_section || table.is_some_and(|t| t.contains_key(*key)),
+                    "example.toml does not set [{section}] {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn local_config_parses() {
+        let path = example("local.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(c.instance, "local");
+        assert!(c.data_dir.ends_with("etc/hotbackup/../../target/local/db"));
+        assert!(c.data_dir.starts_with(root));
+        assert_eq!(c.client.listen, Some("127.0.0.1:7379".parse().unwrap()));
+        let socket = c.client.unix_socket.unwrap();
+        assert!(
+            socket.ends_with("target/local/hotbackup.sock"),
+            "{socket:?}"
+        );
+    }
+}
