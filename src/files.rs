@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn accepts_account_file_names() {
         assert_eq!(validate(b"main").as_deref(), Ok("main"));
-        assert_eq!(validate(b"acct/orders-2026.v1").as_deref(), Ok("acct/orders-2026.v1"));
+        assert_eq!(
+            validate(b"acct/orders-2026.v1").as_deref(),
+            Ok("acct/orders-2026.v1")
+        );
     }
 
     #[test]

@@ -1,1 +1,220 @@
-fn main() {}
+//! `hotbackup`: the daemon and its admin commands. Parsing and dispatch only; the work is in
+//! the library (`server`, `ops`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hotbackup::config::Config;
+use hotbackup::ops::{journal_cmd, port_check, status};
+use hotbackup::server::engine::JOURNAL_DIR;
+
+#[derive(Parser)]
+#[command(
+    name = "hotbackup",
+    version,
+    about = "Hot-standby database for Linux: journaled, replicated, speaks the Redis protocol",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the database daemon in the foreground (systemd runs it this way).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Override the config's log level (error, warn, info, debug, trace).
+        #[arg(long)]
+        log_level: Option<log::LevelFilter>,
+    },
+    /// Show an instance's state: from the running daemon, or from its data directory.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look inside the journal (read-only; safe while the daemon runs).
+    Journal {
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
+    /// Is a TCP port free on this host? If not, which process holds it (like netstat -tlnp).
+    PortCheck {
+        /// The TCP port.
+        port: u16,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The instance's config file, e.g. /etc/hotbackup/db1.toml.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Verify every segment and record: exit 0 if start-up would succeed, 1 if corrupt.
+    Check {
+        /// The instance's config file (its data_dir's journal is checked).
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "dir",
+            required_unless_present = "dir"
+        )]
+        config: Option<PathBuf>,
+        /// A journal directory to check instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print journal records by LSN.
+    Dump {
+        /// The instance's config file (its data_dir's journal is read).
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "path",
+            required_unless_present = "path"
+        )]
+        config: Option<PathBuf>,
+        /// A journal directory or a single journal file (segment, tape) to read instead.
+        path: Option<PathBuf>,
+        /// First LSN to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Print at most this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// One JSON object per record instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("hotbackup: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn journal_dir(config: Option<PathBuf>, other: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (config, other) {
+        (_, Some(p)) => Ok(p),
+        (Some(c), None) => Ok(load(&c)?.data_dir.join(JOURNAL_DIR)),
+        (None, None) => {
+            eprintln!("hotbackup: give --config FILE or a journal path");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
+    match cli.cmd {
+        Cmd::Serve { config, log_level } => {
+            let cfg = load(&config.config)?;
+            let level = log_level.unwrap_or(cfg.log.level);
+            if let Err(e) = hotbackup::systemd::init_logging(&cfg.instance, level) {
+                eprintln!("hotbackup: cannot set up logging: {e}");
+            }
+            match hotbackup::server::serve(&cfg) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    log::error!("{e}");
+                    eprintln!("hotbackup: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Status { config, json } => {
+            let cfg = load(&config.config)?;
+            let st = status::status(&cfg);
+            if json {
+                println!("{}", st.to_json(&cfg));
+            } else {
+                print!("{}", st.render_human(&cfg));
+            }
+            Ok(ExitCode::from(st.exit_code() as u8))
+        }
+        Cmd::Journal { cmd } => match cmd {
+            JournalCmd::Check { config, dir, json } => {
+                let dir = journal_dir(config, dir)?;
+                let report = journal_cmd::check(&dir);
+                if json {
+                    println!("{}", report.to_json(&dir));
+                } else {
+                    print!("{}", report.render_human(&dir));
+                }
+                Ok(if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            JournalCmd::Dump {
+                config,
+                path,
+                from,
+                limit,
+                json,
+            } => {
+                let path = journal_dir(config, path)?;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                match journal_cmd::dump(&path, from, limit, json, &mut out) {
+                    Ok(_) => Ok(ExitCode::SUCCESS),
+                    Err(journal_cmd::DumpError::Out(e))
+                        if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                    {
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        drop(out);
+                        eprintln!("hotbackup: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+        },
+        Cmd::PortCheck { port, json } => match port_check::check_port(port) {
+            Ok(r) => {
+                if json {
+                    println!("{}", r.to_json());
+                } else {
+                    print!("{}", r.render_human());
+                }
+                Ok(if r.free {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Err(e) => {
+                eprintln!("hotbackup: port-check: {e}");
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(c) | Err(c) => c,
+    }
+}

@@ -190,7 +190,8 @@ fn format_utc_timestamp(t: SystemTime) -> String {
     format_unix_millis(secs, millis)
 }
 
-fn format_unix_millis(secs: i64, millis: u32) -> String {
+/// Formats Unix time (seconds + milliseconds) as RFC 3339 UTC: `2026-11-29T12:00:00.123Z`.
+pub fn format_unix_millis(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

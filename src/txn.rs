@@ -30,15 +30,31 @@ pub enum Op {
     /// Remove all items of a file, keeping the file (FLUSHDB).
     ClearFile { file: String },
     /// Store a whole value under an id, replacing what was there.
-    Put { file: String, id: Vec<u8>, value: Value },
+    Put {
+        file: String,
+        id: Vec<u8>,
+        value: Value,
+    },
     /// Delete an item (no-op if absent).
     Delete { file: String, id: Vec<u8> },
     /// Append bytes to a string item (created empty if absent).
-    Append { file: String, id: Vec<u8>, data: Vec<u8> },
+    Append {
+        file: String,
+        id: Vec<u8>,
+        data: Vec<u8>,
+    },
     /// Set fields of a hash item (created if absent).
-    HashSet { file: String, id: Vec<u8>, fields: Vec<(Vec<u8>, Vec<u8>)> },
+    HashSet {
+        file: String,
+        id: Vec<u8>,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    },
     /// Delete fields of a hash item; the item goes when its last field goes.
-    HashDel { file: String, id: Vec<u8>, fields: Vec<Vec<u8>> },
+    HashDel {
+        file: String,
+        id: Vec<u8>,
+        fields: Vec<Vec<u8>>,
+    },
 }
 
 impl Op {
@@ -218,6 +234,8 @@ fn put_pairs(out: &mut Vec<u8>, pairs: &[(Vec<u8>, Vec<u8>)]) {
     }
 }
 
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -270,7 +288,7 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
-    fn pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DecodeError> {
+    fn pairs(&mut self) -> Result<Pairs, DecodeError> {
         let n = self.count(8)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {

@@ -241,7 +241,10 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(SegmentHeader::decode(&bad).is_err(), "byte {i}");
         }
-        assert_eq!(SegmentHeader::decode(&enc[..10]), Err(HeaderError::Short(10)));
+        assert_eq!(
+            SegmentHeader::decode(&enc[..10]),
+            Err(HeaderError::Short(10))
+        );
     }
 
     proptest! {

@@ -8,8 +8,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// An open segment file, written at its end.
 pub trait SegmentFile: Send {
@@ -57,10 +57,7 @@ impl SegmentFile for RealFile {
 
 impl Fs for RealFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(RealFile { file }))
     }
     fn open_append(&self, path: &Path, len: u64) -> io::Result<Box<dyn SegmentFile>> {

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::format::Lsn;
-use super::segment::{list_segments, Record, SegmentInfo, SegmentReader, Step};
 use super::JournalError;
+use super::format::Lsn;
+use super::segment::{Record, SegmentInfo, SegmentReader, Step, list_segments};
 
 pub struct JournalReader {
     segments: Vec<SegmentInfo>,

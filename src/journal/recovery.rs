@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::format::{DbId, Lsn, HEADER_LEN};
-use super::fs::Fs;
-use super::segment::{list_segments, Damage, SegmentInfo, SegmentReader, Step};
 use super::JournalError;
+use super::format::{DbId, HEADER_LEN, Lsn};
+use super::fs::Fs;
+use super::segment::{Damage, SegmentInfo, SegmentReader, Step, list_segments};
 
 /// What one segment holds.
 #[derive(Debug, Clone)]
@@ -66,10 +66,12 @@ fn corrupt(seg: &Path, offset: u64, lsn: Option<Lsn>, reason: String) -> Journal
 
 /// Reads all segments of `dir` without changing anything.
 pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError> {
-    let io = |op| move |source| JournalError::Io {
-        path: dir.to_path_buf(),
-        op,
-        source,
+    let io = |op| {
+        move |source| JournalError::Io {
+            path: dir.to_path_buf(),
+            op,
+            source,
+        }
     };
     let infos = list_segments(dir).map_err(io("list"))?;
     let mut report = ScanReport {
@@ -151,7 +153,12 @@ pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError
                 Step::Damaged { offset, damage } => {
                     let lsn = Some(reader.next_lsn);
                     if !is_last {
-                        return Err(corrupt(&path, offset, lsn, format!("{damage} (in a sealed segment)")));
+                        return Err(corrupt(
+                            &path,
+                            offset,
+                            lsn,
+                            format!("{damage} (in a sealed segment)"),
+                        ));
                     }
                     if let Some(at) = reader.find_valid_after().map_err(ioerr)? {
                         return Err(corrupt(
@@ -187,13 +194,17 @@ pub fn recover(dir: &Path, db_id: &DbId, fs: &dyn Fs) -> Result<Recovery, Journa
     let report = scan(dir, Some(db_id))?;
     let mut truncated = None;
     if let Some(tail) = &report.tail {
-        let last_good = report.next_lsn.and_then(|n| n.checked_sub(1)).filter(|&l| l > 0);
+        let last_good = report
+            .next_lsn
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&l| l > 0);
         let ioerr = |op| {
             let path = tail.segment.clone();
             move |source| JournalError::Io { path, op, source }
         };
         if tail.whole_file {
-            fs.remove(&tail.segment).map_err(ioerr("remove torn segment"))?;
+            fs.remove(&tail.segment)
+                .map_err(ioerr("remove torn segment"))?;
             fs.sync_dir(dir).map_err(ioerr("sync directory"))?;
             truncated = Some((tail.segment.clone(), 0, tail.file_len, last_good));
         } else {

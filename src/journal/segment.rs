@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    self, HeaderError, Lsn, RecordError, SegmentHeader, HEADER_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN,
+    self, HEADER_LEN, HeaderError, Lsn, MAX_PAYLOAD, RECORD_HEADER_LEN, RecordError, SegmentHeader,
 };
 
 /// A segment file found in the journal directory.
@@ -54,7 +54,10 @@ pub enum Damage {
     Header(HeaderError),
     Record(RecordError),
     /// A valid record with an LSN other than the next one.
-    Lsn { expected: Lsn, found: Lsn },
+    Lsn {
+        expected: Lsn,
+        found: Lsn,
+    },
 }
 
 impl std::fmt::Display for Damage {
@@ -87,7 +90,10 @@ pub enum Step {
     /// Clean end of file exactly after the last record.
     End,
     /// Bad bytes at `offset` (nothing valid could be read there).
-    Damaged { offset: u64, damage: Damage },
+    Damaged {
+        offset: u64,
+        damage: Damage,
+    },
 }
 
 impl SegmentReader {

@@ -1,11 +1,11 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use super::format::{segment_path, HEADER_LEN};
-use super::fs::{FaultyFs, Faults, RealFs};
+use super::format::{HEADER_LEN, segment_path};
+use super::fs::{Faults, FaultyFs, RealFs};
 use super::*;
 
 const DB: DbId = [9; 16];
@@ -95,7 +95,10 @@ fn recovers_from_a_tail_truncated_at_every_byte_of_the_last_record() {
         assert_eq!(j.next_lsn(), last, "cut at {cut}");
         if cut > before_last {
             let (_, offset, dropped, good) = rec.truncated.clone().expect("truncation reported");
-            assert_eq!((offset, dropped, good), (before_last, cut - before_last, Some(5)));
+            assert_eq!(
+                (offset, dropped, good),
+                (before_last, cut - before_last, Some(5))
+            );
         } else {
             assert!(rec.truncated.is_none());
         }
@@ -121,9 +124,15 @@ fn corruption_before_the_tail_stops_recovery_with_segment_and_offset() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[victim.offset as usize + 30] ^= 0x01;
     std::fs::write(&seg, &bytes).unwrap();
-    let err = Journal::open(tmp.path(), DB, 1, JournalOptions::default(), Arc::new(RealFs))
-        .err()
-        .expect("must refuse");
+    let err = Journal::open(
+        tmp.path(),
+        DB,
+        1,
+        JournalOptions::default(),
+        Arc::new(RealFs),
+    )
+    .err()
+    .expect("must refuse");
     match &err {
         JournalError::Corrupt {
             segment,
@@ -169,9 +178,15 @@ fn wrong_database_segments_are_refused() {
     let (mut j, _) = open(tmp.path(), JournalOptions::default());
     write_n(&mut j, 2, 1);
     drop(j);
-    let err = Journal::open(tmp.path(), [1; 16], 1, JournalOptions::default(), Arc::new(RealFs))
-        .err()
-        .expect("must refuse");
+    let err = Journal::open(
+        tmp.path(),
+        [1; 16],
+        1,
+        JournalOptions::default(),
+        Arc::new(RealFs),
+    )
+    .err()
+    .expect("must refuse");
     assert!(matches!(err, JournalError::WrongDatabase { .. }), "{err}");
 }
 
@@ -201,7 +216,7 @@ fn disk_full_fails_the_batch_leaves_no_partial_record_and_reuses_lsns() {
     faults.space_left.store(10, Ordering::SeqCst);
     j.append(1, b"does not fit");
     j.append(1, b"nor this");
-    let err = j.commit().err().expect("disk full");
+    let err = j.commit().expect_err("disk full");
     assert!(err.is_disk_full(), "{err}");
     assert_eq!(j.next_lsn(), 4);
     assert_eq!(j.durable_lsn(), 3);
@@ -262,7 +277,10 @@ fn segments_wholly_below_a_checkpoint_are_removed() {
     assert!(before.len() >= 4);
     let cut = before[2].first_lsn; // segments 0 and 1 hold only LSNs < cut
     let removed = j.remove_through(cut - 1).unwrap();
-    assert_eq!(removed, vec![before[0].path.clone(), before[1].path.clone()]);
+    assert_eq!(
+        removed,
+        vec![before[0].path.clone(), before[1].path.clone()]
+    );
     assert_eq!(j.first_lsn(), cut);
     drop(j);
     // Reading from before the oldest segment is a clear error; reopening works.

@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::format::{self, DbId, Lsn, SegmentHeader, HEADER_LEN};
+use super::JournalError;
+use super::format::{self, DbId, HEADER_LEN, Lsn, SegmentHeader};
 use super::fs::{Fs, SegmentFile};
 use super::recovery::{self, Recovery};
 use super::segment::SegmentInfo;
-use super::JournalError;
 
 /// How the journal makes commits durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,11 +246,13 @@ impl Journal {
         let mut removed = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_lsn <= lsn + 1 {
             let seg = self.segments.remove(0);
-            self.fs.remove(&seg.path).map_err(|source| JournalError::Io {
-                path: seg.path.clone(),
-                op: "remove segment",
-                source,
-            })?;
+            self.fs
+                .remove(&seg.path)
+                .map_err(|source| JournalError::Io {
+                    path: seg.path.clone(),
+                    op: "remove segment",
+                    source,
+                })?;
             removed.push(seg.path);
         }
         if !removed.is_empty() {
@@ -327,7 +329,11 @@ fn create_segment(
     if let Err(source) = written {
         // Leave no torn segment behind if we can help it.
         let _ = fs.remove(&path);
-        return Err(JournalError::write_failed_op(path, "write segment header", source));
+        return Err(JournalError::write_failed_op(
+            path,
+            "write segment header",
+            source,
+        ));
     }
     Ok((file, SegmentInfo { path, first_lsn }))
 }

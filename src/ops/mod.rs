@@ -1,4 +1,8 @@
 //! Admin subcommands: what `hotbackup <subcommand>` runs besides `serve`. Each returns a report
 //! value that renders itself for humans and as JSON; `main.rs` only dispatches and prints.
 
+pub mod client;
+pub mod journal_cmd;
+pub mod json;
 pub mod port_check;
+pub mod status;

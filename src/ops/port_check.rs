@@ -587,22 +587,22 @@ impl PortReport {
                 o.push(',');
             }
             o.push_str("{\"proto\":");
-            json_str(&mut o, e.proto);
+            super::json::string(&mut o, e.proto);
             o.push_str(",\"local\":");
-            json_str(&mut o, &e.local.to_string());
+            super::json::string(&mut o, &e.local.to_string());
             o.push_str(",\"remote\":");
-            json_str(&mut o, &e.remote.to_string());
+            super::json::string(&mut o, &e.remote.to_string());
             o.push_str(",\"state\":");
-            json_str(&mut o, &e.state.to_string());
+            super::json::string(&mut o, &e.state.to_string());
             let _ = write!(o, ",\"uid\":{},\"inode\":{},\"owners\":[", e.uid, e.inode);
             for (j, ow) in e.owners.iter().enumerate() {
                 if j > 0 {
                     o.push(',');
                 }
                 let _ = write!(o, "{{\"pid\":{},\"comm\":", ow.pid);
-                json_str(&mut o, &ow.comm);
+                super::json::string(&mut o, &ow.comm);
                 o.push_str(",\"cmdline\":");
-                json_str(&mut o, &ow.cmdline);
+                super::json::string(&mut o, &ow.cmdline);
                 o.push('}');
             }
             o.push_str("]}");
@@ -618,7 +618,7 @@ impl PortReport {
             let _ = write!(o, "\"{name}\":{{\"result\":\"{}\"", outcome.as_str());
             if let BindOutcome::Failed(msg) = outcome {
                 o.push_str(",\"error\":");
-                json_str(&mut o, msg);
+                super::json::string(&mut o, msg);
             }
             o.push('}');
         }
@@ -629,25 +629,6 @@ impl PortReport {
         );
         o
     }
-}
-
-/// Appends `s` as a JSON string literal.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `s` with control characters escaped (`\x1b`, `\n`, …) and cut to `max` characters.

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use crate::journal::fs::{Fs, RealFs};
 use crate::journal::{Journal, JournalError, JournalOptions, JournalReader, Lsn, SyncMode};
-use crate::store::{Batch, Reader, Source, Store, StoreError, StoreOptions, View, STORE_FILE};
+use crate::store::{Batch, Reader, STORE_FILE, Source, Store, StoreError, StoreOptions, View};
 use crate::txn::{Op, Transaction};
 
 /// Directory of the journal inside the data directory.
@@ -92,7 +92,9 @@ pub enum WriteRefused {
         "disk full: {free} bytes free on the data directory's file system, below min_free_space ({min}); writes are refused until space is freed, reads still work"
     )]
     LowSpace { free: u64, min: u64 },
-    #[error("disk full: the last write failed ({0}); writes are refused until space is freed, reads still work")]
+    #[error(
+        "disk full: the last write failed ({0}); writes are refused until space is freed, reads still work"
+    )]
     DiskFull(String),
     #[error("writes are refused: {0}")]
     Unavailable(String),
@@ -184,6 +186,8 @@ pub fn free_space(dir: &Path) -> std::io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st`.
     let st = unsafe { st.assume_init() };
+    // The field types differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
@@ -441,8 +445,8 @@ impl Engine {
     /// Applies one op of the current transaction. Data ops on a file that does not exist yet
     /// first create it, with the logged flag the config globs give.
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
-        let needs_file = !matches!(op, Op::CreateFile { .. })
-            && self.batch()?.file_info(op.file()).is_none();
+        let needs_file =
+            !matches!(op, Op::CreateFile { .. }) && self.batch()?.file_info(op.file()).is_none();
         if needs_file {
             let logged = self.opts.is_logged(op.file());
             self.apply(Op::CreateFile {
@@ -520,7 +524,7 @@ impl Engine {
                 return TurnOutcome::Failed {
                     message: self.unavailable(),
                     fatal: false,
-                }
+                };
             }
         };
         match store.commit(batch, lsn) {
@@ -664,7 +668,10 @@ impl Engine {
                 );
                 match self.journal.remove_through(lsn) {
                     Ok(removed) if !removed.is_empty() => {
-                        log::info!("removed {} journal segment(s) below checkpoint LSN {lsn}", removed.len())
+                        log::info!(
+                            "removed {} journal segment(s) below checkpoint LSN {lsn}",
+                            removed.len()
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => log::warn!("journal segment removal failed: {e}"),

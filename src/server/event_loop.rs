@@ -18,15 +18,15 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use super::ServerError;
 use super::commands::keys::ScanCursors;
 use super::commands::server::{ClientDirectory, LoopStats};
 use super::commands::{self, Class, Ctx, ServerInfo};
 use super::conn::ConnState;
 use super::engine::{Engine, TurnOutcome};
 use super::settings::Settings;
-use super::ServerError;
 use crate::config::Config;
-use crate::resp::{self, encode, ParseError};
+use crate::resp::{self, ParseError, encode};
 
 const TCP: Token = Token(0);
 const UNIX: Token = Token(1);
@@ -319,7 +319,9 @@ impl Server {
             TurnOutcome::Failed { message, fatal } => {
                 self.void_replies(&message);
                 if fatal {
-                    log::error!("fatal: {message}; stopping so that a restart recovers from the journal");
+                    log::error!(
+                        "fatal: {message}; stopping so that a restart recovers from the journal"
+                    );
                     self.exit_error = Some(message);
                     self.begin_stop();
                 }
@@ -368,9 +370,14 @@ impl Server {
                     if c.unparsed() > self.settings.max_request_len {
                         log::warn!(
                             "closing client id={} addr={}: request larger than max_request_len ({} bytes)",
-                            c.state.id, c.state.addr, self.settings.max_request_len
+                            c.state.id,
+                            c.state.addr,
+                            self.settings.max_request_len
                         );
-                        encode::error(&mut c.out, "ERR Protocol error: request exceeds max_request_len");
+                        encode::error(
+                            &mut c.out,
+                            "ERR Protocol error: request exceeds max_request_len",
+                        );
                         c.state.closing = true;
                         c.readable = false;
                         return;
@@ -609,14 +616,12 @@ impl Server {
         let pending: Vec<i32> = self.signals.pending().collect();
         for sig in pending {
             match sig {
-                SIGTERM | SIGINT => {
-                    if self.stopping.is_none() {
-                        log::info!(
-                            "signal {}: stopping (finishing requests in flight, then checkpoint)",
-                            if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
-                        );
-                        self.begin_stop();
-                    }
+                SIGTERM | SIGINT if self.stopping.is_none() => {
+                    log::info!(
+                        "signal {}: stopping (finishing requests in flight, then checkpoint)",
+                        if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                    );
+                    self.begin_stop();
                 }
                 SIGHUP => self.reload(),
                 _ => {}
@@ -651,7 +656,10 @@ impl Server {
                 for n in notes {
                     log::info!("SIGHUP: {n}");
                 }
-                log::info!("configuration reloaded from {}", self.settings.config_path.display());
+                log::info!(
+                    "configuration reloaded from {}",
+                    self.settings.config_path.display()
+                );
             }
             Err(e) => log::error!("SIGHUP: configuration not reloaded, keeping the old one: {e}"),
         }
@@ -698,7 +706,11 @@ impl Server {
             self.eng.generation(),
             j.durable_lsn(),
             self.nconns,
-            if self.stopping.is_some() { ", stopping" } else { "" }
+            if self.stopping.is_some() {
+                ", stopping"
+            } else {
+                ""
+            }
         );
         crate::systemd::notify_status(&s).ok();
     }

@@ -23,7 +23,10 @@ pub enum ServerError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cannot listen on {what}: {source}")]
-    Bind { what: String, source: std::io::Error },
+    Bind {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("event loop: {0}")]
     Poll(std::io::Error),
     #[error("stopped on a fatal error: {0}")]

@@ -77,7 +77,10 @@ pub fn as_str(raw: &[u8]) -> Option<&[u8]> {
 }
 
 /// The fields of a raw hash item, in order.
-pub fn hash_fields(raw: &[u8]) -> Result<Vec<(&[u8], &[u8])>, BadItem> {
+/// Borrowed fields of a hash item, sorted by name.
+pub type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+pub fn hash_fields(raw: &[u8]) -> Result<Fields<'_>, BadItem> {
     let Some((&TAG_HASH, mut rest)) = raw.split_first() else {
         return Err(BadItem);
     };
@@ -155,7 +158,10 @@ mod tests {
             Value::Str(b"hello".to_vec()),
             Value::Str(vec![]),
             Value::Hash(vec![]),
-            Value::Hash(vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), vec![])]),
+            Value::Hash(vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), vec![]),
+            ]),
         ] {
             assert_eq!(decode(&encode(&v)), Ok(v));
         }

@@ -151,6 +151,35 @@ pub fn random_db_id() -> Result<DbId, StoreError> {
     Ok(id)
 }
 
+/// Reads the identity and checkpoint of a store that no process has open (for offline tools).
+pub fn read_meta(path: &Path) -> Result<Meta, StoreError> {
+    let db = redb::Builder::new()
+        .open_read_only(path)
+        .map_err(redb_err("open read-only"))?;
+    let txn = db.begin_read().map_err(redb_err("begin read"))?;
+    let t = txn.open_table(META).map_err(redb_err("open meta"))?;
+    let bad = |what: &str| StoreError::Corrupt(format!("meta table: bad {what}"));
+    let get = |k: &str| -> Result<Vec<u8>, StoreError> {
+        t.get(k)
+            .map_err(redb_err("read meta"))?
+            .map(|g| g.value().to_vec())
+            .ok_or_else(|| bad(k))
+    };
+    let num = |k: &str| get(k).and_then(|v| u64_of(&v).ok_or_else(|| bad(k)));
+    let db_id: DbId = get("db_id")?
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad("db_id"))?;
+    let applied = num("applied_lsn")?;
+    Ok(Meta {
+        db_id,
+        created_ms: num("created_ms")?,
+        generation: num("generation")?,
+        applied_lsn: applied,
+        checkpoint_lsn: applied,
+    })
+}
+
 impl Store {
     /// Opens the store at `path`, creating and initialising it if it does not exist.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
@@ -161,9 +190,12 @@ impl Store {
         let txn = db.begin_write().map_err(redb_err("begin"))?;
         let (meta, catalog) = {
             let mut table = txn.open_table(META).map_err(redb_err("open meta"))?;
-            let get = |t: &redb::Table<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, StoreError> {
-                Ok(t.get(k).map_err(redb_err("read meta"))?.map(|g| g.value().to_vec()))
-            };
+            let get =
+                |t: &redb::Table<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, StoreError> {
+                    Ok(t.get(k)
+                        .map_err(redb_err("read meta"))?
+                        .map(|g| g.value().to_vec()))
+                };
             let meta = match get(&table, "db_id")? {
                 None => {
                     let meta = Meta {
@@ -192,7 +224,10 @@ impl Store {
                     let bad = |what: &str| StoreError::Corrupt(format!("meta table: bad {what}"));
                     let db_id: DbId = id.as_slice().try_into().map_err(|_| bad("db_id"))?;
                     let num = |k: &str| -> Result<u64, StoreError> {
-                        get(&table, k)?.as_deref().and_then(u64_of).ok_or_else(|| bad(k))
+                        get(&table, k)?
+                            .as_deref()
+                            .and_then(u64_of)
+                            .ok_or_else(|| bad(k))
                     };
                     let format = num("format")?;
                     if format != STORE_FORMAT {
@@ -279,7 +314,10 @@ impl Store {
 
     /// Makes every committed batch durable. Returns the checkpoint LSN.
     pub fn checkpoint(&mut self) -> Result<Lsn, StoreError> {
-        let mut txn = self.db.begin_write().map_err(redb_err("begin checkpoint"))?;
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(redb_err("begin checkpoint"))?;
         txn.set_durability(Durability::Immediate)
             .map_err(redb_err("set durability"))?;
         txn.set_quick_repair(true);
@@ -339,7 +377,10 @@ impl Batch {
     }
 
     fn set_catalog(&mut self, file: &str, info: Option<FileInfo>) -> Result<(), StoreError> {
-        let mut cat = self.txn.open_table(CATALOG).map_err(redb_err("open catalog"))?;
+        let mut cat = self
+            .txn
+            .open_table(CATALOG)
+            .map_err(redb_err("open catalog"))?;
         match info {
             Some(i) => cat.insert(file, &i.encode()[..]).map(|_| ()),
             None => cat.remove(file).map(|_| ()),
@@ -397,7 +438,10 @@ impl Batch {
             Op::Delete { file, id } => {
                 self.require_file(file)?;
                 let name = table_name(file);
-                let mut t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+                let mut t = self
+                    .txn
+                    .open_table(item_table(&name))
+                    .map_err(redb_err("open file"))?;
                 t.remove(id.as_slice()).map_err(redb_err("delete"))?;
                 Ok(())
             }
@@ -439,8 +483,10 @@ impl Batch {
                 cur.retain(|(f, _)| !fields.contains(f));
                 if cur.is_empty() {
                     let name = table_name(file);
-                    let mut t =
-                        self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+                    let mut t = self
+                        .txn
+                        .open_table(item_table(&name))
+                        .map_err(redb_err("open file"))?;
                     t.remove(id.as_slice()).map_err(redb_err("delete"))?;
                     Ok(())
                 } else {
@@ -452,7 +498,10 @@ impl Batch {
 
     fn put_raw(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
         let name = table_name(file);
-        let mut t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        let mut t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
         t.insert(id, raw).map_err(redb_err("write"))?;
         Ok(())
     }

@@ -5,7 +5,11 @@ use std::ops::ControlFlow;
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 
-use super::{item_table, redb_err, table_name, Batch, FileInfo, StoreError, View};
+/// Visitor of (id, raw item) pairs; break to stop.
+pub type ScanFn<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
+type ItemTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+use super::{Batch, FileInfo, StoreError, View, item_table, redb_err, table_name};
 
 /// Read access to items and the catalog.
 pub trait Reader {
@@ -18,12 +22,7 @@ pub trait Reader {
     /// Number of items in a file.
     fn count(&self, file: &str) -> Result<u64, StoreError>;
     /// Calls `f(id, raw)` for items with id >= `start` in order until it breaks.
-    fn scan_from(
-        &self,
-        file: &str,
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StoreError>;
+    fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError>;
 
     fn exists(&self, file: &str, id: &[u8]) -> Result<bool, StoreError> {
         Ok(self.get_raw(file, id)?.is_some())
@@ -34,8 +33,7 @@ fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     id: &[u8],
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(t
-        .get(id)
+    Ok(t.get(id)
         .map_err(redb_err("read"))?
         .map(|g| g.value().to_vec()))
 }
@@ -43,7 +41,7 @@ fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
 fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     start: &[u8],
-    f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    f: &mut ScanFn<'_>,
 ) -> Result<(), StoreError> {
     for entry in t.range(start..).map_err(redb_err("scan"))? {
         let (k, v) = entry.map_err(redb_err("scan"))?;
@@ -56,10 +54,7 @@ fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
 
 impl View {
     /// The item table of a file, None if it has none (yet).
-    fn table(
-        &self,
-        file: &str,
-    ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, StoreError> {
+    fn table(&self, file: &str) -> Result<Option<ItemTable>, StoreError> {
         if !self.catalog.contains_key(file) {
             return Ok(None);
         }
@@ -92,12 +87,7 @@ impl Reader for View {
             None => Ok(0),
         }
     }
-    fn scan_from(
-        &self,
-        file: &str,
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StoreError> {
+    fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError> {
         match self.table(file)? {
             Some(t) => scan_in(&t, start, f),
             None => Ok(()),
@@ -127,7 +117,10 @@ impl Reader for Batch {
             return Ok(None);
         }
         let name = table_name(file);
-        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        let t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
         get_in(&t, id)
     }
     fn count(&self, file: &str) -> Result<u64, StoreError> {
@@ -135,20 +128,21 @@ impl Reader for Batch {
             return Ok(0);
         }
         let name = table_name(file);
-        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        let t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
         t.len().map_err(redb_err("count"))
     }
-    fn scan_from(
-        &self,
-        file: &str,
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StoreError> {
+    fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError> {
         if self.file_info(file).is_none() {
             return Ok(());
         }
         let name = table_name(file);
-        let t = self.txn.open_table(item_table(&name)).map_err(redb_err("open file"))?;
+        let t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
         scan_in(&t, start, f)
     }
 }
@@ -184,12 +178,7 @@ impl Reader for Source<'_> {
             Source::Batch(b) => b.count(file),
         }
     }
-    fn scan_from(
-        &self,
-        file: &str,
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StoreError> {
+    fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError> {
         match self {
             Source::View(v) => v.scan_from(file, start, f),
             Source::Batch(b) => b.scan_from(file, start, f),

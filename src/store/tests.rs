@@ -52,7 +52,10 @@ fn committed_batches_are_visible_and_the_applied_lsn_goes_with_them() {
     apply_all(&mut st, 2, &[put("main", "b", "2")]);
     let v = st.view().unwrap();
     assert_eq!(v.lsn(), 2);
-    assert_eq!(v.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert_eq!(
+        v.get_raw("main", b"a").unwrap(),
+        Some(item::encode_str(b"1"))
+    );
     assert_eq!(v.count("main").unwrap(), 2);
     st.checkpoint().unwrap();
     drop(v);
@@ -71,10 +74,16 @@ fn a_dropped_batch_changes_nothing() {
     let mut b = st.begin().unwrap();
     b.apply(&put("main", "a", "changed")).unwrap();
     b.apply(&create("other")).unwrap();
-    assert_eq!(b.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"changed")));
+    assert_eq!(
+        b.get_raw("main", b"a").unwrap(),
+        Some(item::encode_str(b"changed"))
+    );
     drop(b);
     let v = st.view().unwrap();
-    assert_eq!(v.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert_eq!(
+        v.get_raw("main", b"a").unwrap(),
+        Some(item::encode_str(b"1"))
+    );
     assert!(v.file_info("other").is_none());
     assert_eq!(st.meta().applied_lsn, 1);
 }
@@ -86,9 +95,15 @@ fn a_view_is_a_snapshot() {
     apply_all(&mut st, 1, &[create("main"), put("main", "a", "1")]);
     let before = st.view().unwrap();
     apply_all(&mut st, 2, &[put("main", "a", "2"), create("new")]);
-    assert_eq!(before.get_raw("main", b"a").unwrap(), Some(item::encode_str(b"1")));
+    assert_eq!(
+        before.get_raw("main", b"a").unwrap(),
+        Some(item::encode_str(b"1"))
+    );
     assert!(before.file_info("new").is_none());
-    assert_eq!(st.view().unwrap().get_raw("main", b"a").unwrap(), Some(item::encode_str(b"2")));
+    assert_eq!(
+        st.view().unwrap().get_raw("main", b"a").unwrap(),
+        Some(item::encode_str(b"2"))
+    );
 }
 
 #[test]
@@ -101,21 +116,47 @@ fn ops_have_their_meaning() {
         1,
         &[
             create("acct/f"),
-            Op::Append { file: f(), id: s("s"), data: s("ab") },
-            Op::Append { file: f(), id: s("s"), data: s("cd") },
+            Op::Append {
+                file: f(),
+                id: s("s"),
+                data: s("ab"),
+            },
+            Op::Append {
+                file: f(),
+                id: s("s"),
+                data: s("cd"),
+            },
             Op::HashSet {
                 file: f(),
                 id: s("h"),
                 fields: vec![(s("x"), s("1")), (s("y"), s("2"))],
             },
-            Op::HashDel { file: f(), id: s("h"), fields: vec![s("x")] },
-            Op::HashSet { file: f(), id: s("gone"), fields: vec![(s("k"), s("v"))] },
-            Op::HashDel { file: f(), id: s("gone"), fields: vec![s("k")] },
-            Op::SetLogged { file: f(), logged: false },
+            Op::HashDel {
+                file: f(),
+                id: s("h"),
+                fields: vec![s("x")],
+            },
+            Op::HashSet {
+                file: f(),
+                id: s("gone"),
+                fields: vec![(s("k"), s("v"))],
+            },
+            Op::HashDel {
+                file: f(),
+                id: s("gone"),
+                fields: vec![s("k")],
+            },
+            Op::SetLogged {
+                file: f(),
+                logged: false,
+            },
         ],
     );
     let v = st.view().unwrap();
-    assert_eq!(v.get_raw(&f(), b"s").unwrap(), Some(item::encode_str(b"abcd")));
+    assert_eq!(
+        v.get_raw(&f(), b"s").unwrap(),
+        Some(item::encode_str(b"abcd"))
+    );
     let h = v.get_raw(&f(), b"h").unwrap().unwrap();
     assert_eq!(item::hash_fields(&h).unwrap(), vec![(&b"y"[..], &b"2"[..])]);
     assert!(!v.exists(&f(), b"gone").unwrap(), "empty hash is deleted");
@@ -145,7 +186,11 @@ fn ops_that_do_not_fit_are_errors() {
     for op in [
         put("nofile", "a", "1"),
         create("main"),
-        Op::HashSet { file: "main".into(), id: s("str"), fields: vec![] },
+        Op::HashSet {
+            file: "main".into(),
+            id: s("str"),
+            fields: vec![],
+        },
     ] {
         match b.apply(&op) {
             Err(StoreError::Apply { lsn: 9, .. }) => {}

@@ -2,7 +2,7 @@
 
 use super::{Args, CmdError, CmdResult, Ctx};
 use crate::files;
-use crate::resp::{encode, Proto};
+use crate::resp::{Proto, encode};
 
 pub fn ping(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
     match args.len() {
@@ -19,9 +19,8 @@ pub fn echo(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
 }
 
 fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
-    let wrong = || {
-        CmdError::Msg("WRONGPASS invalid username-password pair or user is disabled.".into())
-    };
+    let wrong =
+        || CmdError::Msg("WRONGPASS invalid username-password pair or user is disabled.".into());
     if user != b"default" {
         return Err(wrong());
     }
@@ -62,15 +61,11 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
         proto = match super::parse_i64(&args[1]) {
             Some(2) => Proto::Resp2,
             Some(3) => Proto::Resp3,
-            Some(_) => {
-                return Err(CmdError::Msg(
-                    "NOPROTO unsupported protocol version".into(),
-                ))
-            }
+            Some(_) => return Err(CmdError::Msg("NOPROTO unsupported protocol version".into())),
             None => {
                 return Err(CmdError::Msg(
                     "ERR Protocol version is not an integer or out of range".into(),
-                ))
+                ));
             }
         };
         i = 2;
@@ -141,7 +136,10 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
 pub fn select(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
     let arg = &args[1];
     let file = if !arg.is_empty() && arg.iter().all(|b| b.is_ascii_digit()) {
-        match std::str::from_utf8(arg).ok().and_then(|s| s.parse::<u32>().ok()) {
+        match std::str::from_utf8(arg)
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             Some(n) => files::numbered(n),
             None => return Err(CmdError::Msg("ERR DB index is out of range".into())),
         }
@@ -211,7 +209,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
                     return Err(CmdError::Msg(format!(
                         "ERR Unrecognized option '{}'",
                         String::from_utf8_lossy(&args[2])
-                    )))
+                    )));
                 }
             }
             return ctx.ok();
@@ -246,7 +244,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
             return Err(CmdError::NotSupported(format!(
                 "CLIENT {}",
                 String::from_utf8_lossy(&args[1]).to_uppercase()
-            )))
+            )));
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Hash commands: HSET HMSET HSETNX HGET HDEL HGETALL HKEYS HVALS HLEN HEXISTS HMGET HINCRBY
 //! HSTRLEN. A hash is one item with attributes (fields).
 
-use super::{arg_i64, parse_i64, Args, CmdError, CmdResult, Ctx};
+use super::{Args, CmdError, CmdResult, Ctx, arg_i64, parse_i64};
 use crate::resp::encode;
 use crate::store::item::{self, Kind};
 use crate::txn::Op;
@@ -38,7 +38,10 @@ fn set_fields(ctx: &mut Ctx<'_>, mut args: Args, cmd: &str) -> Result<i64, CmdEr
     let mut pairs = Vec::with_capacity((args.len() - 2) / 2);
     let mut i = 2;
     while i + 1 < args.len() {
-        pairs.push((std::mem::take(&mut args[i]), std::mem::take(&mut args[i + 1])));
+        pairs.push((
+            std::mem::take(&mut args[i]),
+            std::mem::take(&mut args[i + 1]),
+        ));
         i += 2;
     }
     let mut new_names: Vec<&[u8]> = pairs

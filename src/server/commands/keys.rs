@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Args, CmdError, CmdResult, Ctx};
 use crate::glob::glob_match;
 use crate::resp::encode;
-use crate::store::{item, Reader};
+use crate::store::{Reader, item};
 use crate::txn::Op;
 
 pub fn type_(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
@@ -156,7 +156,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
             _ => {
                 return Err(CmdError::Msg(
                     "ERR invalid cursor (unknown, expired, or from another file)".into(),
-                ))
+                ));
             }
         }
     };
@@ -185,15 +185,11 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
         ControlFlow::Continue(())
     })?;
     let next = match (more, last) {
-        (true, Some(after)) => ctx
-            .srv
-            .cursors
-            .borrow_mut()
-            .put(Cursor {
-                file,
-                after,
-                created: Instant::now(),
-            }),
+        (true, Some(after)) => ctx.srv.cursors.borrow_mut().put(Cursor {
+            file,
+            after,
+            created: Instant::now(),
+        }),
         _ => 0,
     };
     encode::array_len(ctx.out, 2);

@@ -23,7 +23,7 @@ use thiserror::Error;
 use super::conn::ConnState;
 use super::engine::{Engine, WriteError, WriteRefused};
 use crate::resp::encode;
-use crate::store::{item, Reader, StoreError};
+use crate::store::{Reader, StoreError, item};
 
 pub use keys::ScanCursors;
 pub use server::{ClientDirectory, LoopStats, ServerInfo};
@@ -87,12 +87,24 @@ pub static COMMANDS: &[Spec] = &[
     // connection
     spec("ping", -1, FAST, NOKEY, connection::ping),
     spec("echo", 2, FAST, NOKEY, connection::echo),
-    spec("hello", -1, NOAUTH | NOQUEUE | FAST, NOKEY, connection::hello),
+    spec(
+        "hello",
+        -1,
+        NOAUTH | NOQUEUE | FAST,
+        NOKEY,
+        connection::hello,
+    ),
     spec("auth", -2, NOAUTH | NOQUEUE | FAST, NOKEY, connection::auth),
     spec("quit", -1, NOAUTH | NOQUEUE | FAST, NOKEY, connection::quit),
     spec("select", 2, FAST, NOKEY, connection::select),
     spec("client", -2, NOQUEUE, NOKEY, connection::client),
-    spec("reset", 1, NOAUTH | NOQUEUE | FAST, NOKEY, connection::reset),
+    spec(
+        "reset",
+        1,
+        NOAUTH | NOQUEUE | FAST,
+        NOKEY,
+        connection::reset,
+    ),
     // server
     spec("command", -1, 0, NOKEY, server::command),
     spec("config", -2, ADMIN | NOQUEUE, NOKEY, server::config),

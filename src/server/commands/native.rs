@@ -5,8 +5,8 @@
 use super::{Args, CmdError, CmdResult, Ctx};
 use crate::files;
 use crate::journal::SyncMode;
-use crate::resp::{encode, Proto};
-use crate::store::{item, Reader};
+use crate::resp::{Proto, encode};
+use crate::store::{Reader, item};
 use crate::txn::{Op, Value};
 
 fn no_such_file(name: &str) -> CmdError {
@@ -159,7 +159,13 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     let (db_id, applied, checkpoint) = ctx
         .eng
         .store()
-        .map(|st| (hex(&st.meta().db_id), st.meta().applied_lsn, st.meta().checkpoint_lsn))
+        .map(|st| {
+            (
+                hex(&st.meta().db_id),
+                st.meta().applied_lsn,
+                st.meta().checkpoint_lsn,
+            )
+        })
         .unwrap_or_default();
     let mut fields: Vec<(&str, String)> = vec![
         ("instance", s.instance.clone()),
@@ -168,7 +174,10 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
         ("generation", ctx.eng.generation().to_string()),
         ("db_id", db_id),
         ("pid", std::process::id().to_string()),
-        ("uptime_s", ctx.srv.stats.started.elapsed().as_secs().to_string()),
+        (
+            "uptime_s",
+            ctx.srv.stats.started.elapsed().as_secs().to_string(),
+        ),
         (
             "durability",
             match s.sync {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::{flags, Args, CmdError, CmdResult, Ctx, COMMANDS};
+use super::{Args, COMMANDS, CmdError, CmdResult, Ctx, flags};
 use crate::journal::SyncMode;
 use crate::resp::encode;
 use crate::server::settings::Settings;
@@ -123,7 +123,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
             return Err(CmdError::NotSupported(format!(
                 "COMMAND {}",
                 String::from_utf8_lossy(&args[1]).to_uppercase()
-            )))
+            )));
         }
     }
     Ok(())
@@ -233,33 +233,38 @@ pub fn info(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
     Ok(())
 }
 
+fn header(t: &mut String, name: &str) {
+    let _ = write!(t, "# {name}\r\n");
+}
+
+fn kv(t: &mut String, k: &str, v: &dyn std::fmt::Display) {
+    let _ = write!(t, "{k}:{v}\r\n");
+}
+
 fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
     let s = ctx.srv.settings;
     let st = ctx.srv.stats;
-    let mut line = |k: &str, v: &dyn std::fmt::Display| {
-        let _ = write!(t, "{k}:{v}\r\n");
-    };
     match section {
         "server" => {
             let up = st.started.elapsed().as_secs();
-            line("# Server", &"");
-            line("redis_version", &REDIS_VERSION);
-            line("hotbackup_version", &env!("CARGO_PKG_VERSION"));
-            line("redis_mode", &"standalone");
-            line("os", &std::env::consts::OS);
-            line("arch_bits", &(usize::BITS));
-            line("process_id", &std::process::id());
-            line("tcp_port", &st.tcp_port);
-            line("uptime_in_seconds", &up);
-            line("uptime_in_days", &(up / 86400));
-            line("instance", &s.instance);
-            line("config_file", &s.config_path.display());
-            line("data_dir", &s.data_dir.display());
+            header(t, "Server");
+            kv(t, "redis_version", &REDIS_VERSION);
+            kv(t, "hotbackup_version", &env!("CARGO_PKG_VERSION"));
+            kv(t, "redis_mode", &"standalone");
+            kv(t, "os", &std::env::consts::OS);
+            kv(t, "arch_bits", &(usize::BITS));
+            kv(t, "process_id", &std::process::id());
+            kv(t, "tcp_port", &st.tcp_port);
+            kv(t, "uptime_in_seconds", &up);
+            kv(t, "uptime_in_days", &(up / 86400));
+            kv(t, "instance", &s.instance);
+            kv(t, "config_file", &s.config_path.display());
+            kv(t, "data_dir", &s.data_dir.display());
         }
         "clients" => {
-            line("# Clients", &"");
-            line("connected_clients", &(ctx.srv.clients.count() + 1));
-            line("maxclients", &s.maxclients);
+            header(t, "Clients");
+            kv(t, "connected_clients", &(ctx.srv.clients.count() + 1));
+            kv(t, "maxclients", &s.maxclients);
         }
         "persistence" => {
             let j = ctx.eng.journal();
@@ -273,54 +278,53 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                 .unwrap_or((0, 0));
             let es = ctx.eng.stats.clone();
             let writable = ctx.eng.check_writable();
-            let mut line = |k: &str, v: &dyn std::fmt::Display| {
-                let _ = write!(t, "{k}:{v}\r\n");
-            };
-            line("# Persistence", &"");
-            line("loading", &0);
-            line("aof_enabled", &1);
-            line(
+            header(t, "Persistence");
+            kv(t, "loading", &0);
+            kv(t, "aof_enabled", &1);
+            kv(
+                t,
                 "durability",
                 &match s.sync {
                     SyncMode::Fsync => "fsync",
                     SyncMode::None => "none (NOT DURABLE: tests and benchmarks only)",
                 },
             );
-            line("journal_first_lsn", &first);
-            line("journal_durable_lsn", &durable);
-            line("journal_segments", &segments);
-            line("store_applied_lsn", &applied);
-            line("store_checkpoint_lsn", &checkpoint);
-            line("checkpoints", &es.checkpoints);
-            line("last_checkpoint_time", &(es.last_checkpoint_ms / 1000));
-            line("replayed_at_start", &es.replayed_at_start);
-            line(
+            kv(t, "journal_first_lsn", &first);
+            kv(t, "journal_durable_lsn", &durable);
+            kv(t, "journal_segments", &segments);
+            kv(t, "store_applied_lsn", &applied);
+            kv(t, "store_checkpoint_lsn", &checkpoint);
+            kv(t, "checkpoints", &es.checkpoints);
+            kv(t, "last_checkpoint_time", &(es.last_checkpoint_ms / 1000));
+            kv(t, "replayed_at_start", &es.replayed_at_start);
+            kv(
+                t,
                 "tail_truncated_at_start",
                 &es.truncated_at_start.unwrap_or_else(|| "no".into()),
             );
             match writable {
-                Ok(()) => line("writes_refused", &"no"),
-                Err(e) => line("writes_refused", &e),
+                Ok(()) => kv(t, "writes_refused", &"no"),
+                Err(e) => kv(t, "writes_refused", &e),
             }
         }
         "stats" => {
             let es = &ctx.eng.stats;
-            line("# Stats", &"");
-            line("total_connections_received", &st.connections_received);
-            line("total_commands_processed", &st.commands_processed);
-            line("rejected_connections", &st.rejected_connections);
-            line("journal_records", &es.records);
-            line("journal_group_commits", &es.commits);
-            line("failed_write_turns", &es.failed_turns);
+            header(t, "Stats");
+            kv(t, "total_connections_received", &st.connections_received);
+            kv(t, "total_commands_processed", &st.commands_processed);
+            kv(t, "rejected_connections", &st.rejected_connections);
+            kv(t, "journal_records", &es.records);
+            kv(t, "journal_group_commits", &es.commits);
+            kv(t, "failed_write_turns", &es.failed_turns);
         }
         "replication" => {
-            line("# Replication", &"");
-            line("role", &"master");
-            line("connected_slaves", &0);
-            line("generation", &ctx.eng.generation());
+            header(t, "Replication");
+            kv(t, "role", &"master");
+            kv(t, "connected_slaves", &0);
+            kv(t, "generation", &ctx.eng.generation());
         }
         "keyspace" => {
-            let _ = write!(t, "# Keyspace\r\n");
+            header(t, "Keyspace");
             let r = ctx.eng.reader()?;
             for (name, info) in r.files() {
                 let n = r.count(&name)?;
@@ -404,7 +408,11 @@ pub fn save(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
 }
 
 pub fn lastsave(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
-    let ms = ctx.eng.stats.last_checkpoint_ms.max(ctx.srv.stats.started_ms);
+    let ms = ctx
+        .eng
+        .stats
+        .last_checkpoint_ms
+        .max(ctx.srv.stats.started_ms);
     encode::integer(ctx.out, (ms / 1000) as i64);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! String commands: GET SET SETNX GETSET MGET MSET INCR DECR INCRBY DECRBY APPEND STRLEN.
 
-use super::{arg_i64, parse_i64, Args, CmdError, CmdResult, Ctx};
+use super::{Args, CmdError, CmdResult, Ctx, arg_i64, parse_i64};
 use crate::resp::encode;
 use crate::store::item;
 use crate::txn::{Op, Value};
@@ -44,7 +44,7 @@ pub fn set(ctx: &mut Ctx<'_>, mut args: Args) -> CmdResult {
             b"ex" | b"px" | b"exat" | b"pxat" => {
                 return Err(CmdError::NotSupported(
                     "SET with EX/PX/EXAT/PXAT (keys do not expire in hotbackup)".into(),
-                ))
+                ));
             }
             _ => return Err(CmdError::Syntax),
         }

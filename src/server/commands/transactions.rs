@@ -1,7 +1,7 @@
 //! MULTI EXEC DISCARD (WATCH is refused). EXEC runs the queued commands back to back in one
 //! turn and their ops become a single journal record: applied as a whole, here and on slaves.
 
-use super::{execute_queued, Args, CmdError, CmdResult, Ctx};
+use super::{Args, CmdError, CmdResult, Ctx, execute_queued};
 use crate::resp::encode;
 
 pub fn multi(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
@@ -39,7 +39,9 @@ pub fn discard(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
 
 pub fn watch(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     if ctx.conn.multi.is_some() {
-        return Err(CmdError::Msg("ERR WATCH inside MULTI is not allowed".into()));
+        return Err(CmdError::Msg(
+            "ERR WATCH inside MULTI is not allowed".into(),
+        ));
     }
     Err(CmdError::NotSupported("WATCH (optimistic locking)".into()))
 }

@@ -1,0 +1,202 @@
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::journal::fs::{Faults, FaultyFs};
+use crate::store::item;
+use crate::txn::Value;
+
+fn opts(dir: &Path) -> EngineOptions {
+    EngineOptions {
+        data_dir: dir.to_path_buf(),
+        sync: SyncMode::Fsync,
+        segment_size: 1 << 20,
+        cache_size: 16 << 20,
+        min_free_space: 0,
+        logged: vec!["*".into()],
+        unlogged: vec!["tmp/*".into()],
+    }
+}
+
+fn put(k: &str, v: &str) -> Op {
+    Op::Put {
+        file: "main".into(),
+        id: k.as_bytes().to_vec(),
+        value: Value::Str(v.as_bytes().to_vec()),
+    }
+}
+
+fn get(e: &mut Engine, k: &str) -> Option<Vec<u8>> {
+    e.reader()
+        .unwrap()
+        .get_raw("main", k.as_bytes())
+        .unwrap()
+        .map(|r| item::as_str(&r).unwrap().to_vec())
+}
+
+#[test]
+fn a_turn_commits_one_record_per_command_and_creates_files_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    e.write(put("a", "1")).unwrap();
+    e.end_txn();
+    e.write(put("b", "2")).unwrap();
+    e.write(put("c", "3")).unwrap();
+    e.end_txn();
+    assert!(matches!(e.end_turn(), TurnOutcome::Committed(2)));
+    assert_eq!(get(&mut e, "c").as_deref(), Some(&b"3"[..]));
+    drop(e);
+    let recs: Vec<_> = JournalReader::open(&tmp.path().join(JOURNAL_DIR), 1, None)
+        .unwrap()
+        .map(|r| Transaction::decode(&r.unwrap().payload).unwrap().ops)
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert!(matches!(&recs[0][0], Op::CreateFile { file, logged: true } if file == "main"));
+    assert_eq!(recs[0][1], put("a", "1"));
+    assert_eq!(recs[1], vec![put("b", "2"), put("c", "3")]);
+}
+
+#[test]
+fn logged_flag_of_new_files_comes_from_the_globs() {
+    let o = opts(Path::new("/nonexistent"));
+    assert!(o.is_logged("main"));
+    assert!(o.is_logged("acct/x"));
+    assert!(!o.is_logged("tmp/scratch"));
+}
+
+#[test]
+fn records_after_the_checkpoint_are_replayed_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    e.write(put("a", "1")).unwrap();
+    e.end_txn();
+    e.end_turn();
+    e.checkpoint();
+    let db_id = e.store().unwrap().meta().db_id;
+    drop(e);
+    // Records the store never saw, as after a crash between group commit and checkpoint.
+    let (mut j, _) = Journal::open(
+        &tmp.path().join(JOURNAL_DIR),
+        db_id,
+        1,
+        JournalOptions::default(),
+        Arc::new(RealFs),
+    )
+    .unwrap();
+    for (k, v) in [("b", "2"), ("a", "changed")] {
+        let t = Transaction {
+            time_ms: 0,
+            ops: vec![put(k, v)],
+        };
+        j.append(1, &t.encode());
+    }
+    j.commit().unwrap();
+    drop(j);
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    assert_eq!(e.stats.replayed_at_start, 2);
+    assert_eq!(get(&mut e, "a").as_deref(), Some(&b"changed"[..]));
+    assert_eq!(get(&mut e, "b").as_deref(), Some(&b"2"[..]));
+    assert_eq!(e.store().unwrap().meta().applied_lsn, 3);
+}
+
+#[test]
+fn a_second_engine_on_the_same_data_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _e = Engine::open(opts(tmp.path())).unwrap();
+    assert!(matches!(
+        Engine::open(opts(tmp.path())),
+        Err(EngineError::Locked(_))
+    ));
+}
+
+#[test]
+fn disk_full_fails_the_turn_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let fs = Arc::new(FaultyFs {
+        faults: faults.clone(),
+    });
+    let mut e = Engine::open_with_fs(opts(tmp.path()), fs).unwrap();
+    e.write(put("kept", "1")).unwrap();
+    e.end_turn();
+    faults.space_left.store(5, Ordering::SeqCst);
+    e.write(put("lost", "x")).unwrap();
+    e.write(put("kept", "overwritten")).unwrap();
+    match e.end_turn() {
+        TurnOutcome::Failed { message, fatal } => {
+            assert!(!fatal);
+            assert!(message.contains("disk full"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(get(&mut e, "lost"), None);
+    assert_eq!(get(&mut e, "kept").as_deref(), Some(&b"1"[..]));
+    e.end_turn();
+    // Space is back (the real file system has room, so the guard lets writes through again).
+    faults.space_left.store(u64::MAX, Ordering::SeqCst);
+    e.write(put("after", "ok")).unwrap();
+    assert!(matches!(e.end_turn(), TurnOutcome::Committed(2)));
+    drop(e);
+    let e = Engine::open(opts(tmp.path())).unwrap();
+    assert_eq!(e.journal().durable_lsn(), 2);
+}
+
+#[test]
+fn low_free_space_refuses_writes_before_they_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(tmp.path());
+    o.min_free_space = u64::MAX;
+    let mut e = Engine::open(o).unwrap();
+    match e.write(put("a", "1")) {
+        Err(WriteError::Refused(WriteRefused::LowSpace { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(e.end_turn(), TurnOutcome::ReadOnly));
+    assert_eq!(get(&mut e, "a"), None);
+}
+
+#[test]
+fn an_empty_journal_after_a_checkpoint_continues_from_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    for i in 0..3 {
+        e.write(put(&format!("k{i}"), "v")).unwrap();
+        e.end_turn();
+    }
+    e.checkpoint();
+    drop(e);
+    std::fs::remove_dir_all(tmp.path().join(JOURNAL_DIR)).unwrap();
+    std::fs::create_dir(tmp.path().join(JOURNAL_DIR)).unwrap();
+    // An empty journal starts after the store: allowed (segments were all checkpointed away).
+    let e = Engine::open(opts(tmp.path())).unwrap();
+    assert_eq!(e.journal().next_lsn(), 4);
+}
+
+#[test]
+fn a_store_ahead_of_its_journal_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    for i in 0..3 {
+        e.write(put(&format!("k{i}"), "v")).unwrap();
+        e.end_turn();
+    }
+    e.checkpoint();
+    drop(e);
+    let jdir = tmp.path().join(JOURNAL_DIR);
+    let third = JournalReader::open(&jdir, 3, None)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let seg = crate::journal::format::segment_path(&jdir, 1);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(third.offset).unwrap();
+    drop(f);
+    match Engine::open(opts(tmp.path())) {
+        Err(EngineError::StoreAhead {
+            store: 3,
+            journal: 2,
+        }) => {}
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a store that is ahead of its journal"),
+    }
+}
