@@ -15,12 +15,21 @@
 //! ```
 //! then records, back to back:
 //! ```text
-//!  0  payload length u32    4
-//!  4  CRC32C u32            4   over bytes 0..4 and 8..24+length
+//!  0  length word u32       4   payload length; bit 31 set on the last record of a group commit
+//!  4  CRC32C u32            4   over bytes 0..4 and 8..end
 //!  8  LSN u64               8
 //! 16  generation u64        8
 //! 24  payload               length
+//!     group's first LSN u64 8   only on the last record of a group commit
 //! ```
+//! then, in the current segment, zeros: space allocated ahead so that a group commit's
+//! fdatasync flushes data only, not the file size. A record header is never all zeros (LSNs
+//! start at 1), so the first all-zero header marks the end of the records.
+//!
+//! The commit bit and the group's first LSN make group commits visible on disk: a commit is
+//! durable as a whole or not at all, so recovery drops an incomplete last group (never
+//! acknowledged, its pages maybe written out of order) and treats damage followed by a record of
+//! a later group as corruption.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +39,8 @@ pub const HEADER_LEN: usize = 48;
 pub const RECORD_HEADER_LEN: usize = 24;
 /// Largest payload a record may carry (1 GiB): larger lengths are corruption.
 pub const MAX_PAYLOAD: usize = 1 << 30;
+/// Bit of the length word marking the last record of a group commit.
+pub const COMMIT_FLAG: u32 = 1 << 31;
 pub const SEGMENT_EXT: &str = "hbj";
 
 pub type Lsn = u64;
@@ -126,6 +137,8 @@ pub struct RecordRef<'a> {
     pub lsn: Lsn,
     pub generation: u64,
     pub payload: &'a [u8],
+    /// On the last record of a group commit: the LSN of the group's first record.
+    pub group_first: Option<Lsn>,
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -155,7 +168,7 @@ fn record_crc(len: &[u8], rest: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len), rest)
 }
 
-/// Appends one framed record to `out`.
+/// Appends one framed record to `out` (without the commit flag).
 pub fn encode_record(out: &mut Vec<u8>, lsn: Lsn, generation: u64, payload: &[u8]) {
     let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -165,6 +178,25 @@ pub fn encode_record(out: &mut Vec<u8>, lsn: Lsn, generation: u64, payload: &[u8
     out.extend_from_slice(payload);
     let crc = record_crc(&out[start..start + 4], &out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Makes the framed record that starts at `start` and ends `buf` the last of a group commit
+/// whose first record has LSN `group_first`: sets the flag, appends the trailer, fixes the CRC.
+pub fn mark_commit(buf: &mut Vec<u8>, start: usize, group_first: Lsn) {
+    buf.extend_from_slice(&group_first.to_le_bytes());
+    let rec = &mut buf[start..];
+    let word = u32_at(rec, 0) | COMMIT_FLAG;
+    rec[0..4].copy_from_slice(&word.to_le_bytes());
+    let crc = record_crc(&rec[0..4], &rec[8..]);
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Bytes a commit record has beyond header and payload.
+pub const COMMIT_TRAILER_LEN: usize = 8;
+
+/// Whether a record header is all zeros: the end of the records in a preallocated segment.
+pub fn is_zero_header(b: &[u8]) -> bool {
+    b.len() >= RECORD_HEADER_LEN && b[..RECORD_HEADER_LEN].iter().all(|&x| x == 0)
 }
 
 /// Framed size of a record with this payload length.
@@ -180,11 +212,14 @@ pub fn decode_record(buf: &[u8]) -> Result<(RecordRef<'_>, usize), RecordError> 
             need: RECORD_HEADER_LEN,
         });
     }
-    let len = u32_at(buf, 0);
+    let word = u32_at(buf, 0);
+    let len = word & !COMMIT_FLAG;
     if len as usize > MAX_PAYLOAD {
         return Err(RecordError::Length(len));
     }
-    let total = RECORD_HEADER_LEN + len as usize;
+    let commit = word & COMMIT_FLAG != 0;
+    let payload_end = RECORD_HEADER_LEN + len as usize;
+    let total = payload_end + if commit { COMMIT_TRAILER_LEN } else { 0 };
     if buf.len() < total {
         return Err(RecordError::Incomplete {
             have: buf.len(),
@@ -198,7 +233,8 @@ pub fn decode_record(buf: &[u8]) -> Result<(RecordRef<'_>, usize), RecordError> 
         RecordRef {
             lsn: u64_at(buf, 8),
             generation: u64_at(buf, 16),
-            payload: &buf[RECORD_HEADER_LEN..total],
+            payload: &buf[RECORD_HEADER_LEN..payload_end],
+            group_first: commit.then(|| u64_at(buf, payload_end)),
         },
         total,
     ))
@@ -256,7 +292,12 @@ mod tests {
             prop_assert_eq!(buf.len(), record_len(payload.len()));
             let (r, n) = decode_record(&buf).unwrap();
             prop_assert_eq!(n, buf.len());
-            prop_assert_eq!(r, RecordRef { lsn, generation, payload: &payload });
+            prop_assert_eq!(r, RecordRef { lsn, generation, payload: &payload, group_first: None });
+            mark_commit(&mut buf, 0, 7);
+            let (r, n) = decode_record(&buf).unwrap();
+            prop_assert_eq!(n, buf.len());
+            prop_assert_eq!(r.group_first, Some(7));
+            prop_assert_eq!(r.payload, &payload[..]);
         }
 
         #[test]
@@ -267,6 +308,9 @@ mod tests {
         ) {
             let mut buf = Vec::new();
             encode_record(&mut buf, 99, 3, &payload);
+            if flip % 2 == 0 {
+                mark_commit(&mut buf, 0, 42);
+            }
             let i = pos.index(buf.len());
             buf[i] ^= flip;
             prop_assert!(decode_record(&buf).is_err(), "corrupting byte {} went unnoticed", i);

@@ -6,27 +6,28 @@
 //! the data, and recovery must read what is really on disk.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// An open segment file, written at its end.
+/// An open segment file, written at given offsets.
 pub trait SegmentFile: Send {
-    /// Writes all of `buf` at the end of the file.
-    fn append(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// Makes everything appended durable (fdatasync).
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything written durable (fdatasync).
     fn sync_data(&mut self) -> io::Result<()>;
-    /// Cuts the file to `len` bytes; later appends go there.
-    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Sets the file's length (cutting or extending with a hole).
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// Directory-level operations.
 pub trait Fs: Send + Sync {
     /// Creates a new file (it must not exist).
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
-    /// Opens an existing file for appending at `len` (the end of its valid content).
-    fn open_append(&self, path: &Path, len: u64) -> io::Result<Box<dyn SegmentFile>>;
+    /// Opens an existing file for writing.
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes creations and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
@@ -41,17 +42,14 @@ struct RealFile {
 }
 
 impl SegmentFile for RealFile {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        use std::io::Seek;
-        self.file.set_len(len)?;
-        self.file.seek(io::SeekFrom::Start(len))?;
-        Ok(())
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
     }
 }
 
@@ -60,11 +58,9 @@ impl Fs for RealFs {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(RealFile { file }))
     }
-    fn open_append(&self, path: &Path, len: u64) -> io::Result<Box<dyn SegmentFile>> {
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
         let file = OpenOptions::new().write(true).open(path)?;
-        let mut f = RealFile { file };
-        f.truncate(len)?;
-        Ok(Box::new(f))
+        Ok(Box::new(RealFile { file }))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
@@ -94,8 +90,9 @@ impl Faults {
     }
 }
 
-/// A [`RealFs`] with injectable faults: a disk that fills up after N more bytes (the write that
-/// crosses the limit is cut there, as a real short write would be), failing syncs.
+/// A [`RealFs`] with injectable faults: a disk that fills up after N more bytes of file growth
+/// (the write that crosses the limit is cut there, as a real short write would be), failing
+/// syncs and truncations. Overwriting bytes a file already has needs no space.
 pub struct FaultyFs {
     pub faults: Arc<Faults>,
 }
@@ -103,6 +100,7 @@ pub struct FaultyFs {
 struct FaultyFile {
     inner: Box<dyn SegmentFile>,
     faults: Arc<Faults>,
+    len: u64,
 }
 
 fn enospc() -> io::Error {
@@ -110,18 +108,24 @@ fn enospc() -> io::Error {
 }
 
 impl SegmentFile for FaultyFile {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let end = offset + buf.len() as u64;
+        let growth = end.saturating_sub(self.len);
         let left = self.faults.space_left.load(Ordering::SeqCst);
-        if (buf.len() as u64) <= left {
+        if growth <= left {
             if left != u64::MAX {
                 self.faults
                     .space_left
-                    .store(left - buf.len() as u64, Ordering::SeqCst);
+                    .store(left - growth, Ordering::SeqCst);
             }
-            return self.inner.append(buf);
+            self.inner.write_at(offset, buf)?;
+            self.len = self.len.max(end);
+            return Ok(());
         }
         // A short write of what fits, then the error.
-        self.inner.append(&buf[..left as usize])?;
+        let fits = (self.len.saturating_sub(offset) + left) as usize;
+        self.inner.write_at(offset, &buf[..fits.min(buf.len())])?;
+        self.len = self.len.max(offset + fits as u64);
         self.faults.space_left.store(0, Ordering::SeqCst);
         Err(enospc())
     }
@@ -131,11 +135,13 @@ impl SegmentFile for FaultyFile {
         }
         self.inner.sync_data()
     }
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
         if self.faults.fail_truncate.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        self.inner.truncate(len)
+        self.inner.set_len(len)?;
+        self.len = len;
+        Ok(())
     }
 }
 
@@ -147,12 +153,15 @@ impl Fs for FaultyFs {
         Ok(Box::new(FaultyFile {
             inner: RealFs.create(path)?,
             faults: self.faults.clone(),
+            len: 0,
         }))
     }
-    fn open_append(&self, path: &Path, len: u64) -> io::Result<Box<dyn SegmentFile>> {
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let len = std::fs::metadata(path)?.len();
         Ok(Box::new(FaultyFile {
-            inner: RealFs.open_append(path, len)?,
+            inner: RealFs.open_write(path)?,
             faults: self.faults.clone(),
+            len,
         }))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -102,7 +102,7 @@ impl JournalReader {
                     self.next_lsn += 1;
                     return Ok(Some(rec));
                 }
-                Step::End => {
+                Step::End | Step::Zeros { .. } => {
                     self.current = None;
                     self.index += 1;
                     if let Some(next) = self.segments.get(self.index) {

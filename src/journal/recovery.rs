@@ -1,10 +1,14 @@
 //! Start-up recovery: scan every segment, tell a torn tail from real corruption.
 //!
-//! Only the last segment can end in a torn write: the writer syncs a segment completely before it
-//! starts the next one. So damage in any earlier segment, a gap in the LSNs between segments, or
-//! damage in the last segment that is followed by a valid later record, is corruption: start-up
-//! stops with the segment and offset. Damage at the end of the last segment with nothing valid
-//! after it is a torn tail: [`recover`] truncates it and reports where, with the last good LSN.
+//! A group commit is acknowledged only after its fdatasync, and the writer syncs a segment
+//! completely before it starts the next one. So only the last group commit of the last segment
+//! can be incomplete on disk after a crash — and its pages may have reached the disk in any
+//! order. The last record of every group carries a commit flag. Recovery therefore reads up to
+//! the first damage (or an incomplete last group) and asks: does any valid group-end record come
+//! after it? If yes, a later commit completed after the damaged bytes were durable: that is
+//! corruption, and start-up stops with the segment and offset. If no, the damage is the torn
+//! last group, never acknowledged: [`recover`] cuts the segment at the group's start and reports
+//! where, with the last good LSN. Zeros after the last record are space allocated ahead.
 
 use std::path::{Path, PathBuf};
 
@@ -25,13 +29,17 @@ pub struct SegmentSummary {
     pub file_len: u64,
 }
 
-/// Damage at the end of the last segment, with nothing valid after it.
+/// A torn last group commit at the end of the last segment.
 #[derive(Debug, Clone)]
 pub struct TailDamage {
     pub segment: PathBuf,
+    /// Where the torn group starts: the segment is cut here.
     pub offset: u64,
     pub file_len: u64,
-    pub damage: Damage,
+    /// What was found.
+    pub damage: String,
+    /// Valid records of the incomplete group that are dropped with it.
+    pub dropped_records: u64,
     /// The header itself is bad: the whole file is a torn creation.
     pub whole_file: bool,
 }
@@ -100,7 +108,8 @@ pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError
                         segment: path.clone(),
                         offset: 0,
                         file_len,
-                        damage,
+                        damage: damage.to_string(),
+                        dropped_records: 0,
                         whole_file: true,
                     });
                     continue;
@@ -142,45 +151,78 @@ pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError
             valid_len: HEADER_LEN as u64,
             file_len: reader.file_len,
         };
-        loop {
+        // Where the group commit being read started, and the LSN it starts with.
+        let mut group_start = (HEADER_LEN as u64, reader.next_lsn);
+        let mut group_records = 0u64;
+        let mut group_generation = report.last_generation;
+        let damage = loop {
             match reader.step().map_err(ioerr)? {
                 Step::Record(rec) => {
-                    summary.records += 1;
-                    summary.last_lsn = Some(rec.lsn);
-                    report.last_generation = rec.generation;
-                }
-                Step::End => break,
-                Step::Damaged { offset, damage } => {
-                    let lsn = Some(reader.next_lsn);
-                    if !is_last {
-                        return Err(corrupt(
-                            &path,
-                            offset,
-                            lsn,
-                            format!("{damage} (in a sealed segment)"),
+                    if rec.group_first.is_some_and(|g| g != group_start.1) {
+                        break Some((
+                            rec.offset,
+                            Damage::Group {
+                                expected: group_start.1,
+                                found: rec.group_first.unwrap_or(0),
+                            },
                         ));
                     }
-                    if let Some(at) = reader.find_valid_after().map_err(ioerr)? {
-                        return Err(corrupt(
-                            &path,
-                            offset,
-                            lsn,
-                            format!(
-                                "{damage}, but a valid record follows at offset {at}: this is not a torn tail"
-                            ),
-                        ));
+                    group_records += 1;
+                    if rec.group_first.is_some() {
+                        summary.records += group_records;
+                        summary.last_lsn = Some(rec.lsn);
+                        group_generation = rec.generation;
+                        group_records = 0;
+                        group_start = (reader.offset, reader.next_lsn);
                     }
-                    report.tail = Some(TailDamage {
-                        segment: path.clone(),
-                        offset,
-                        file_len: reader.file_len,
-                        damage,
-                        whole_file: false,
-                    });
-                    break;
                 }
+                Step::End => break None,
+                Step::Zeros { offset } => {
+                    if reader.rest_is_zero().map_err(ioerr)? {
+                        break None;
+                    }
+                    break Some((offset, Damage::ZerosThenData));
+                }
+                Step::Damaged { offset, damage } => break Some((offset, damage)),
             }
+        };
+        report.last_generation = group_generation;
+        let end = reader.offset;
+        let incomplete_group = group_records > 0;
+        if damage.is_some() || incomplete_group {
+            let (offset, what) = match damage {
+                Some((o, d)) => (o, d.to_string()),
+                None => (end, "the last group commit has no end record".to_string()),
+            };
+            if !is_last {
+                return Err(corrupt(
+                    &path,
+                    offset,
+                    Some(reader.next_lsn),
+                    format!("{what} (in a sealed segment)"),
+                ));
+            }
+            if let Some(at) = reader.find_later_group(group_start.1).map_err(ioerr)? {
+                return Err(corrupt(
+                    &path,
+                    offset,
+                    Some(reader.next_lsn),
+                    format!(
+                        "{what}, but a record of a later group commit follows at offset {at}: this is not a torn tail"
+                    ),
+                ));
+            }
+            report.tail = Some(TailDamage {
+                segment: path.clone(),
+                offset: group_start.0,
+                file_len: reader.file_len,
+                damage: what,
+                dropped_records: group_records,
+                whole_file: false,
+            });
         }
+        reader.next_lsn = group_start.1;
+        reader.offset = group_start.0;
         summary.valid_len = reader.offset;
         report.records += summary.records;
         report.next_lsn = Some(reader.next_lsn);
@@ -209,7 +251,9 @@ pub fn recover(dir: &Path, db_id: &DbId, fs: &dyn Fs) -> Result<Recovery, Journa
             truncated = Some((tail.segment.clone(), 0, tail.file_len, last_good));
         } else {
             let mut f = fs
-                .open_append(&tail.segment, tail.offset)
+                .open_write(&tail.segment)
+                .map_err(ioerr("open torn segment"))?;
+            f.set_len(tail.offset)
                 .map_err(ioerr("truncate torn tail"))?;
             f.sync_data().map_err(ioerr("sync after truncation"))?;
             truncated = Some((
@@ -220,10 +264,11 @@ pub fn recover(dir: &Path, db_id: &DbId, fs: &dyn Fs) -> Result<Recovery, Journa
             ));
         }
         log::warn!(
-            "journal tail truncated: segment {} offset {} ({} bytes dropped: {}); last good LSN {}",
+            "journal tail truncated: segment {} offset {} ({} bytes and {} complete record(s) of an unfinished group commit dropped: {}); last good LSN {}",
             tail.segment.display(),
             tail.offset,
             tail.file_len - tail.offset,
+            tail.dropped_records,
             tail.damage,
             last_good.map_or("none".to_string(), |l| l.to_string()),
         );

@@ -9,7 +9,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    self, HEADER_LEN, HeaderError, Lsn, MAX_PAYLOAD, RECORD_HEADER_LEN, RecordError, SegmentHeader,
+    self, COMMIT_FLAG, HEADER_LEN, HeaderError, Lsn, MAX_PAYLOAD, RECORD_HEADER_LEN, RecordError,
+    SegmentHeader,
 };
 
 /// A segment file found in the journal directory.
@@ -46,6 +47,8 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// Byte offset of the record in its segment.
     pub offset: u64,
+    /// On the last record of a group commit: the LSN of the group's first record.
+    pub group_first: Option<Lsn>,
 }
 
 /// Why a segment stops being readable at some offset.
@@ -55,6 +58,13 @@ pub enum Damage {
     Record(RecordError),
     /// A valid record with an LSN other than the next one.
     Lsn {
+        expected: Lsn,
+        found: Lsn,
+    },
+    /// An all-zero record header followed later by non-zero bytes.
+    ZerosThenData,
+    /// A group-end record naming another first LSN than its group's.
+    Group {
         expected: Lsn,
         found: Lsn,
     },
@@ -68,6 +78,11 @@ impl std::fmt::Display for Damage {
             Damage::Lsn { expected, found } => {
                 write!(f, "LSN {found} where {expected} was expected")
             }
+            Damage::ZerosThenData => write!(f, "zeroed bytes followed by data"),
+            Damage::Group { expected, found } => write!(
+                f,
+                "group commit end names first LSN {found} where {expected} was expected"
+            ),
         }
     }
 }
@@ -89,6 +104,11 @@ pub enum Step {
     Record(Record),
     /// Clean end of file exactly after the last record.
     End,
+    /// An all-zero record header at `offset`: the end of the records if only zeros follow
+    /// (space allocated ahead); see [`SegmentReader::rest_is_zero`].
+    Zeros {
+        offset: u64,
+    },
     /// Bad bytes at `offset` (nothing valid could be read there).
     Damaged {
         offset: u64,
@@ -134,12 +154,24 @@ impl SegmentReader {
         }
         let mut head = [0u8; RECORD_HEADER_LEN];
         self.file.read_exact(&mut head)?;
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if format::is_zero_header(&head) {
+            self.reposition()?;
+            return Ok(Step::Zeros {
+                offset: self.offset,
+            });
+        }
+        let word = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let len = (word & !COMMIT_FLAG) as usize;
         if len > MAX_PAYLOAD {
             self.reposition()?;
             return damaged(self.offset, Damage::Record(RecordError::Length(len as u32)));
         }
-        let total = (RECORD_HEADER_LEN + len) as u64;
+        let trailer = if word & COMMIT_FLAG != 0 {
+            format::COMMIT_TRAILER_LEN
+        } else {
+            0
+        };
+        let total = (RECORD_HEADER_LEN + len + trailer) as u64;
         if total > left {
             self.reposition()?;
             return damaged(
@@ -175,7 +207,8 @@ impl SegmentReader {
         let record = Record {
             lsn: rec.lsn,
             generation: rec.generation,
-            payload: buf.split_off(RECORD_HEADER_LEN),
+            group_first: rec.group_first,
+            payload: buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len].to_vec(),
             offset: self.offset,
         };
         self.offset += total;
@@ -188,9 +221,31 @@ impl SegmentReader {
         Ok(())
     }
 
-    /// After damage at the current offset: is there a valid record with an LSN after the last
-    /// good one anywhere further on? If so, the damage is not a torn tail. Returns its offset.
-    pub fn find_valid_after(&mut self) -> io::Result<Option<u64>> {
+    /// Whether every byte from the current offset to the end of the file is zero.
+    pub fn rest_is_zero(&mut self) -> io::Result<bool> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut all_zero = true;
+        loop {
+            let n = self.file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                all_zero = false;
+                break;
+            }
+        }
+        self.reposition()?;
+        Ok(all_zero)
+    }
+
+    /// After damage at the current offset, in a group commit whose first LSN is `group_first`:
+    /// is there proof that a *later* group was written? That is a valid record of a later group's
+    /// end (its trailer names a later first LSN), or a valid record with a higher LSN than our
+    /// group's own end record. Later groups are only written after this group's fdatasync
+    /// returned, so then the damage hit durable, acknowledged data: corruption, not a torn tail.
+    /// Returns the offset of the proof.
+    pub fn find_later_group(&mut self, group_first: Lsn) -> io::Result<Option<u64>> {
         let start = self.offset + 1;
         let mut rest = Vec::new();
         self.file.seek(SeekFrom::Start(start))?;
@@ -198,16 +253,32 @@ impl SegmentReader {
         self.reposition()?;
         let last_good = self.next_lsn.saturating_sub(1);
         let max_lsn = last_good.saturating_add(rest.len() as u64 / RECORD_HEADER_LEN as u64 + 1);
+        let mut own_end: Option<Lsn> = None;
+        let mut highest: Option<(Lsn, u64)> = None;
         for i in 0..rest.len().saturating_sub(RECORD_HEADER_LEN - 1) {
             let b = &rest[i + 8..i + 16];
             let lsn = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
             if lsn <= last_good || lsn > max_lsn {
                 continue;
             }
-            if format::decode_record(&rest[i..]).is_ok() {
-                return Ok(Some(start + i as u64));
+            let Ok((r, _)) = format::decode_record(&rest[i..]) else {
+                continue;
+            };
+            let at = start + i as u64;
+            match r.group_first {
+                Some(g) if g > group_first => return Ok(Some(at)),
+                Some(g) if g == group_first => {
+                    own_end = Some(own_end.map_or(r.lsn, |e: Lsn| e.min(r.lsn)))
+                }
+                _ => {}
+            }
+            if highest.is_none_or(|(l, _)| r.lsn > l) {
+                highest = Some((r.lsn, at));
             }
         }
-        Ok(None)
+        Ok(match (own_end, highest) {
+            (Some(end), Some((l, at))) if l > end => Some(at),
+            _ => None,
+        })
     }
 }

@@ -1,5 +1,5 @@
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -213,22 +213,28 @@ fn disk_full_fails_the_batch_leaves_no_partial_record_and_reuses_lsns() {
     });
     let (mut j, _) = Journal::open(tmp.path(), DB, 1, JournalOptions::default(), fs).unwrap();
     write_n(&mut j, 3, 1);
+    // More than the space allocated ahead, with almost no room left on the disk.
     faults.space_left.store(10, Ordering::SeqCst);
-    j.append(1, b"does not fit");
+    let big = vec![7u8; 3 * super::writer::PREALLOC_CHUNK as usize];
+    j.append(1, &big);
     j.append(1, b"nor this");
     let err = j.commit().expect_err("disk full");
     assert!(err.is_disk_full(), "{err}");
     assert_eq!(j.next_lsn(), 4);
     assert_eq!(j.durable_lsn(), 3);
     assert_eq!(read_all(tmp.path()).len(), 3, "no partial record left");
-    // Space returns: the same LSN is used.
+    // Small writes still fit in the space allocated ahead.
+    assert_eq!(j.append(1, b"fits"), 4);
+    j.commit().unwrap();
+    // Space returns: big writes work again.
     faults.space_left.store(u64::MAX, Ordering::SeqCst);
-    assert_eq!(j.append(1, b"fits now"), 4);
+    assert_eq!(j.append(1, &big), 5);
     j.commit().unwrap();
     drop(j);
     let recs = read_all(tmp.path());
-    assert_eq!(recs.len(), 4);
-    assert_eq!(recs[3].payload, b"fits now");
+    assert_eq!(recs.len(), 5);
+    assert_eq!(recs[3].payload, b"fits");
+    assert_eq!(recs[4].payload, big);
 }
 
 #[test]
@@ -293,18 +299,99 @@ fn segments_wholly_below_a_checkpoint_are_removed() {
 }
 
 #[test]
-fn garbage_appended_after_a_clean_tail_is_treated_as_torn() {
+fn zeros_after_the_records_are_free_space_and_garbage_is_a_torn_tail() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut j, _) = open(tmp.path(), JournalOptions::default());
     write_n(&mut j, 4, 1);
     drop(j);
     let seg = segment_path(tmp.path(), 1);
-    let len = std::fs::metadata(&seg).unwrap().len();
-    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    let len = read_all(tmp.path()).last().map(|r| r.offset).unwrap();
+    let len = len + format::record_len(payload(4).len()) as u64 + 8;
+    let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len).unwrap();
+    f.seek(std::io::SeekFrom::End(0)).unwrap();
     f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    let (j, rec) = open(tmp.path(), JournalOptions::default());
+    assert_eq!(j.next_lsn(), 5);
+    assert!(rec.truncated.is_none(), "zeros are not damage");
+    drop(j);
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0xab; 100]).unwrap();
     drop(f);
     let (j, rec) = open(tmp.path(), JournalOptions::default());
     assert_eq!(j.next_lsn(), 5);
     assert_eq!(rec.truncated.map(|t| t.1), Some(len));
     assert!(len > HEADER_LEN as u64);
+}
+
+/// Writes groups of `sizes[i]` records each; returns the records as read back.
+fn write_groups(dir: &Path, sizes: &[u64]) -> Vec<Record> {
+    let (mut j, _) = open(dir, JournalOptions::default());
+    for &n in sizes {
+        write_n(&mut j, n, n);
+    }
+    drop(j);
+    read_all(dir)
+}
+
+fn damage(dir: &Path, at: u64) {
+    let seg = segment_path(dir, 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for b in &mut bytes[at as usize..at as usize + 4] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+}
+
+#[test]
+fn a_last_group_written_out_of_order_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Groups: LSN 1-2, then 3-5. The last group's first record never reached the disk, its
+    // later records did (pages persisted out of order before the crash).
+    let recs = write_groups(tmp.path(), &[2, 3]);
+    damage(tmp.path(), recs[2].offset + 10);
+    let (j, rec) = open(tmp.path(), JournalOptions::default());
+    assert_eq!(j.next_lsn(), 3, "the whole unfinished group is dropped");
+    let (_, offset, _, last_good) = rec.truncated.expect("reported");
+    assert_eq!((offset, last_good), (recs[2].offset, Some(2)));
+}
+
+#[test]
+fn damage_in_a_group_followed_by_a_later_group_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs = write_groups(tmp.path(), &[2, 3, 2]);
+    damage(tmp.path(), recs[3].offset + 10);
+    let err = Journal::open(
+        tmp.path(),
+        DB,
+        1,
+        JournalOptions::default(),
+        Arc::new(RealFs),
+    )
+    .err()
+    .expect("must refuse");
+    assert!(err.to_string().contains("later group commit"), "{err}");
+}
+
+#[test]
+fn damage_followed_by_a_torn_later_group_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Group 3-5 is complete and acknowledged; group 6-7 is torn (its end record cut).
+    let recs = write_groups(tmp.path(), &[2, 3, 2]);
+    let seg = segment_path(tmp.path(), 1);
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(recs[6].offset + 5).unwrap();
+    drop(f);
+    damage(tmp.path(), recs[2].offset + 10);
+    let err = Journal::open(
+        tmp.path(),
+        DB,
+        1,
+        JournalOptions::default(),
+        Arc::new(RealFs),
+    )
+    .err()
+    .expect("must refuse");
+    assert!(err.to_string().contains("later group commit"), "{err}");
 }

@@ -368,7 +368,7 @@ pub fn dump(
                     n += 1;
                 }
             }
-            Step::End => break,
+            Step::End | Step::Zeros { .. } => break,
             Step::Damaged { offset, damage } => {
                 return Err(seg_err(format!("damaged at offset {offset}: {damage}")));
             }

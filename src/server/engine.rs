@@ -126,6 +126,8 @@ pub enum TurnOutcome {
 pub struct EngineStats {
     pub records: u64,
     pub commits: u64,
+    /// Time spent in journal commits (write + fdatasync), microseconds.
+    pub commit_us: u64,
     pub failed_turns: u64,
     pub checkpoints: u64,
     pub last_checkpoint_ms: u64,
@@ -508,7 +510,10 @@ impl Engine {
             // A batch was opened but nothing was written (e.g. every command refused).
             return TurnOutcome::ReadOnly;
         }
-        let mark = match self.journal.commit() {
+        let started = Instant::now();
+        let committed = self.journal.commit();
+        self.stats.commit_us += started.elapsed().as_micros() as u64;
+        let mark = match committed {
             Ok(Some(m)) => m,
             Ok(None) => return TurnOutcome::ReadOnly,
             Err(e) => {

@@ -315,6 +315,11 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             kv(t, "rejected_connections", &st.rejected_connections);
             kv(t, "journal_records", &es.records);
             kv(t, "journal_group_commits", &es.commits);
+            kv(
+                t,
+                "journal_commit_avg_us",
+                &es.commit_us.checked_div(es.commits).unwrap_or(0),
+            );
             kv(t, "failed_write_turns", &es.failed_turns);
         }
         "replication" => {

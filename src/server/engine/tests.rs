@@ -118,8 +118,10 @@ fn disk_full_fails_the_turn_and_changes_nothing() {
     let mut e = Engine::open_with_fs(opts(tmp.path()), fs).unwrap();
     e.write(put("kept", "1")).unwrap();
     e.end_turn();
+    // A write larger than the journal space allocated ahead, on a disk with no room left.
     faults.space_left.store(5, Ordering::SeqCst);
-    e.write(put("lost", "x")).unwrap();
+    let big = "x".repeat(3 << 20);
+    e.write(put("lost", &big)).unwrap();
     e.write(put("kept", "overwritten")).unwrap();
     match e.end_turn() {
         TurnOutcome::Failed { message, fatal } => {
