@@ -1,0 +1,296 @@
+//! Test harness: runs the real `hotbackup` binary as a separate process on loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hotbackup");
+
+/// A hotbackup daemon under test, with its data directory.
+pub struct Node {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Writes a config for a node in `dir`; `extra` is appended (TOML sections).
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("node.toml");
+    let text = format!(
+        "data_dir = \"{}\"\n\n[client]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"{}\"\n{extra}\n",
+        dir.join("data").display(),
+        dir.join("hb.sock").display(),
+    );
+    let text = if extra.contains("[log]") {
+        text
+    } else {
+        text + "\n[log]\nlevel = \"info\"\n"
+    };
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+impl Node {
+    /// Starts a node in a fresh temporary directory.
+    pub fn start(extra_config: &str) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let config = write_config(&dir, extra_config);
+        let mut n = Node {
+            dir,
+            config,
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log: Arc::new(Mutex::new(Vec::new())),
+            _tmp: Some(tmp),
+        };
+        n.launch();
+        n
+    }
+
+    /// Starts a node on an existing directory holding `node.toml`.
+    pub fn start_in(dir: &Path) -> Node {
+        let mut n = Node {
+            dir: dir.to_path_buf(),
+            config: dir.join("node.toml"),
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log: Arc::new(Mutex::new(Vec::new())),
+            _tmp: None,
+        };
+        n.launch();
+        n
+    }
+
+    /// (Re)starts the process and waits until it serves clients.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hotbackup");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("HB_TEST_LOG").is_some() {
+                    eprintln!("[node] {line}");
+                }
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        self.addr = wait_ready(&rx, self.child.as_mut().unwrap(), &self.log);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; waits for exit (with a deadline) and returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        signal(c.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("node did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid(), sig);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection()
+            .expect("connect")
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+
+    /// Log lines so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Runs `hotbackup ARGS...` and returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        cli(args)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run hotbackup");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+fn wait_ready(
+    rx: &Receiver<String>,
+    child: &mut Child,
+    log: &Arc<Mutex<Vec<String>>>,
+) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                if let Some(rest) = line.split("ready: clients on ").nth(1) {
+                    return rest.trim().parse().expect("address in ready line");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let st = child.wait().ok();
+                panic!(
+                    "hotbackup exited before ready ({st:?}):\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "hotbackup not ready within 30 s:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+    }
+}
+
+/// A raw RESP connection: send bytes, read exactly the reply bytes expected.
+pub struct Raw {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).expect("send");
+    }
+
+    /// Reads one complete reply (parsed with the crate's own RESP parser) and returns its bytes.
+    pub fn reply(&mut self) -> Vec<u8> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match hotbackup::resp::parse_value(&self.buf, &hotbackup::resp::Limits::default()) {
+                Ok((_, n)) => {
+                    let rest = self.buf.split_off(n);
+                    return std::mem::replace(&mut self.buf, rest);
+                }
+                Err(hotbackup::resp::ParseError::Incomplete) => {}
+                Err(e) => panic!("bad reply {e:?}: {:?}", String::from_utf8_lossy(&self.buf)),
+            }
+            let n = self.s.read(&mut chunk).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command as multibulk and returns the reply as a string.
+    pub fn cmd(&mut self, args: &[&str]) -> String {
+        let mut req = Vec::new();
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        hotbackup::resp::encode::request(&mut req, &a);
+        self.send(&req);
+        String::from_utf8_lossy(&self.reply()).into_owned()
+    }
+
+    /// Reads until the server closes; returns everything read.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.s.read_to_end(&mut out);
+        out
+    }
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
