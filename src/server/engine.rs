@@ -152,6 +152,7 @@ pub struct Engine {
     store_broken: Option<String>,
     last_checkpoint: Instant,
     checkpoint_requested: bool,
+    checkpoint_postponed: bool,
     pub stats: EngineStats,
     _lock: File,
 }
@@ -191,6 +192,18 @@ pub fn free_space(dir: &Path) -> std::io::Result<u64> {
     // The field types differ between architectures.
     #[allow(clippy::unnecessary_cast)]
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Space a checkpoint may need: the store pages written since the last one (bounded by twice
+/// the journal bytes written since, plus a margin for the B-tree's own pages).
+fn checkpoint_room(dir: &Path, journal_bytes: u64) -> Result<(), String> {
+    let need = (16 << 20) + journal_bytes.saturating_mul(2);
+    match free_space(dir) {
+        Ok(free) if free < need => Err(format!(
+            "{free} bytes free on the data directory's file system, about {need} needed"
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Engine {
@@ -246,6 +259,7 @@ impl Engine {
             store_broken: None,
             last_checkpoint: Instant::now(),
             checkpoint_requested: false,
+            checkpoint_postponed: false,
             stats,
             _lock: lock,
         };
@@ -317,7 +331,12 @@ impl Engine {
                 found: durable,
             }));
         }
-        store.checkpoint()?;
+        match checkpoint_room(&self.opts.data_dir, self.journal.bytes_since_mark()) {
+            Ok(()) => {
+                store.checkpoint()?;
+            }
+            Err(why) => log::warn!("replay: checkpoint postponed: {why}"),
+        }
         log::info!(
             "replayed {count} records in {:.3}s; store at LSN {last}",
             started.elapsed().as_secs_f64()
@@ -650,17 +669,36 @@ impl Engine {
         self.checkpoint_requested = true;
     }
 
-    /// Makes the store durable and removes journal segments it no longer needs.
+    /// Makes the store durable and removes journal segments it no longer needs. Postponed while
+    /// the disk is (nearly) full: a checkpoint that fails for space breaks the store, while a
+    /// postponed one only means a longer replay after a crash (the journal holds it all).
     pub fn checkpoint(&mut self) {
         self.view = None;
         self.last_checkpoint = Instant::now();
-        let Some(store) = self.store.as_mut() else {
+        let Some(store) = self.store.as_ref() else {
             return;
         };
         if store.meta().checkpoint_lsn == store.meta().applied_lsn {
             self.journal.reset_bytes_counter();
             return;
         }
+        let room = match &self.disk_full {
+            Some(f) => Err(format!("the disk is full ({f})")),
+            None => checkpoint_room(&self.opts.data_dir, self.journal.bytes_since_mark()),
+        };
+        if let Err(why) = room {
+            if !self.checkpoint_postponed {
+                log::warn!("checkpoint postponed: {why}; the journal keeps everything meanwhile");
+                self.checkpoint_postponed = true;
+            }
+            return;
+        }
+        if std::mem::take(&mut self.checkpoint_postponed) {
+            log::info!("checkpoints resume");
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
         let started = Instant::now();
         match store.checkpoint() {
             Ok(lsn) => {
