@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs hotbackup's whole test suite: unit tests, integration tests against the real binary
+# (redis crate, redis-cli, redis-benchmark), the kill -9 crash test, the disk-full tests (tmpfs:
+# needs root) and the fuzz corpus replay.
+# Installs redis-tools first when it is missing and we may (root with apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing redis-tools (redis-cli, redis-benchmark)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
+    else
+        echo "redis-cli and redis-benchmark are needed: install Debian's redis-tools" >&2
+        exit 1
+    fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked -- --test-threads="${HB_TEST_THREADS:-2}"
