@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs each RESP fuzz target for a bounded time and prints executions and findings.
+#
+#   fuzz/run.sh [SECONDS]        default 60 s per target
+#
+# Environment: FUZZ_SANITIZER=address|none (default address), FUZZ_JOBS (default 1).
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). The toolchain here is stable; cargo fuzz
+# passes -Z flags to rustc, which stable accepts with RUSTC_BOOTSTRAP=1 (set below).
+#
+# libFuzzer reads the committed seeds in fuzz/corpus/<target> and writes what it discovers to
+# fuzz/corpus-work/<target> (not committed), so the seed corpus stays small and reviewed.
+# A crash is saved as fuzz/artifacts/<target>/crash-*; make it a regression test: copy it into
+# fuzz/corpus/<target>/ and add it to tests/resp_corpus.rs.
+set -euo pipefail
+
+secs="${1:-60}"
+sanitizer="${FUZZ_SANITIZER:-address}"
+jobs="${FUZZ_JOBS:-1}"
+fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
+cd "$fuzz_dir/.."
+export RUSTC_BOOTSTRAP=1
+
+targets=(resp_request resp_value)
+failed=0
+for t in "${targets[@]}"; do
+    work="$fuzz_dir/corpus-work/$t"
+    arts="$fuzz_dir/artifacts/$t"
+    log="$fuzz_dir/artifacts/$t.log"
+    mkdir -p "$work" "$arts"
+    crashes_before=$(find "$arts" -type f | wc -l)
+
+    echo "== $t: ${secs}s, sanitizer=$sanitizer, jobs=$jobs (log: $log)"
+    # -a: debug assertions (and overflow checks) on, so arithmetic overflow is a finding too.
+    set +e
+    cargo fuzz run -a --sanitizer "$sanitizer" "$t" "$work" "$fuzz_dir/corpus/$t" -- \
+        -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+        -dict="$fuzz_dir/resp.dict" -print_final_stats=1 \
+        $([ "$jobs" -gt 1 ] && echo "-fork=$jobs") >"$log" 2>&1
+    rc=$?
+    set -e
+
+    # With -fork each child prints its own stats: sum them.
+    execs=$( (grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" || true) |
+        awk '{s+=$NF} END {print s+0}')
+    cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1)
+    corpus=$(find "$work" -type f | wc -l)
+    crashes_after=$(find "$arts" -type f | wc -l)
+    new=$((crashes_after - crashes_before))
+    echo "   executions: ${execs:-?}  ${cov:-}  work corpus: $corpus files  exit: $rc"
+    if [ "$new" -gt 0 ] || [ "$rc" -ne 0 ]; then
+        echo "   FINDINGS: $new new artifact(s) in $arts"
+        grep -E 'panicked|ERROR: |SUMMARY' "$log" | head -5 | sed 's/^/   /' || true
+        failed=1
+    else
+        echo "   findings: none"
+    fi
+done
+exit "$failed"
