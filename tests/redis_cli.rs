@@ -86,7 +86,10 @@ fn redis_cli_runs_the_command_list() {
         })
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("QUEUED") && text.trim_end().ends_with("2"), "{text}");
+    assert!(
+        text.contains("QUEUED") && text.trim_end().ends_with("2"),
+        "{text}"
+    );
     assert_eq!(redis_cli(&n, &["FLUSHDB"]), "OK");
     assert_eq!(redis_cli(&n, &["DBSIZE"]), "0");
 }
@@ -103,7 +106,14 @@ fn redis_cli_over_the_unix_socket_and_redis_benchmark_pipelined() {
         .expect("redis-cli");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
     let out = Command::new("redis-benchmark")
-        .args(["-p", &n.addr.port().to_string(), "-t", "set,get,incr,hset", "-n", "20000"])
+        .args([
+            "-p",
+            &n.addr.port().to_string(),
+            "-t",
+            "set,get,incr,hset",
+            "-n",
+            "20000",
+        ])
         .args(["-c", "20", "-P", "16", "-q", "--csv"])
         .output()
         .expect("redis-benchmark must be installed (redis-tools)");
