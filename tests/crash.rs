@@ -33,8 +33,8 @@ impl Rng {
 struct Ledger {
     /// Every write attempted: key -> value.
     attempted: HashMap<String, String>,
-    /// Writes the server acknowledged.
-    acked: Vec<(String, String)>,
+    /// Writes the server acknowledged: key, value, whether it is a hash field.
+    acked: Vec<(String, String, bool)>,
     /// Highest value of the MULTI counter pair acknowledged.
     pair_acked: i64,
 }
@@ -71,7 +71,8 @@ fn writer(url: String, id: usize, round: usize, stop: Arc<AtomicBool>, ledger: A
             .unwrap()
             .attempted
             .insert(key.clone(), value.clone());
-        let r: redis::RedisResult<()> = if seq % 3 == 0 {
+        let hash = seq % 3 == 0;
+        let r: redis::RedisResult<()> = if hash {
             redis::cmd("HSET")
                 .arg(&key)
                 .arg("f")
@@ -81,7 +82,7 @@ fn writer(url: String, id: usize, round: usize, stop: Arc<AtomicBool>, ledger: A
             redis::cmd("SET").arg(&key).arg(&value).query(&mut con)
         };
         match r {
-            Ok(()) => ledger.lock().unwrap().acked.push((key, value)),
+            Ok(()) => ledger.lock().unwrap().acked.push((key, value, hash)),
             Err(_) => return, // killed: this write's outcome is unknown
         }
     }
@@ -130,13 +131,16 @@ fn acked_writes_survive_kill_9() {
         // Check everything ever acknowledged, in every round so far.
         let mut con = n.client();
         let l = ledger.lock().unwrap();
-        for (k, v) in &l.acked {
-            let t: String = redis::cmd("TYPE").arg(k).query(&mut con).unwrap();
-            let got: Option<String> = if t == "hash" {
-                redis::cmd("HGET").arg(k).arg("f").query(&mut con).unwrap()
+        let mut pipe = redis::pipe();
+        for (k, _, hash) in &l.acked {
+            if *hash {
+                pipe.cmd("HGET").arg(k).arg("f");
             } else {
-                redis::cmd("GET").arg(k).query(&mut con).unwrap()
-            };
+                pipe.cmd("GET").arg(k);
+            }
+        }
+        let got: Vec<Option<String>> = pipe.query(&mut con).unwrap();
+        for ((k, v, _), got) in l.acked.iter().zip(&got) {
             assert_eq!(
                 got.as_deref(),
                 Some(v.as_str()),

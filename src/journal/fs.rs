@@ -20,6 +20,19 @@ pub trait SegmentFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Sets the file's length (cutting or extending with a hole).
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// A handle another thread can fdatasync this file through.
+    fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>>;
+}
+
+/// fdatasync of a file, callable from any thread (the journal's syncer).
+pub trait SyncHandle: Send + Sync {
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl SyncHandle for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
 }
 
 /// Directory-level operations.
@@ -50,6 +63,9 @@ impl SegmentFile for RealFile {
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+    fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>> {
+        Ok(Arc::new(self.file.try_clone()?))
     }
 }
 
@@ -107,6 +123,20 @@ fn enospc() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOSPC)
 }
 
+struct FaultySync {
+    inner: Arc<dyn SyncHandle>,
+    faults: Arc<Faults>,
+}
+
+impl SyncHandle for FaultySync {
+    fn sync_data(&self) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.sync_data()
+    }
+}
+
 impl SegmentFile for FaultyFile {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let end = offset + buf.len() as u64;
@@ -142,6 +172,12 @@ impl SegmentFile for FaultyFile {
         self.inner.set_len(len)?;
         self.len = len;
         Ok(())
+    }
+    fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>> {
+        Ok(Arc::new(FaultySync {
+            inner: self.inner.sync_handle()?,
+            faults: self.faults.clone(),
+        }))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod fs;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+pub mod syncer;
 pub mod writer;
 
 use std::io;
@@ -21,6 +22,7 @@ use thiserror::Error;
 pub use format::{DbId, Lsn};
 pub use reader::JournalReader;
 pub use segment::Record;
+pub use syncer::{SyncOutcome, SyncRequest, Syncer};
 pub use writer::{CommitMark, Journal, JournalOptions, SyncMode};
 
 #[derive(Debug, Error)]

@@ -19,9 +19,10 @@ use super::format::{self, DbId, HEADER_LEN, Lsn, SegmentHeader};
 /// The current segment grows by at least this much zeroed space at a time.
 pub const PREALLOC_CHUNK: u64 = 1 << 20;
 static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
-use super::fs::{Fs, SegmentFile};
+use super::fs::{Fs, SegmentFile, SyncHandle};
 use super::recovery::{self, Recovery};
 use super::segment::SegmentInfo;
+use super::syncer::SyncRequest;
 
 /// How the journal makes commits durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +75,15 @@ pub struct Journal {
     last_record: usize,
     pending: u64,
     next_lsn: Lsn,
+    /// Last LSN written to the file (maybe not yet durable).
+    written_lsn: Lsn,
+    /// Last LSN known durable.
     durable_lsn: Lsn,
+    /// Last LSN a sync was requested for.
+    requested_lsn: Lsn,
     last_generation: u64,
     poisoned: Option<String>,
+    sync_handle: Option<Arc<dyn SyncHandle>>,
     /// Bytes committed since the counter was last reset (checkpoint trigger).
     bytes_since_mark: u64,
 }
@@ -135,9 +142,12 @@ impl Journal {
             last_record: 0,
             pending: 0,
             next_lsn,
+            written_lsn: next_lsn - 1,
             durable_lsn: next_lsn - 1,
+            requested_lsn: next_lsn - 1,
             last_generation: report.last_generation,
             poisoned: None,
+            sync_handle: None,
             bytes_since_mark: 0,
         };
         Ok((journal, recovery))
@@ -154,17 +164,27 @@ impl Journal {
         lsn
     }
 
-    /// Writes and syncs all buffered records. Returns the mark of where they begin (for
-    /// [`Journal::undo`]) or None when nothing was pending. On a write error the batch is
-    /// discarded and its LSNs are reused; on a sync error the journal is poisoned.
+    /// Writes and syncs all buffered records (a [`Journal::write`] then a
+    /// [`Journal::sync_now`]). Returns the mark of where they begin (for [`Journal::undo`]).
     pub fn commit(&mut self) -> Result<Option<CommitMark>, JournalError> {
+        let mark = self.write()?;
+        self.sync_now()?;
+        Ok(mark)
+    }
+
+    /// Writes all buffered records to the file, without waiting for the disk: they are
+    /// durable once a sync covers them ([`Journal::sync_now`], or a [`super::Syncer`] fed by
+    /// [`Journal::sync_request`]). Returns the mark of where they begin (for
+    /// [`Journal::undo`]) or None when nothing was pending. When space cannot be allocated
+    /// (disk full) the batch is discarded and its LSNs are reused.
+    pub fn write(&mut self) -> Result<Option<CommitMark>, JournalError> {
         if let Some(why) = &self.poisoned {
             return Err(JournalError::Poisoned(why.clone()));
         }
         if self.pending == 0 {
             return Ok(None);
         }
-        let first_lsn = self.durable_lsn + 1;
+        let first_lsn = self.written_lsn + 1;
         if self.file_len > HEADER_LEN as u64
             && self.file_len + self.buf.len() as u64 > self.opts.segment_size
         {
@@ -191,18 +211,78 @@ impl Journal {
             let path = self.current_segment().path.clone();
             return Err(self.poison(format!("write to {} failed: {e}", path.display())));
         }
-        if self.opts.sync == SyncMode::Fsync {
-            if let Err(e) = self.file.sync_data() {
-                let path = self.current_segment().path.clone();
-                return Err(self.poison(format!("fdatasync of {} failed: {e}", path.display())));
-            }
-        }
         self.file_len += self.buf.len() as u64;
         self.bytes_since_mark += self.buf.len() as u64;
-        self.durable_lsn = self.next_lsn - 1;
+        self.written_lsn = self.next_lsn - 1;
+        if self.opts.sync == SyncMode::None {
+            self.durable_lsn = self.written_lsn;
+            self.requested_lsn = self.written_lsn;
+        }
         self.buf.clear();
         self.pending = 0;
         Ok(Some(mark))
+    }
+
+    /// Makes everything written durable, in this thread.
+    pub fn sync_now(&mut self) -> Result<(), JournalError> {
+        if let Some(why) = &self.poisoned {
+            return Err(JournalError::Poisoned(why.clone()));
+        }
+        if self.durable_lsn >= self.written_lsn {
+            return Ok(());
+        }
+        if let Err(e) = self.file.sync_data() {
+            let path = self.current_segment().path.clone();
+            return Err(self.poison(format!("fdatasync of {} failed: {e}", path.display())));
+        }
+        self.durable_lsn = self.written_lsn;
+        self.requested_lsn = self.written_lsn;
+        Ok(())
+    }
+
+    /// A sync to hand to another thread, if records were written since the last request.
+    pub fn sync_request(&mut self) -> Option<SyncRequest> {
+        if self.poisoned.is_some() || self.requested_lsn >= self.written_lsn {
+            return None;
+        }
+        match self.sync_handle() {
+            Ok(handle) => {
+                self.requested_lsn = self.written_lsn;
+                Some(SyncRequest {
+                    handle,
+                    upto: self.written_lsn,
+                })
+            }
+            Err(e) => {
+                log::warn!("journal: no sync handle ({e}); syncing in the loop");
+                None
+            }
+        }
+    }
+
+    fn sync_handle(&mut self) -> std::io::Result<Arc<dyn SyncHandle>> {
+        if let Some(h) = &self.sync_handle {
+            return Ok(h.clone());
+        }
+        let h = self.file.sync_handle()?;
+        self.sync_handle = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Whether a sync was requested ([`Journal::sync_request`]) and has not been reported.
+    pub fn sync_in_flight(&self) -> bool {
+        self.durable_lsn < self.requested_lsn
+    }
+
+    /// Records that a sync covering `lsn` completed.
+    pub fn mark_durable(&mut self, lsn: Lsn) {
+        self.durable_lsn = self.durable_lsn.max(lsn.min(self.written_lsn));
+    }
+
+    /// Records that a sync failed: the journal is unusable until restart.
+    pub fn sync_failed(&mut self, e: &std::io::Error) -> JournalError {
+        let path = self.current_segment().path.clone();
+        self.poison(format!("fdatasync of {} failed: {e}", path.display()))
     }
 
     /// Extends the current segment with zeros so that it holds at least `end` bytes.
@@ -242,7 +322,7 @@ impl Journal {
     /// Only the latest commit can be undone.
     pub fn undo(&mut self, mark: CommitMark) -> Result<(), JournalError> {
         if self.current_segment().first_lsn != mark.segment_first_lsn
-            || mark.first_lsn > self.durable_lsn + 1
+            || mark.first_lsn > self.written_lsn + 1
         {
             return Err(self.poison("undo of a commit that is not the latest".into()));
         }
@@ -261,7 +341,9 @@ impl Journal {
             }
         }
         self.file_len = mark.offset;
-        self.durable_lsn = mark.first_lsn - 1;
+        self.written_lsn = mark.first_lsn - 1;
+        self.durable_lsn = self.durable_lsn.min(self.written_lsn);
+        self.requested_lsn = self.requested_lsn.min(self.written_lsn);
         self.next_lsn = mark.first_lsn;
         Ok(())
     }
@@ -287,6 +369,10 @@ impl Journal {
         if let Err(e) = sealed {
             return Err(self.poison(format!("sealing a segment failed: {e}")));
         }
+        // Everything written so far is in the sealed segment, now synced.
+        self.durable_lsn = self.written_lsn;
+        self.requested_lsn = self.written_lsn;
+        self.sync_handle = None;
         let (file, info) = create_segment(&self.dir, &self.db_id, first_lsn, self.fs.as_ref())?;
         self.file = file;
         self.file_len = HEADER_LEN as u64;
@@ -325,6 +411,10 @@ impl Journal {
     /// LSN of the last durable record (0 when none ever was).
     pub fn durable_lsn(&self) -> Lsn {
         self.durable_lsn
+    }
+    /// LSN of the last record written to the file (durable or not yet).
+    pub fn written_lsn(&self) -> Lsn {
+        self.written_lsn
     }
     /// LSN the next appended record gets.
     pub fn next_lsn(&self) -> Lsn {

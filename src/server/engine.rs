@@ -3,9 +3,13 @@
 //! It owns the [`Store`] and the [`Journal`] of a data directory and the work of the current
 //! loop turn: commands read through [`Engine::reader`] and write ops through [`Engine::write`];
 //! each finished command (or EXEC) becomes one journal record ([`Engine::end_txn`]); at the end
-//! of the turn [`Engine::end_turn`] writes and fsyncs all records of the turn at once (group
-//! commit) and only then commits the store batch. Nothing a write changed is sent to any client
-//! before that: the event loop holds every reply of the turn until `end_turn` returns.
+//! of the turn [`Engine::end_turn`] writes all records of the turn at once (group commit) and
+//! commits the store batch. The records become durable with one fdatasync, run by the event
+//! loop's syncer thread ([`Engine::sync_request`], [`Engine::on_sync`]) while the next turn is
+//! served. Nothing is sent to a client before everything it could have seen is durable: the
+//! event loop holds a turn's replies until [`Engine::durable_lsn`] reaches the turn's
+//! [`Engine::visible_lsn`]. And the store is never made durable (checkpoint, close) ahead of
+//! the journal: those sync the journal first.
 //!
 //! Start-up ([`Engine::open`]) locks the data directory, recovers the journal tail, and replays
 //! the journal from the store's checkpoint.
@@ -20,7 +24,9 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::journal::fs::{Fs, RealFs};
-use crate::journal::{Journal, JournalError, JournalOptions, JournalReader, Lsn, SyncMode};
+use crate::journal::{
+    Journal, JournalError, JournalOptions, JournalReader, Lsn, SyncMode, SyncOutcome, SyncRequest,
+};
 use crate::store::{Batch, Reader, STORE_FILE, Source, Store, StoreError, StoreOptions, View};
 use crate::txn::{Op, Transaction};
 
@@ -29,6 +35,8 @@ pub const JOURNAL_DIR: &str = "journal";
 const LOCK_FILE: &str = "hotbackup.lock";
 /// Replay commits the store every this many records.
 const REPLAY_BATCH: u64 = 10_000;
+/// The open store batch is committed (not durably) this often.
+pub const STORE_COMMIT_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -126,8 +134,11 @@ pub enum TurnOutcome {
 pub struct EngineStats {
     pub records: u64,
     pub commits: u64,
-    /// Time spent in journal commits (write + fdatasync), microseconds.
+    /// Time spent writing turns to the journal, microseconds.
     pub commit_us: u64,
+    /// Journal syncs completed, and the time from request to result, microseconds.
+    pub syncs: u64,
+    pub sync_us: u64,
     pub failed_turns: u64,
     pub checkpoints: u64,
     pub last_checkpoint_ms: u64,
@@ -141,6 +152,9 @@ pub struct Engine {
     journal: Journal,
     generation: u64,
     batch: Option<Batch>,
+    batch_opened: Instant,
+    /// This turn changed the batch and has records not yet written.
+    turn_dirty: bool,
     view: Option<View>,
     /// Ops of the transaction being built (a command or a MULTI block).
     txn_ops: Vec<Op>,
@@ -153,6 +167,8 @@ pub struct Engine {
     last_checkpoint: Instant,
     checkpoint_requested: bool,
     checkpoint_postponed: bool,
+    sync_started: Option<Instant>,
+    fatal: Option<String>,
     pub stats: EngineStats,
     _lock: File,
 }
@@ -206,6 +222,38 @@ fn checkpoint_room(dir: &Path, journal_bytes: u64) -> Result<(), String> {
     }
 }
 
+/// Applies the journal's records `from..=upto` to a batch. Returns how many.
+fn apply_records(
+    journal: &Journal,
+    batch: &mut Batch,
+    from: Lsn,
+    upto: Lsn,
+) -> Result<u64, EngineError> {
+    let mut reader = JournalReader::open(journal.dir(), from, Some(upto))?;
+    let mut count = 0;
+    let mut last = from - 1;
+    while let Some(rec) = reader.next_record()? {
+        let txn = Transaction::decode(&rec.payload).map_err(|e| EngineError::BadRecord {
+            lsn: rec.lsn,
+            what: e.to_string(),
+        })?;
+        batch.set_lsn(rec.lsn);
+        for op in &txn.ops {
+            batch.apply(op)?;
+        }
+        last = rec.lsn;
+        count += 1;
+    }
+    if last != upto {
+        return Err(EngineError::Journal(JournalError::Gap {
+            segment: journal.dir().to_path_buf(),
+            expected: last + 1,
+            found: upto,
+        }));
+    }
+    Ok(count)
+}
+
 impl Engine {
     /// Opens the data directory: lock, journal recovery, store, replay from the checkpoint.
     pub fn open(opts: EngineOptions) -> Result<Engine, EngineError> {
@@ -251,6 +299,8 @@ impl Engine {
             store: Some(store),
             journal,
             batch: None,
+            batch_opened: Instant::now(),
+            turn_dirty: false,
             view: None,
             txn_ops: Vec::new(),
             batch_error: None,
@@ -260,6 +310,8 @@ impl Engine {
             last_checkpoint: Instant::now(),
             checkpoint_requested: false,
             checkpoint_postponed: false,
+            sync_started: None,
+            fatal: None,
             stats,
             _lock: lock,
         };
@@ -268,20 +320,20 @@ impl Engine {
     }
 
     /// Applies journal records the store does not have yet (after a crash: everything after
-    /// the last checkpoint), then checkpoints.
+    /// the last checkpoint; after a store failure: everything written), then checkpoints.
     fn replay(&mut self) -> Result<u64, EngineError> {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
         let applied = store.meta().applied_lsn;
-        let durable = self.journal.durable_lsn();
-        if durable < applied {
+        let written = self.journal.written_lsn();
+        if written < applied {
             return Err(EngineError::StoreAhead {
                 store: applied,
-                journal: durable,
+                journal: written,
             });
         }
-        if durable == applied {
+        if written == applied {
             return Ok(0);
         }
         if self.journal.first_lsn() > applied + 1 {
@@ -291,46 +343,27 @@ impl Engine {
             });
         }
         log::info!(
-            "replaying journal LSN {}..={} into the store",
-            applied + 1,
-            durable
+            "replaying journal LSN {}..={written} into the store",
+            applied + 1
         );
         let started = Instant::now();
-        let mut reader = JournalReader::open(self.journal.dir(), applied + 1, Some(durable))?;
-        let mut batch = store.begin()?;
-        let mut in_batch = 0;
         let mut count = 0;
-        let mut last = applied;
-        while let Some(rec) = reader.next_record()? {
-            let txn = Transaction::decode(&rec.payload).map_err(|e| EngineError::BadRecord {
-                lsn: rec.lsn,
-                what: e.to_string(),
-            })?;
-            batch.set_lsn(rec.lsn);
-            for op in &txn.ops {
-                batch.apply(op)?;
-            }
-            last = rec.lsn;
-            count += 1;
-            in_batch += 1;
-            if rec.generation > self.generation {
-                self.generation = rec.generation;
-            }
-            if in_batch == REPLAY_BATCH {
-                store.commit(batch, last)?;
-                batch = store.begin()?;
-                in_batch = 0;
-                crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
-            }
+        let mut from = applied + 1;
+        while from <= written {
+            let upto = written.min(from + REPLAY_BATCH - 1);
+            let mut batch = store.begin()?;
+            count += apply_records(&self.journal, &mut batch, from, upto)?;
+            store.commit(batch, upto)?;
+            from = upto + 1;
+            crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
         }
-        store.commit(batch, last)?;
-        if last != durable {
-            return Err(EngineError::Journal(JournalError::Gap {
-                segment: self.journal.dir().to_path_buf(),
-                expected: last + 1,
-                found: durable,
-            }));
-        }
+        self.generation = self.generation.max(self.journal.last_generation());
+        // The store must not be made durable ahead of the journal.
+        self.journal.sync_now()?;
+        let store = match self.store.as_mut() {
+            Some(s) => s,
+            None => return Ok(count),
+        };
         match checkpoint_room(&self.opts.data_dir, self.journal.bytes_since_mark()) {
             Ok(()) => {
                 store.checkpoint()?;
@@ -338,7 +371,7 @@ impl Engine {
             Err(why) => log::warn!("replay: checkpoint postponed: {why}"),
         }
         log::info!(
-            "replayed {count} records in {:.3}s; store at LSN {last}",
+            "replayed {count} records in {:.3}s; store at LSN {written}",
             started.elapsed().as_secs_f64()
         );
         Ok(count)
@@ -446,16 +479,16 @@ impl Engine {
 
     fn batch(&mut self) -> Result<&mut Batch, WriteError> {
         if self.batch.is_none() {
-            self.check_writable()?;
             let store = self
                 .store
                 .as_ref()
                 .ok_or_else(|| WriteRefused::Unavailable(self.unavailable()))?;
             let mut batch = store.begin()?;
             batch.set_lsn(self.journal.next_lsn());
-            // Reads from now on must see this turn's writes.
+            // Reads from now on must see this batch's writes.
             self.view = None;
             self.batch = Some(batch);
+            self.batch_opened = Instant::now();
         }
         match self.batch.as_mut() {
             Some(b) => Ok(b),
@@ -466,6 +499,10 @@ impl Engine {
     /// Applies one op of the current transaction. Data ops on a file that does not exist yet
     /// first create it, with the logged flag the config globs give.
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
+        if !self.turn_dirty {
+            // The first write of a turn: is writing possible at all (disk space, store)?
+            self.check_writable()?;
+        }
         let needs_file =
             !matches!(op, Op::CreateFile { .. }) && self.batch()?.file_info(op.file()).is_none();
         if needs_file {
@@ -479,6 +516,7 @@ impl Engine {
     }
 
     fn apply(&mut self, op: Op) -> Result<(), WriteError> {
+        self.turn_dirty = true;
         let batch = self.batch()?;
         if let Err(e) = batch.apply(&op) {
             log::error!("store apply failed: {e}");
@@ -490,7 +528,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends the current transaction: its ops become one journal record (not yet durable).
+    /// Ends the current transaction: its ops become one journal record (not yet written).
     pub fn end_txn(&mut self) {
         if self.txn_ops.is_empty() {
             return;
@@ -507,66 +545,100 @@ impl Engine {
         }
     }
 
-    /// Whether this turn has written anything so far.
+    /// Whether this turn has changed anything not yet written to the journal.
     pub fn turn_has_writes(&self) -> bool {
-        self.batch.is_some()
+        self.turn_dirty
     }
 
-    /// Ends the turn: group commit of the journal, then the store batch.
+    /// Ends the turn: one journal write for all its records (the group commit; the sync comes
+    /// from [`Engine::sync_request`]). The store batch stays open across turns and is committed
+    /// every [`STORE_COMMIT_INTERVAL`] (see [`Engine::tick`]): each redb commit costs copying
+    /// and checksumming every page it dirtied, so fewer commits mean much less work.
     pub fn end_turn(&mut self) -> TurnOutcome {
         self.view = None;
         self.end_txn();
-        let Some(batch) = self.batch.take() else {
+        if !std::mem::take(&mut self.turn_dirty) {
             return TurnOutcome::ReadOnly;
-        };
+        }
         if let Some(e) = self.batch_error.take() {
-            drop(batch);
-            self.journal.discard_pending();
             self.stats.failed_turns += 1;
             return self.fail_store(e);
         }
         if self.journal.pending() == 0 {
-            // A batch was opened but nothing was written (e.g. every command refused).
+            // Every write of the turn was refused before it changed anything.
             return TurnOutcome::ReadOnly;
         }
         let started = Instant::now();
-        let committed = self.journal.commit();
+        let written = self.journal.write();
         self.stats.commit_us += started.elapsed().as_micros() as u64;
-        let mark = match committed {
-            Ok(Some(m)) => m,
-            Ok(None) => return TurnOutcome::ReadOnly,
-            Err(e) => {
-                drop(batch);
-                self.stats.failed_turns += 1;
-                return self.fail_journal(e);
-            }
-        };
-        let lsn = self.journal.durable_lsn();
-        let store = match self.store.as_mut() {
-            Some(s) => s,
-            None => {
-                return TurnOutcome::Failed {
-                    message: self.unavailable(),
-                    fatal: false,
-                };
-            }
-        };
-        match store.commit(batch, lsn) {
-            Ok(()) => {
+        match written {
+            Ok(_) => {
                 self.stats.commits += 1;
-                TurnOutcome::Committed(lsn)
+                TurnOutcome::Committed(self.journal.written_lsn())
             }
             Err(e) => {
                 self.stats.failed_turns += 1;
-                // Nobody has been told: take the records out of the journal again.
-                if let Err(je) = self.journal.undo(mark) {
-                    return TurnOutcome::Failed {
-                        message: je.to_string(),
-                        fatal: true,
-                    };
-                }
-                self.fail_store(e)
+                self.rebuild_batch();
+                self.fail_journal(e)
             }
+        }
+    }
+
+    /// Throws the open batch away and builds it again from the journal: the records written
+    /// since the store's last commit, without the turn that failed (its records were discarded).
+    fn rebuild_batch(&mut self) {
+        self.batch = None;
+        self.txn_ops.clear();
+        self.journal.discard_pending();
+        let Some(store) = self.store.as_ref() else {
+            return;
+        };
+        let from = store.meta().applied_lsn + 1;
+        let upto = self.journal.written_lsn();
+        if from > upto {
+            return;
+        }
+        let result = store
+            .begin()
+            .map_err(EngineError::from)
+            .and_then(|mut batch| {
+                let n = apply_records(&self.journal, &mut batch, from, upto)?;
+                Ok((batch, n))
+            });
+        match result {
+            Ok((batch, n)) => {
+                log::info!("store batch rebuilt from {n} journal records (LSN {from}..={upto})");
+                self.batch = Some(batch);
+                self.batch_opened = Instant::now();
+            }
+            Err(e) => {
+                log::error!("rebuilding the store batch failed: {e}; reopening the store");
+                self.reopen_store();
+            }
+        }
+    }
+
+    /// Commits the open batch (not durably) when it holds no unwritten records.
+    fn commit_batch(&mut self) {
+        if self.turn_dirty || self.journal.pending() > 0 {
+            return;
+        }
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        let lsn = self.journal.written_lsn();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if let Err(e) = store.commit(batch, lsn) {
+            // The records are in the journal: rebuild the store from it. Nobody needs to be
+            // told: their writes are in the journal and become durable with the next sync.
+            log::error!("store commit failed: {e}; reopening the store and replaying the journal");
+            if e.is_disk_full() {
+                self.disk_full = Some(e.to_string());
+                self.free_space = None;
+            }
+            self.reopen_store();
         }
     }
 
@@ -588,8 +660,8 @@ impl Engine {
         }
     }
 
-    /// The store failed while applying or committing: the journal holds exactly what was
-    /// acknowledged, so drop the store and rebuild it from its checkpoint plus the journal.
+    /// The store failed while applying: drop the batch and rebuild the store from its
+    /// checkpoint plus the journal (which holds everything written).
     fn fail_store(&mut self, e: StoreError) -> TurnOutcome {
         let disk_full = e.is_disk_full();
         log::error!("store failed: {e}; reopening it and replaying the journal");
@@ -602,6 +674,9 @@ impl Engine {
         } else {
             format!("write failed: {e}")
         };
+        self.batch = None;
+        self.txn_ops.clear();
+        self.journal.discard_pending();
         self.reopen_store();
         TurnOutcome::Failed {
             message,
@@ -609,11 +684,76 @@ impl Engine {
         }
     }
 
+    /// LSN of the last record whose effects reads may have seen (appended, maybe not yet
+    /// written or durable).
+    pub fn visible_lsn(&self) -> Lsn {
+        self.journal.next_lsn() - 1
+    }
+
+    /// Whether a sync was requested and has not come back.
+    pub fn sync_in_flight(&self) -> bool {
+        self.journal.sync_in_flight()
+    }
+
+    /// Bytes of records appended but not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.journal.pending_bytes()
+    }
+
+    /// LSN of the last durable record.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.journal.durable_lsn()
+    }
+
+    /// A sync for the syncer thread, when records were written since the last one.
+    pub fn sync_request(&mut self) -> Option<SyncRequest> {
+        let r = self.journal.sync_request();
+        if r.is_some() && self.sync_started.is_none() {
+            self.sync_started = Some(Instant::now());
+        }
+        r
+    }
+
+    /// Takes a syncer result. A failed sync is fatal: returns the message.
+    pub fn on_sync(&mut self, o: SyncOutcome) {
+        match o {
+            SyncOutcome::Synced(lsn) => {
+                self.journal.mark_durable(lsn);
+                if let Some(t) = self.sync_started.take() {
+                    self.stats.syncs += 1;
+                    self.stats.sync_us += t.elapsed().as_micros() as u64;
+                }
+            }
+            SyncOutcome::Failed(_, e) => {
+                let err = self.journal.sync_failed(&e);
+                self.fatal = Some(err.to_string());
+            }
+        }
+    }
+
+    /// Makes everything written durable, in this thread.
+    pub fn sync_now(&mut self) {
+        if let Err(e) = self.journal.sync_now() {
+            self.fatal = Some(e.to_string());
+        }
+    }
+
+    /// Set when the engine cannot go on (a journal sync failed): the process must restart and
+    /// recover from what is on disk.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
     /// Drops and reopens the store, replaying the journal. Leaves the engine without a store
     /// (reads and writes refused) if that fails; [`Engine::tick`] retries.
     fn reopen_store(&mut self) {
         self.batch = None;
         self.view = None;
+        // Closing the store may make its latest commits durable: the journal first.
+        self.sync_now();
+        if self.fatal.is_some() {
+            return;
+        }
         self.store = None;
         let path = self.opts.data_dir.join(STORE_FILE);
         match Store::open(
@@ -646,8 +786,12 @@ impl Engine {
     /// Periodic work between turns: checkpoint when due, journal segment removal, store
     /// recovery retries. `interval` and `bytes` are the checkpoint triggers.
     pub fn tick(&mut self, interval: Duration, bytes: u64) {
-        if self.batch.is_some() {
+        if self.turn_dirty || self.journal.pending() > 0 {
+            // A batch with unwritten records is open (kept while a sync runs).
             return;
+        }
+        if self.batch.is_some() && self.batch_opened.elapsed() >= STORE_COMMIT_INTERVAL {
+            self.commit_batch();
         }
         if self.store.is_none() {
             if self.last_checkpoint.elapsed() >= Duration::from_secs(1) {
@@ -675,6 +819,10 @@ impl Engine {
     pub fn checkpoint(&mut self) {
         self.view = None;
         self.last_checkpoint = Instant::now();
+        if self.turn_dirty || self.journal.pending() > 0 {
+            return;
+        }
+        self.commit_batch();
         let Some(store) = self.store.as_ref() else {
             return;
         };
@@ -695,6 +843,11 @@ impl Engine {
         }
         if std::mem::take(&mut self.checkpoint_postponed) {
             log::info!("checkpoints resume");
+        }
+        // Never make the store durable ahead of the journal.
+        self.sync_now();
+        if self.fatal.is_some() {
+            return;
         }
         let Some(store) = self.store.as_mut() else {
             return;
@@ -727,6 +880,20 @@ impl Engine {
                     self.free_space = None;
                 }
                 self.reopen_store();
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // The store's close may make its latest commits durable: the journal must be first.
+        self.sync_now();
+        if self.fatal.is_some() {
+            // The journal cannot be trusted to hold what the store has: leave the store as a
+            // crash would, so that start-up recovers from its checkpoint and the journal.
+            if let Some(store) = self.store.take() {
+                std::mem::forget(store);
             }
         }
     }

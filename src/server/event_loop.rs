@@ -1,9 +1,10 @@
 //! The event loop: one mio poll over the client listeners, client connections and signals.
 //!
-//! Each turn reads what clients sent, runs every complete request in arrival order, ends the
-//! turn in the engine (one journal write and fsync for all writes of the turn), and only then
-//! sends the replies. Replies of a turn whose writes failed are rewritten to errors before
-//! anyone sees them. A connection that sends a flood of pipelined requests is served in slices
+//! Each turn reads what clients sent, runs every complete request in arrival order and ends the
+//! turn in the engine (one journal write for all writes of the turn). The fdatasync runs on the
+//! journal's syncer thread while the loop serves the next turn; a turn's replies are sent once
+//! everything they could have seen is durable (the syncer wakes the loop). Replies of a turn
+//! whose writes failed are rewritten to errors before anyone sees them. A connection that sends a flood of pipelined requests is served in slices
 //! (a budget per turn), and one that does not read its replies stops being served once its
 //! output backs up, so neither delays the others beyond the group commit.
 
@@ -31,6 +32,7 @@ use crate::resp::{self, ParseError, encode};
 const TCP: Token = Token(0);
 const UNIX: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const WAKER: Token = Token(3);
 const FIRST_CONN: usize = 16;
 
 /// Requests run for one connection in one turn before others get their go.
@@ -39,6 +41,8 @@ const TURN_BUDGET: usize = 1024;
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Stop reading a connection in one turn once this much unparsed input is buffered.
 const READ_SLICE: usize = 4 << 20;
+/// A batch kept open while a sync runs is written anyway once it holds this many bytes.
+const DEFER_LIMIT: usize = 4 << 20;
 /// How long a graceful stop waits for in-flight requests and unsent replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,6 +78,10 @@ struct Conn {
     in_pos: usize,
     out: Vec<u8>,
     out_pos: usize,
+    /// Bytes of `out` that may be sent (the rest waits for a journal sync).
+    flushable: usize,
+    /// Bytes dropped from the front of `out` so far (for absolute positions).
+    out_base: u64,
     state: ConnState,
     /// The socket may hold unread bytes.
     readable: bool,
@@ -94,11 +102,13 @@ impl Conn {
     }
 }
 
-/// A reply written during a turn whose writes may still fail.
+/// A reply written while the engine's batch is open (its writes may still fail): absolute
+/// positions in the client's output.
 struct Entry {
     slot: usize,
-    start: usize,
-    end: usize,
+    id: u64,
+    start: u64,
+    end: u64,
     class: Class,
 }
 
@@ -139,6 +149,11 @@ pub struct Server {
     limits: resp::Limits,
     stopping: Option<Instant>,
     exit_error: Option<String>,
+    /// Replies waiting for a journal sync: (LSN that must be durable, slot, client id, end of
+    /// the replies as an absolute position in the client's output).
+    held: std::collections::VecDeque<(crate::journal::Lsn, usize, u64, u64)>,
+    syncer: Option<crate::journal::Syncer>,
+    _waker: std::sync::Arc<mio::Waker>,
     last_housekeeping: Instant,
     last_watchdog: Instant,
     watchdog: Option<Duration>,
@@ -207,6 +222,23 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(ServerError::Poll)?;
         let limits = settings.limits();
+        let waker = std::sync::Arc::new(
+            mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
+        );
+        let syncer = if settings.sync == crate::journal::SyncMode::Fsync {
+            let w = waker.clone();
+            match crate::journal::Syncer::start(move || {
+                let _ = w.wake();
+            }) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::warn!("cannot start the journal syncer thread ({e}); syncing in the loop");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Server {
             poll,
             tcp,
@@ -227,6 +259,9 @@ impl Server {
             limits,
             stopping: None,
             exit_error: None,
+            held: Default::default(),
+            syncer,
+            _waker: waker,
             last_housekeeping: Instant::now(),
             last_watchdog: Instant::now(),
             watchdog: crate::systemd::watchdog_interval(),
@@ -264,6 +299,7 @@ impl Server {
                     TCP => self.accept_tcp(),
                     UNIX => self.accept_unix(),
                     SIGNALS => self.handle_signals(),
+                    WAKER => {}
                     Token(t) => {
                         let slot = t - FIRST_CONN;
                         if let Some(Some(c)) = self.conns.get_mut(slot) {
@@ -275,7 +311,9 @@ impl Server {
                     }
                 }
             }
+            self.take_syncs();
             self.turn();
+            self.take_syncs();
             self.housekeeping();
             if let Some(since) = self.stopping {
                 let idle = self
@@ -314,6 +352,34 @@ impl Server {
         for &slot in &work {
             self.serve(slot);
         }
+        // While a sync is in flight, the writes of this turn could not be synced before it
+        // ends anyway: keep the batch open and let it grow until the sync is back, so that the
+        // next group commit takes them all at once (fewer, larger commits; same latency).
+        let defer = self.eng.turn_has_writes()
+            && self.eng.sync_in_flight()
+            && self.stopping.is_none()
+            && self.eng.pending_bytes() < DEFER_LIMIT;
+        if !defer {
+            self.end_turn();
+        }
+        let visible = self.eng.visible_lsn();
+        let durable = self.eng.durable_lsn();
+        for &slot in &work {
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                if visible <= durable {
+                    c.flushable = c.out.len();
+                } else if c.flushable < c.out.len() {
+                    let end = c.out_base + c.out.len() as u64;
+                    self.held.push_back((visible, slot, c.state.id, end));
+                }
+            }
+            self.flush(slot);
+        }
+        self.work = work;
+    }
+
+    /// Ends the engine's turn: one journal write for the batch, the sync handed to the syncer.
+    fn end_turn(&mut self) {
         match self.eng.end_turn() {
             TurnOutcome::ReadOnly | TurnOutcome::Committed(_) => {}
             TurnOutcome::Failed { message, fatal } => {
@@ -328,10 +394,54 @@ impl Server {
             }
         }
         self.log.clear();
-        for &slot in &work {
+        match &self.syncer {
+            Some(s) => {
+                if let Some(req) = self.eng.sync_request() {
+                    s.request(req);
+                }
+            }
+            None => self.eng.sync_now(),
+        }
+    }
+
+    /// Takes the syncer's results and sends the replies they release.
+    fn take_syncs(&mut self) {
+        if let Some(s) = &self.syncer {
+            for o in s.results() {
+                self.eng.on_sync(o);
+            }
+        }
+        if let Some(f) = self.eng.fatal() {
+            if self.exit_error.is_none() {
+                log::error!("fatal: {f}; stopping so that a restart recovers from the journal");
+                self.exit_error = Some(f.to_string());
+                self.begin_stop();
+            }
+            return;
+        }
+        if !self.eng.sync_in_flight() && self.eng.turn_has_writes() {
+            // A batch was kept open while the last sync ran: its turn to be committed.
+            self.end_turn();
+        }
+        let durable = self.eng.durable_lsn();
+        let mut ready = Vec::new();
+        while let Some(&(lsn, slot, id, end)) = self.held.front() {
+            if lsn > durable {
+                break;
+            }
+            self.held.pop_front();
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                if c.state.id == id {
+                    let upto = (end - c.out_base) as usize;
+                    c.flushable = c.flushable.max(upto.min(c.out.len()));
+                    ready.push(slot);
+                }
+            }
+        }
+        ready.dedup();
+        for slot in ready {
             self.flush(slot);
         }
-        self.work = work;
     }
 
     /// Reads from a connection and runs its complete requests.
@@ -424,7 +534,7 @@ impl Server {
             budget -= 1;
             self.stats.commands_processed += 1;
             c.state.last_active = Instant::now();
-            let start = c.out.len();
+            let start = c.out_base + c.out.len() as u64;
             let class = {
                 let dir = Directory { conns: &self.conns };
                 let info = ServerInfo {
@@ -444,8 +554,9 @@ impl Server {
             if self.eng.turn_has_writes() {
                 self.log.push(Entry {
                     slot,
+                    id: c.state.id,
                     start,
-                    end: c.out.len(),
+                    end: c.out_base + c.out.len() as u64,
                     class,
                 });
             }
@@ -473,19 +584,30 @@ impl Server {
         for e in &self.log {
             by_slot.entry(e.slot).or_default().push(e);
         }
+        let mut err = Vec::new();
+        encode::error(&mut err, &format!("ERR {message}"));
         for (slot, entries) in by_slot {
             let Some(Some(c)) = self.conns.get_mut(slot) else {
                 continue;
             };
-            let base = entries[0].start;
-            let old = c.out.split_off(base);
-            let mut err = Vec::new();
-            encode::error(&mut err, &format!("ERR {message}"));
-            for e in entries {
+            let entries: Vec<&Entry> = entries.into_iter().filter(|e| e.id == c.state.id).collect();
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
+            let (first_start, last_end) = (first.start, last.end);
+            // These replies were held (never sent): they are still in the buffer.
+            let old = c.out.split_off((first_start - c.out_base) as usize);
+            for e in &entries {
                 match e.class {
-                    Class::Other => c.out.extend_from_slice(&old[e.start - base..e.end - base]),
+                    Class::Other => c.out.extend_from_slice(
+                        &old[(e.start - first_start) as usize..(e.end - first_start) as usize],
+                    ),
                     Class::Data => c.out.extend_from_slice(&err),
                 }
+            }
+            let tail = (last_end - first_start) as usize;
+            if tail < old.len() {
+                c.out.extend_from_slice(&old[tail..]);
             }
         }
     }
@@ -495,8 +617,8 @@ impl Server {
             return;
         };
         let had_backlog = c.unsent() >= OUTPUT_HIGH_WATER;
-        while c.unsent() > 0 && !c.dead {
-            match c.stream.write(&c.out[c.out_pos..]) {
+        while c.out_pos < c.flushable && !c.dead {
+            match c.stream.write(&c.out[c.out_pos..c.flushable]) {
                 Ok(0) => c.dead = true,
                 Ok(n) => c.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -505,13 +627,17 @@ impl Server {
             }
         }
         if c.unsent() == 0 {
+            c.out_base += c.out.len() as u64;
             c.out.clear();
             c.out_pos = 0;
+            c.flushable = 0;
             if c.out.capacity() > 1 << 20 {
                 c.out.shrink_to(64 * 1024);
             }
         } else if c.out_pos > 1 << 20 {
             c.out.drain(..c.out_pos);
+            c.out_base += c.out_pos as u64;
+            c.flushable -= c.out_pos;
             c.out_pos = 0;
         }
         let pending_request = !c.dead && Self::has_request(c, &self.limits);
@@ -564,6 +690,8 @@ impl Server {
             in_pos: 0,
             out: Vec::new(),
             out_pos: 0,
+            flushable: 0,
+            out_base: 0,
             state: ConnState::new(id, addr, laddr, authed),
             readable: true,
             eof: false,
@@ -720,7 +848,11 @@ impl Server {
         for slot in slots {
             self.close(slot);
         }
-        self.eng.checkpoint();
+        self.syncer = None;
+        if self.exit_error.is_none() {
+            self.eng.sync_now();
+            self.eng.checkpoint();
+        }
         if let Some((_, path)) = &self.unix {
             let _ = std::fs::remove_file(path);
         }

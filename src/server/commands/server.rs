@@ -317,8 +317,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             kv(t, "journal_group_commits", &es.commits);
             kv(
                 t,
-                "journal_commit_avg_us",
+                "journal_write_avg_us",
                 &es.commit_us.checked_div(es.commits).unwrap_or(0),
+            );
+            kv(t, "journal_syncs", &es.syncs);
+            kv(
+                t,
+                "journal_sync_avg_us",
+                &es.sync_us.checked_div(es.syncs).unwrap_or(0),
             );
             kv(t, "failed_write_turns", &es.failed_turns);
         }
