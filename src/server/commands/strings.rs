@@ -50,6 +50,13 @@ pub fn set(ctx: &mut Ctx<'_>, mut args: Args) -> CmdResult {
         }
     }
     let file = ctx.writable_file()?;
+    if !(nx || xx || get) {
+        // A plain SET replaces whatever is there, of any type: no need to read it.
+        let value = std::mem::take(&mut args[2]);
+        let id = std::mem::take(&mut args[1]);
+        put(ctx, &file, id, value)?;
+        return ctx.ok();
+    }
     let old = ctx.get(&args[1])?;
     if get {
         if let Some(r) = &old {
