@@ -97,7 +97,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("auth", -2, NOAUTH | NOQUEUE | FAST, NOKEY, connection::auth),
     spec("quit", -1, NOAUTH | NOQUEUE | FAST, NOKEY, connection::quit),
     spec("select", 2, FAST, NOKEY, connection::select),
-    spec("client", -2, NOQUEUE, NOKEY, connection::client),
+    spec("client", -2, 0, NOKEY, connection::client),
     spec(
         "reset",
         1,
@@ -107,7 +107,7 @@ pub static COMMANDS: &[Spec] = &[
     ),
     // server
     spec("command", -1, 0, NOKEY, server::command),
-    spec("config", -2, ADMIN | NOQUEUE, NOKEY, server::config),
+    spec("config", -2, ADMIN, NOKEY, server::config),
     spec("info", -1, 0, NOKEY, server::info),
     spec("dbsize", 1, READ | FAST, NOKEY, server::dbsize),
     spec("flushdb", -1, WRITE, NOKEY, server::flushdb),
