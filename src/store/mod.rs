@@ -437,13 +437,7 @@ impl Batch {
             }
             Op::Delete { file, id } => {
                 self.require_file(file)?;
-                let name = table_name(file);
-                let mut t = self
-                    .txn
-                    .open_table(item_table(&name))
-                    .map_err(redb_err("open file"))?;
-                t.remove(id.as_slice()).map_err(redb_err("delete"))?;
-                Ok(())
+                self.remove_raw(file, id)
             }
             Op::Append { file, id, data } => {
                 self.require_file(file)?;
@@ -482,18 +476,22 @@ impl Batch {
                 };
                 cur.retain(|(f, _)| !fields.contains(f));
                 if cur.is_empty() {
-                    let name = table_name(file);
-                    let mut t = self
-                        .txn
-                        .open_table(item_table(&name))
-                        .map_err(redb_err("open file"))?;
-                    t.remove(id.as_slice()).map_err(redb_err("delete"))?;
-                    Ok(())
+                    self.remove_raw(file, id)
                 } else {
                     self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
                 }
             }
         }
+    }
+
+    fn remove_raw(&mut self, file: &str, id: &[u8]) -> Result<(), StoreError> {
+        let name = table_name(file);
+        let mut t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
+        t.remove(id).map_err(redb_err("delete"))?;
+        Ok(())
     }
 
     fn put_raw(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
