@@ -4,6 +4,7 @@
 //! Lower layers ([`journal`], [`store`], [`resp`], [`txn`]) never import [`server`] or [`ops`].
 
 pub mod config;
+pub mod datadir;
 pub mod files;
 pub mod glob;
 pub mod journal;

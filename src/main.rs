@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use hotbackup::config::Config;
+use hotbackup::datadir::DataDir;
 use hotbackup::ops::{journal_cmd, port_check, status};
-use hotbackup::server::engine::JOURNAL_DIR;
 
 #[derive(Parser)]
 #[command(
@@ -116,7 +116,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 fn journal_dir(config: Option<PathBuf>, other: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
     match (config, other) {
         (_, Some(p)) => Ok(p),
-        (Some(c), None) => Ok(load(&c)?.data_dir.join(JOURNAL_DIR)),
+        (Some(c), None) => Ok(DataDir::new(&load(&c)?.data_dir).journal_dir()),
         (None, None) => {
             eprintln!("hotbackup: give --config FILE or a journal path");
             Err(ExitCode::from(2))

@@ -148,7 +148,7 @@ fn corruption_before_the_tail_stops_start_up_and_journal_check_finds_it() {
         out.contains("20 record(s)") && out.ends_with("OK\n"),
         "{out}"
     );
-    let seg = n.dir.join("data/journal/00000000000000000001.hbj");
+    let seg = n.dir.join("data/current/journal/00000000000000000001.hbj");
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[300] ^= 0xff; // inside an early record
     std::fs::write(&seg, &bytes).unwrap();

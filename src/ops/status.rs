@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::client::{Client, pairs};
 use super::json;
 use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::journal::recovery;
 use crate::resp::Value;
-use crate::server::engine::JOURNAL_DIR;
-use crate::store::{self, STORE_FILE};
+use crate::store;
 
 pub enum Status {
     /// The daemon answered: its HB.STATUS fields.
@@ -158,7 +158,7 @@ pub fn on_disk(cfg: &Config) -> Vec<(String, String)> {
         ));
         return out;
     }
-    match store::read_meta(&cfg.data_dir.join(STORE_FILE)) {
+    match store::read_meta(&DataDir::new(&cfg.data_dir).store_path()) {
         Ok(m) => {
             out.push(("database id".into(), hex(&m.db_id)));
             out.push(("generation".into(), m.generation.to_string()));
@@ -169,7 +169,7 @@ pub fn on_disk(cfg: &Config) -> Vec<(String, String)> {
         }
         Err(e) => out.push(("store".into(), format!("unreadable now: {e}"))),
     }
-    match recovery::scan(&cfg.data_dir.join(JOURNAL_DIR), None) {
+    match recovery::scan(&DataDir::new(&cfg.data_dir).journal_dir(), None) {
         Ok(r) => {
             let first = r.segments.first().map_or(0, |s| s.info.first_lsn);
             let last = r.next_lsn.map_or(0, |n| n.saturating_sub(1));

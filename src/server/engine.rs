@@ -16,23 +16,20 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::datadir::{DataDir, JOURNAL_DIR, NodeId, STORE_FILE};
 use crate::journal::fs::{Fs, RealFs};
 use crate::journal::{
     Journal, JournalError, JournalOptions, JournalReader, Lsn, SyncMode, SyncOutcome, SyncRequest,
 };
-use crate::store::{Batch, Reader, STORE_FILE, Source, Store, StoreError, StoreOptions, View};
+use crate::store::{Batch, Reader, Source, Store, StoreError, StoreOptions, View};
 use crate::txn::{Op, Transaction};
 
-/// Directory of the journal inside the data directory.
-pub const JOURNAL_DIR: &str = "journal";
-const LOCK_FILE: &str = "hotbackup.lock";
 /// Replay commits the store every this many records.
 const REPLAY_BATCH: u64 = 10_000;
 /// The open store batch is committed (not durably) this often.
@@ -73,7 +70,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error(
-        "data directory {} is in use by another hotbackup process (lock {LOCK_FILE} is held)",
+        "data directory {} is in use by another hotbackup process (its lock file is held)",
         .0.display()
     )]
     Locked(PathBuf),
@@ -148,6 +145,10 @@ pub struct EngineStats {
 
 pub struct Engine {
     opts: EngineOptions,
+    data: DataDir,
+    /// The live copy's directory (resolved: a later switch does not move it).
+    state_dir: PathBuf,
+    node_id: NodeId,
     store: Option<Store>,
     journal: Journal,
     generation: u64,
@@ -171,26 +172,6 @@ pub struct Engine {
     fatal: Option<String>,
     pub stats: EngineStats,
     _lock: File,
-}
-
-fn lock_data_dir(dir: &Path) -> Result<File, EngineError> {
-    let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| EngineError::DataDir {
-            dir: dir.to_path_buf(),
-            what: "cannot open lock file",
-            source,
-        })?;
-    // SAFETY: flock on a valid open descriptor owned by `file`; no memory is passed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(EngineError::Locked(dir.to_path_buf()));
-    }
-    Ok(file)
 }
 
 /// Free bytes (for unprivileged users) on the file system holding `dir`.
@@ -267,16 +248,36 @@ impl Engine {
             what: "cannot create",
             source,
         })?;
-        let lock = lock_data_dir(dir)?;
+        let data = DataDir::new(dir);
+        let lock = data.lock().map_err(|e| match e {
+            None => EngineError::Locked(dir.clone()),
+            Some(source) => EngineError::DataDir {
+                dir: dir.clone(),
+                what: "cannot open the lock file",
+                source,
+            },
+        })?;
+        let layout = |what| {
+            let dir = dir.clone();
+            move |source| EngineError::DataDir { dir, what, source }
+        };
+        data.prepare()
+            .map_err(layout("cannot prepare the layout"))?;
+        let node_id = data
+            .node_id()
+            .map_err(layout("cannot read or make the node id"))?;
+        let state_dir = data
+            .live()
+            .map_err(layout("cannot resolve the live copy"))?;
         let store = Store::open(
-            &dir.join(STORE_FILE),
+            &state_dir.join(STORE_FILE),
             &StoreOptions {
                 cache_size: opts.cache_size,
             },
         )?;
         let meta = *store.meta();
         let (journal, recovery) = Journal::open(
-            &dir.join(JOURNAL_DIR),
+            &state_dir.join(JOURNAL_DIR),
             meta.db_id,
             meta.applied_lsn + 1,
             JournalOptions {
@@ -294,6 +295,9 @@ impl Engine {
             ));
         }
         let mut engine = Engine {
+            data,
+            state_dir,
+            node_id,
             generation: meta.generation,
             opts,
             store: Some(store),
@@ -387,6 +391,15 @@ impl Engine {
         self.opts.logged = logged;
         self.opts.unlogged = unlogged;
         self.free_space = None;
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
     }
 
     pub fn generation(&self) -> u64 {
@@ -755,7 +768,7 @@ impl Engine {
             return;
         }
         self.store = None;
-        let path = self.opts.data_dir.join(STORE_FILE);
+        let path = self.state_dir.join(STORE_FILE);
         match Store::open(
             &path,
             &StoreOptions {

@@ -30,9 +30,6 @@ const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.catalog")
 /// Version of the store layout, kept in the meta table.
 pub const STORE_FORMAT: u64 = 1;
 
-/// File name of the store inside the data directory.
-pub const STORE_FILE: &str = "store.redb";
-
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("store: {op}: {source}")]

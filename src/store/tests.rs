@@ -3,7 +3,7 @@ use std::ops::ControlFlow;
 use super::*;
 
 fn open(dir: &Path) -> Store {
-    Store::open(&dir.join(STORE_FILE), &StoreOptions::default()).expect("open store")
+    Store::open(&dir.join("store.redb"), &StoreOptions::default()).expect("open store")
 }
 
 fn s(b: &str) -> Vec<u8> {

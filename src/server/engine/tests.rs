@@ -45,7 +45,7 @@ fn a_turn_commits_one_record_per_command_and_creates_files_first() {
     assert!(matches!(e.end_turn(), TurnOutcome::Committed(2)));
     assert_eq!(get(&mut e, "c").as_deref(), Some(&b"3"[..]));
     drop(e);
-    let recs: Vec<_> = JournalReader::open(&tmp.path().join(JOURNAL_DIR), 1, None)
+    let recs: Vec<_> = JournalReader::open(&DataDir::new(tmp.path()).journal_dir(), 1, None)
         .unwrap()
         .map(|r| Transaction::decode(&r.unwrap().payload).unwrap().ops)
         .collect();
@@ -75,7 +75,7 @@ fn records_after_the_checkpoint_are_replayed_at_open() {
     drop(e);
     // Records the store never saw, as after a crash between group commit and checkpoint.
     let (mut j, _) = Journal::open(
-        &tmp.path().join(JOURNAL_DIR),
+        &DataDir::new(tmp.path()).journal_dir(),
         db_id,
         1,
         JournalOptions::default(),
@@ -166,8 +166,8 @@ fn an_empty_journal_after_a_checkpoint_continues_from_the_store() {
     }
     e.checkpoint();
     drop(e);
-    std::fs::remove_dir_all(tmp.path().join(JOURNAL_DIR)).unwrap();
-    std::fs::create_dir(tmp.path().join(JOURNAL_DIR)).unwrap();
+    std::fs::remove_dir_all(DataDir::new(tmp.path()).journal_dir()).unwrap();
+    std::fs::create_dir(DataDir::new(tmp.path()).journal_dir()).unwrap();
     // An empty journal starts after the store: allowed (segments were all checkpointed away).
     let e = Engine::open(opts(tmp.path())).unwrap();
     assert_eq!(e.journal().next_lsn(), 4);
@@ -183,7 +183,7 @@ fn a_store_ahead_of_its_journal_is_refused() {
     }
     e.checkpoint();
     drop(e);
-    let jdir = tmp.path().join(JOURNAL_DIR);
+    let jdir = DataDir::new(tmp.path()).journal_dir();
     let third = JournalReader::open(&jdir, 3, None)
         .unwrap()
         .next()
