@@ -2,6 +2,8 @@
 //!
 //! [`JournalReader`] walks the segments of a directory from a given LSN up to an optional last
 //! LSN. Any damage it meets is an error naming the segment and offset: a reader never skips.
+//! [`JournalReader::follow`] makes one that keeps its place at the end of a live journal and
+//! yields new records as the writer adds them (up to a bound the caller moves: the durable LSN).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,8 @@ pub struct JournalReader {
     current: Option<SegmentReader>,
     next_lsn: Lsn,
     upto: Option<Lsn>,
+    dir: PathBuf,
+    follow: bool,
 }
 
 impl JournalReader {
@@ -46,7 +50,27 @@ impl JournalReader {
             current: None,
             next_lsn: from,
             upto,
+            dir: dir.to_path_buf(),
+            follow: false,
         })
+    }
+
+    /// A reader of a live journal: at the end it waits (returns None) for more instead of
+    /// finishing, and never reads past `upto`, which [`JournalReader::set_upto`] moves.
+    pub fn follow(dir: &Path, from: Lsn, upto: Lsn) -> Result<JournalReader, JournalError> {
+        let mut r = JournalReader::open(dir, from, Some(upto))?;
+        r.follow = true;
+        Ok(r)
+    }
+
+    /// Moves the last LSN the reader may return.
+    pub fn set_upto(&mut self, upto: Lsn) {
+        self.upto = Some(upto);
+    }
+
+    /// LSN of the next record this reader returns.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
     }
 
     /// Paths of the segments this reader walks.
@@ -56,6 +80,18 @@ impl JournalReader {
 
     /// The next record, None at the end.
     pub fn next_record(&mut self) -> Result<Option<Record>, JournalError> {
+        if self.follow {
+            // The writer may have added to (or sealed) the file since we last read: forget
+            // what was buffered and look at the file again.
+            if let Some(r) = self.current.as_mut() {
+                let path = self.segments[self.index].path.clone();
+                r.refresh().map_err(|source| JournalError::Io {
+                    path,
+                    op: "stat",
+                    source,
+                })?;
+            }
+        }
         loop {
             if self.upto.is_some_and(|u| self.next_lsn > u) {
                 return Ok(None);
@@ -101,6 +137,33 @@ impl JournalReader {
                     }
                     self.next_lsn += 1;
                     return Ok(Some(rec));
+                }
+                Step::End | Step::Zeros { .. } if self.follow && self.index + 1 >= self.segments.len() => {
+                    // The end of what the writer has written so far: a new segment, or more
+                    // of this one, may come.
+                    if reader.refresh().map_err(|source| JournalError::Io {
+                        path: seg_path.clone(),
+                        op: "stat",
+                        source,
+                    })? {
+                        continue;
+                    }
+                    let newer = list_segments(&self.dir).map_err(|source| JournalError::Io {
+                        path: self.dir.clone(),
+                        op: "list",
+                        source,
+                    })?;
+                    let known = self.segments.len();
+                    for s in newer {
+                        if s.first_lsn > self.segments[known - 1].first_lsn {
+                            self.segments.push(s);
+                        }
+                    }
+                    if self.segments.len() == known {
+                        return Ok(None);
+                    }
+                    self.current = None;
+                    self.index += 1;
                 }
                 Step::End | Step::Zeros { .. } => {
                     self.current = None;

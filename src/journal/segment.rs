@@ -216,6 +216,16 @@ impl SegmentReader {
         Ok(Step::Record(record))
     }
 
+    /// For a file still being written: re-reads its length and forgets buffered bytes.
+    /// Returns whether there is more to read than before.
+    pub fn refresh(&mut self) -> io::Result<bool> {
+        let len = self.file.get_ref().metadata()?.len();
+        self.reposition()?;
+        let grew = len > self.file_len;
+        self.file_len = len;
+        Ok(grew)
+    }
+
     fn reposition(&mut self) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(self.offset))?;
         Ok(())

@@ -395,3 +395,36 @@ fn damage_followed_by_a_torn_later_group_is_corruption() {
     .expect("must refuse");
     assert!(err.to_string().contains("later group commit"), "{err}");
 }
+
+#[test]
+fn a_follower_yields_new_records_as_they_become_durable_across_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = JournalOptions {
+        segment_size: 700,
+        ..Default::default()
+    };
+    let (mut j, _) = open(tmp.path(), opts);
+    write_n(&mut j, 5, 1);
+    let mut f = JournalReader::follow(tmp.path(), 3, j.durable_lsn()).unwrap();
+    let mut got = Vec::new();
+    while let Some(r) = f.next_record().unwrap() {
+        got.push(r.lsn);
+    }
+    assert_eq!(got, vec![3, 4, 5]);
+    assert!(f.next_record().unwrap().is_none(), "waits at the end");
+    // Written but not yet allowed: not returned.
+    j.append(1, &payload(6));
+    j.write().unwrap();
+    assert!(f.next_record().unwrap().is_none());
+    j.sync_now().unwrap();
+    write_n(&mut j, 60, 3);
+    assert!(j.segments().len() > 3, "rolled");
+    f.set_upto(j.durable_lsn());
+    let mut got = Vec::new();
+    while let Some(r) = f.next_record().unwrap() {
+        assert_eq!(r.payload, payload(r.lsn));
+        got.push(r.lsn);
+    }
+    assert_eq!(got, (6..=66).collect::<Vec<_>>());
+    assert_eq!(f.next_lsn(), 67);
+}
