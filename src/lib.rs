@@ -8,6 +8,7 @@ pub mod datadir;
 pub mod files;
 pub mod glob;
 pub mod journal;
+pub mod link;
 pub mod ops;
 pub mod resp;
 pub mod server;

@@ -138,7 +138,9 @@ impl JournalReader {
                     self.next_lsn += 1;
                     return Ok(Some(rec));
                 }
-                Step::End | Step::Zeros { .. } if self.follow && self.index + 1 >= self.segments.len() => {
+                Step::End | Step::Zeros { .. }
+                    if self.follow && self.index + 1 >= self.segments.len() =>
+                {
                     // The end of what the writer has written so far: a new segment, or more
                     // of this one, may come.
                     if reader.refresh().map_err(|source| JournalError::Io {

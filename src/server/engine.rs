@@ -47,6 +47,8 @@ pub struct EngineOptions {
     pub logged: Vec<String>,
     /// ... unless they match one of these.
     pub unlogged: Vec<String>,
+    /// A slave: clients may only read; data comes from the master over the link.
+    pub slave: bool,
 }
 
 impl EngineOptions {
@@ -145,6 +147,7 @@ pub struct EngineStats {
 
 pub struct Engine {
     opts: EngineOptions,
+    fs: Arc<dyn Fs>,
     data: DataDir,
     /// The live copy's directory (resolved: a later switch does not move it).
     state_dir: PathBuf,
@@ -276,6 +279,7 @@ impl Engine {
             },
         )?;
         let meta = *store.meta();
+        let fs_for_later = fs.clone();
         let (journal, recovery) = Journal::open(
             &state_dir.join(JOURNAL_DIR),
             meta.db_id,
@@ -295,6 +299,7 @@ impl Engine {
             ));
         }
         let mut engine = Engine {
+            fs: fs_for_later,
             data,
             state_dir,
             node_id,
@@ -911,6 +916,9 @@ impl Drop for Engine {
         }
     }
 }
+
+mod replica;
+pub use replica::{ApplyError, FullSync};
 
 #[cfg(test)]
 mod tests;

@@ -82,6 +82,7 @@ impl Settings {
             min_free_space: self.min_free_space,
             logged: self.logged.clone(),
             unlogged: self.unlogged.clone(),
+            slave: false,
         }
     }
 

@@ -27,6 +27,10 @@ pub use read::{Reader, Source};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.meta");
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.catalog");
+/// Generation history: generation -> its first LSN.
+const GENERATIONS: TableDefinition<u64, u64> = TableDefinition::new("hb.generations");
+/// Replication slots (master side): slave node id -> acked LSN, update time, name.
+const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hb.slots");
 /// Version of the store layout, kept in the meta table.
 pub const STORE_FORMAT: u64 = 1;
 
@@ -177,7 +181,96 @@ pub fn read_meta(path: &Path) -> Result<Meta, StoreError> {
     })
 }
 
+/// What a store made for a full sync starts with: the master's identity and position.
+#[derive(Debug, Clone)]
+pub struct SyncInit {
+    pub db_id: DbId,
+    pub history: Vec<(u64, Lsn)>,
+    pub lsn: Lsn,
+    pub catalog: Vec<(String, bool)>,
+}
+
+/// A replication slot: how far a slave has acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub acked: Lsn,
+    pub updated_ms: u64,
+    pub name: String,
+}
+
+impl Slot {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(16 + self.name.len());
+        b.extend_from_slice(&self.acked.to_le_bytes());
+        b.extend_from_slice(&self.updated_ms.to_le_bytes());
+        b.extend_from_slice(self.name.as_bytes());
+        b
+    }
+    fn decode(b: &[u8]) -> Option<Slot> {
+        if b.len() < 16 {
+            return None;
+        }
+        Some(Slot {
+            acked: u64_of(&b[0..8])?,
+            updated_ms: u64_of(&b[8..16])?,
+            name: String::from_utf8_lossy(&b[16..]).into_owned(),
+        })
+    }
+}
+
 impl Store {
+    /// Creates a store for a full sync at `path` (which must not exist): the master's database
+    /// id, generation history, LSN and catalog; the items come through [`Batch::put_item`].
+    pub fn create_for_sync(
+        path: &Path,
+        opts: &StoreOptions,
+        init: &SyncInit,
+    ) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(opts.cache_size)
+            .create(path)
+            .map_err(redb_err("create"))?;
+        let generation = init.history.last().map_or(1, |g| g.0);
+        let txn = db.begin_write().map_err(redb_err("begin"))?;
+        {
+            let w = redb_err("init meta");
+            let mut table = txn.open_table(META).map_err(w)?;
+            table
+                .insert("db_id", &init.db_id[..])
+                .map_err(redb_err("init meta"))?;
+            let now = crate::txn::now_ms();
+            for (k, v) in [
+                ("format", STORE_FORMAT),
+                ("created_ms", now),
+                ("generation", generation),
+                ("applied_lsn", init.lsn),
+            ] {
+                table
+                    .insert(k, &v.to_le_bytes()[..])
+                    .map_err(redb_err("init meta"))?;
+            }
+            let mut gens = txn
+                .open_table(GENERATIONS)
+                .map_err(redb_err("init generations"))?;
+            for (g, first) in &init.history {
+                gens.insert(g, first)
+                    .map_err(redb_err("init generations"))?;
+            }
+            let mut cat = txn.open_table(CATALOG).map_err(redb_err("init catalog"))?;
+            for (file, logged) in &init.catalog {
+                let info = FileInfo {
+                    logged: *logged,
+                    created_lsn: 0,
+                };
+                cat.insert(file.as_str(), &info.encode()[..])
+                    .map_err(redb_err("init catalog"))?;
+            }
+        }
+        txn.commit().map_err(redb_err("commit"))?;
+        drop(db);
+        Store::open(path, opts)
+    }
+
     /// Opens the store at `path`, creating and initialising it if it does not exist.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         let db = Database::builder()
@@ -214,6 +307,11 @@ impl Store {
                             .insert(k, &v.to_le_bytes()[..])
                             .map_err(redb_err("init meta"))?;
                     }
+                    let mut gens = txn
+                        .open_table(GENERATIONS)
+                        .map_err(redb_err("init generations"))?;
+                    gens.insert(1u64, 1u64)
+                        .map_err(redb_err("init generations"))?;
                     log::info!("store: initialised a new database at {}", path.display());
                     meta
                 }
@@ -272,6 +370,43 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The generation history: (generation, first LSN), oldest first.
+    pub fn history(&self) -> Result<Vec<(u64, Lsn)>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err("begin read"))?;
+        let t = match txn.open_table(GENERATIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![(1, 1)]),
+            Err(e) => return Err(redb_err("open generations")(e)),
+        };
+        let mut out = Vec::new();
+        for e in t.iter().map_err(redb_err("read generations"))? {
+            let (g, first) = e.map_err(redb_err("read generations"))?;
+            out.push((g.value(), first.value()));
+        }
+        if out.is_empty() {
+            out.push((1, 1));
+        }
+        Ok(out)
+    }
+
+    /// Replication slots: (slave node id, slot).
+    pub fn slots(&self) -> Result<Vec<(Vec<u8>, Slot)>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err("begin read"))?;
+        let t = match txn.open_table(SLOTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_err("open slots")(e)),
+        };
+        let mut out = Vec::new();
+        for e in t.iter().map_err(redb_err("read slots"))? {
+            let (k, v) = e.map_err(redb_err("read slots"))?;
+            if let Some(slot) = Slot::decode(v.value()) {
+                out.push((k.value().to_vec(), slot));
+            }
+        }
+        Ok(out)
     }
 
     /// Starts a batch: one write transaction, not durable until a checkpoint.
@@ -479,6 +614,32 @@ impl Batch {
                 }
             }
         }
+    }
+
+    /// Stores a raw item (already in the store's item encoding) into an existing file: used
+    /// to load a full-sync snapshot.
+    pub fn put_item(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+        if item::kind(raw).is_err() {
+            return Err(StoreError::Corrupt(format!(
+                "full sync item of file '{file}' has an unknown type tag"
+            )));
+        }
+        self.require_file(file)?;
+        self.put_raw(file, id, raw)
+    }
+
+    /// Records a slave's acknowledged position (not journaled: the master's own bookkeeping).
+    pub fn set_slot(&mut self, node: &[u8], slot: &Slot) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(SLOTS).map_err(redb_err("open slots"))?;
+        t.insert(node, &slot.encode()[..])
+            .map_err(redb_err("write slot"))?;
+        Ok(())
+    }
+
+    pub fn remove_slot(&mut self, node: &[u8]) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(SLOTS).map_err(redb_err("open slots"))?;
+        t.remove(node).map_err(redb_err("remove slot"))?;
+        Ok(())
     }
 
     fn remove_raw(&mut self, file: &str, id: &[u8]) -> Result<(), StoreError> {

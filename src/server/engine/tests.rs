@@ -14,6 +14,7 @@ fn opts(dir: &Path) -> EngineOptions {
         min_free_space: 0,
         logged: vec!["*".into()],
         unlogged: vec!["tmp/*".into()],
+        slave: false,
     }
 }
 
@@ -201,4 +202,115 @@ fn a_store_ahead_of_its_journal_is_refused() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("opened a store that is ahead of its journal"),
     }
+}
+
+fn slave_opts(dir: &Path) -> EngineOptions {
+    EngineOptions {
+        slave: true,
+        ..opts(dir)
+    }
+}
+
+fn wire(lsn: Lsn, ops: Vec<Op>) -> crate::link::msg::WireRecord {
+    crate::link::msg::WireRecord {
+        lsn,
+        generation: 1,
+        payload: Transaction { time_ms: 1, ops }.encode(),
+    }
+}
+
+#[test]
+fn a_slave_journals_remote_records_with_their_lsns_and_refuses_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Engine::open(slave_opts(tmp.path())).unwrap();
+    let create = Op::CreateFile {
+        file: "main".into(),
+        logged: true,
+    };
+    s.apply_remote(&wire(1, vec![create, put("a", "1")]))
+        .unwrap();
+    s.apply_remote(&wire(2, vec![put("b", "2")])).unwrap();
+    match s.apply_remote(&wire(4, vec![put("c", "3")])) {
+        Err(ApplyError::Gap {
+            expected: 3,
+            got: 4,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.end_turn(), TurnOutcome::Committed(2)));
+    assert_eq!(get(&mut s, "b").as_deref(), Some(&b"2"[..]));
+    drop(s);
+    let mut s = Engine::open(slave_opts(tmp.path())).unwrap();
+    assert_eq!(get(&mut s, "a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(s.journal().next_lsn(), 3);
+    let ident = s.ident();
+    assert_eq!(ident.lsn, 2);
+    assert_eq!(ident.catalog, vec![("main".to_string(), true)]);
+}
+
+#[test]
+fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
+    use std::ops::ControlFlow;
+    let mtmp = tempfile::tempdir().unwrap();
+    let stmp = tempfile::tempdir().unwrap();
+    let mut m = Engine::open(opts(mtmp.path())).unwrap();
+    for i in 0..500 {
+        m.write(put(&format!("k{i:03}"), &format!("v{i}"))).unwrap();
+        m.end_txn();
+    }
+    m.end_turn();
+    let view = m.snapshot().unwrap();
+    let lsn = view.lsn();
+    assert_eq!(lsn, 500);
+    let begin = crate::link::msg::SyncBegin {
+        lsn,
+        db_id: m.store().unwrap().meta().db_id,
+        history: m.history(),
+        catalog: view
+            .files()
+            .into_iter()
+            .map(|(n, i)| (n, i.logged))
+            .collect(),
+    };
+    let mut items = Vec::new();
+    view.scan_from("main", b"", &mut |k, v| {
+        items.push((k.to_vec(), v.to_vec()));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // The slave had a database of its own before: it is replaced whole.
+    let mut s = Engine::open(slave_opts(stmp.path())).unwrap();
+    s.apply_remote(&wire(
+        1,
+        vec![
+            Op::CreateFile {
+                file: "main".into(),
+                logged: true,
+            },
+            put("stale", "x"),
+        ],
+    ))
+    .unwrap();
+    s.end_turn();
+    assert!(get(&mut s, "stale").is_some());
+    let mut fs = s.begin_full_sync(&begin).unwrap();
+    for chunk in items.chunks(64) {
+        fs.add("main", chunk).unwrap();
+    }
+    s.finish_full_sync(fs).unwrap();
+    assert_eq!(s.journal().next_lsn(), 501);
+    assert_eq!(s.store().unwrap().meta().db_id, begin.db_id);
+    assert_eq!(get(&mut s, "k499").as_deref(), Some(&b"v499"[..]));
+    assert_eq!(s.reader().unwrap().count("main").unwrap(), 500);
+    assert_eq!(get(&mut s, "stale"), None, "the old copy's data is gone");
+    drop(s);
+    let mut s = Engine::open(slave_opts(stmp.path())).unwrap();
+    assert_eq!(get(&mut s, "k000").as_deref(), Some(&b"v0"[..]));
+    assert_eq!(s.journal().next_lsn(), 501);
+    let states: Vec<_> = std::fs::read_dir(stmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state."))
+        .collect();
+    assert_eq!(states.len(), 1, "the old copy is gone: {states:?}");
 }

@@ -1,0 +1,499 @@
+//! Link messages after authentication: what master and slave say to each other.
+//!
+//! This file owns the payload layouts of the frame types 16 and up (1–4 are the
+//! authentication messages of [`super::auth`]). Every decoder checks every length against the
+//! bytes present: a peer's bytes never make us panic or allocate more than they carry.
+//!
+//! ```text
+//! IDENT       both, first after auth: role, db id, generation history, LSNs, catalog, name
+//! STREAM      master → slave: partial resync: records from LSN n follow
+//! SYNC_BEGIN  master → slave: full sync of a snapshot at LSN L: db id, history, catalog
+//! SYNC_CHUNK  master → slave: lz4 block of one file's items
+//! SYNC_END    master → slave: the snapshot is complete (counts to check)
+//! RECORDS     master → slave: journal records (LSN, generation, payload), in LSN order
+//! ACK         slave → master: received / durable / applied LSN
+//! HEARTBEAT   both: I am alive; my durable LSN and wall clock
+//! ```
+
+use thiserror::Error;
+
+use crate::journal::{DbId, Lsn};
+
+pub const T_IDENT: u8 = 16;
+pub const T_STREAM: u8 = 17;
+pub const T_SYNC_BEGIN: u8 = 18;
+pub const T_SYNC_CHUNK: u8 = 19;
+pub const T_SYNC_END: u8 = 20;
+pub const T_RECORDS: u8 = 21;
+pub const T_ACK: u8 = 22;
+pub const T_HEARTBEAT: u8 = 23;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("malformed {what} message: {why}")]
+pub struct MsgError {
+    pub what: &'static str,
+    pub why: &'static str,
+}
+
+/// A node's role as it says in IDENT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Slave,
+}
+
+/// One step of a generation history: generation `generation` starts at `first_lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenStart {
+    pub generation: u64,
+    pub first_lsn: Lsn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident {
+    pub role: Role,
+    /// All zeros: no database yet (a new, empty slave).
+    pub db_id: DbId,
+    pub history: Vec<GenStart>,
+    /// A master: its durable LSN. A slave: the last LSN it holds durably.
+    pub lsn: Lsn,
+    /// A slave: its catalog (file, logged), which is the master's as of `lsn`.
+    pub catalog: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncBegin {
+    pub lsn: Lsn,
+    pub db_id: DbId,
+    pub history: Vec<GenStart>,
+    pub catalog: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEnd {
+    pub items: u64,
+    pub chunks: u64,
+}
+
+/// A journal record as shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    pub lsn: Lsn,
+    pub generation: u64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ack {
+    pub received: Lsn,
+    pub durable: Lsn,
+    pub applied: Lsn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub time_ms: u64,
+    pub durable: Lsn,
+}
+
+/// Appends little-endian fields.
+#[derive(Default)]
+pub struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+        self
+    }
+    pub fn raw(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+}
+
+/// Reads fields back, checking every length.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { buf, pos: 0, what }
+    }
+    fn err(&self, why: &'static str) -> MsgError {
+        MsgError {
+            what: self.what,
+            why,
+        }
+    }
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], MsgError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(self.err("truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    pub fn u8(&mut self) -> Result<u8, MsgError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, MsgError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64, MsgError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], MsgError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn string(&mut self) -> Result<String, MsgError> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
+    }
+    pub fn db_id(&mut self) -> Result<DbId, MsgError> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(self.take(16)?);
+        Ok(id)
+    }
+    /// A count of items each at least `min` bytes long, checked against what is left.
+    pub fn count(&mut self, min: usize) -> Result<usize, MsgError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min.max(1)) > self.buf.len() - self.pos {
+            return Err(self.err("count larger than the message"));
+        }
+        Ok(n)
+    }
+    pub fn end(&self) -> Result<(), MsgError> {
+        if self.pos != self.buf.len() {
+            return Err(self.err("trailing bytes"));
+        }
+        Ok(())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+fn put_history(w: &mut Writer, h: &[GenStart]) {
+    w.u32(h.len() as u32);
+    for g in h {
+        w.u64(g.generation).u64(g.first_lsn);
+    }
+}
+
+fn get_history(r: &mut Reader<'_>) -> Result<Vec<GenStart>, MsgError> {
+    let n = r.count(16)?;
+    let mut h = Vec::with_capacity(n);
+    for _ in 0..n {
+        h.push(GenStart {
+            generation: r.u64()?,
+            first_lsn: r.u64()?,
+        });
+    }
+    Ok(h)
+}
+
+fn put_catalog(w: &mut Writer, c: &[(String, bool)]) {
+    w.u32(c.len() as u32);
+    for (name, logged) in c {
+        w.bytes(name.as_bytes()).u8(*logged as u8);
+    }
+}
+
+fn get_catalog(r: &mut Reader<'_>) -> Result<Vec<(String, bool)>, MsgError> {
+    let n = r.count(5)?;
+    let mut c = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.string()?;
+        let logged = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(r.err("logged flag is not 0 or 1")),
+        };
+        c.push((name, logged));
+    }
+    Ok(c)
+}
+
+impl Ident {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(match self.role {
+            Role::Master => 0,
+            Role::Slave => 1,
+        })
+        .raw(&self.db_id);
+        put_history(&mut w, &self.history);
+        w.u64(self.lsn);
+        put_catalog(&mut w, &self.catalog);
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Ident, MsgError> {
+        let mut r = Reader::new(b, "IDENT");
+        let role = match r.u8()? {
+            0 => Role::Master,
+            1 => Role::Slave,
+            _ => return Err(r.err("unknown role")),
+        };
+        let db_id = r.db_id()?;
+        let history = get_history(&mut r)?;
+        let lsn = r.u64()?;
+        let catalog = get_catalog(&mut r)?;
+        r.end()?;
+        Ok(Ident {
+            role,
+            db_id,
+            history,
+            lsn,
+            catalog,
+        })
+    }
+}
+
+pub fn encode_stream(from: Lsn) -> Vec<u8> {
+    from.to_le_bytes().to_vec()
+}
+
+pub fn decode_stream(b: &[u8]) -> Result<Lsn, MsgError> {
+    let mut r = Reader::new(b, "STREAM");
+    let from = r.u64()?;
+    r.end()?;
+    Ok(from)
+}
+
+impl SyncBegin {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.lsn).raw(&self.db_id);
+        put_history(&mut w, &self.history);
+        put_catalog(&mut w, &self.catalog);
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<SyncBegin, MsgError> {
+        let mut r = Reader::new(b, "SYNC_BEGIN");
+        let lsn = r.u64()?;
+        let db_id = r.db_id()?;
+        let history = get_history(&mut r)?;
+        let catalog = get_catalog(&mut r)?;
+        r.end()?;
+        Ok(SyncBegin {
+            lsn,
+            db_id,
+            history,
+            catalog,
+        })
+    }
+}
+
+/// Encodes one file's items into a chunk (before compression).
+pub fn encode_chunk(file: &str, items: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.bytes(file.as_bytes()).u32(items.len() as u32);
+    for (id, raw) in items {
+        w.bytes(id).bytes(raw);
+    }
+    lz4_flex::compress_prepend_size(&w.0)
+}
+
+/// A decoded chunk: the file and its items (id, raw stored item).
+pub type Chunk = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Decodes a chunk; `max` bounds the decompressed size.
+pub fn decode_chunk(b: &[u8], max: usize) -> Result<Chunk, MsgError> {
+    let err = |why| MsgError {
+        what: "SYNC_CHUNK",
+        why,
+    };
+    if b.len() < 4 {
+        return Err(err("truncated"));
+    }
+    let size = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    if size > max {
+        return Err(err("decompressed size over the frame limit"));
+    }
+    let plain = lz4_flex::decompress_size_prepended(b).map_err(|_| err("bad lz4 block"))?;
+    let mut r = Reader::new(&plain, "SYNC_CHUNK");
+    let file = r.string()?;
+    let n = r.count(8)?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.bytes()?.to_vec();
+        let raw = r.bytes()?.to_vec();
+        items.push((id, raw));
+    }
+    r.end()?;
+    Ok((file, items))
+}
+
+impl SyncEnd {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.items).u64(self.chunks);
+        w.0
+    }
+    pub fn decode(b: &[u8]) -> Result<SyncEnd, MsgError> {
+        let mut r = Reader::new(b, "SYNC_END");
+        let items = r.u64()?;
+        let chunks = r.u64()?;
+        r.end()?;
+        Ok(SyncEnd { items, chunks })
+    }
+}
+
+/// Appends one record to a RECORDS payload under construction (start with [`records_start`]).
+pub fn push_record(w: &mut Writer, lsn: Lsn, generation: u64, payload: &[u8]) {
+    w.u64(lsn).u64(generation).bytes(payload);
+}
+
+pub fn decode_records(b: &[u8]) -> Result<Vec<WireRecord>, MsgError> {
+    let mut r = Reader::new(b, "RECORDS");
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let lsn = r.u64()?;
+        let generation = r.u64()?;
+        let payload = r.bytes()?.to_vec();
+        out.push(WireRecord {
+            lsn,
+            generation,
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+impl Ack {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.received).u64(self.durable).u64(self.applied);
+        w.0
+    }
+    pub fn decode(b: &[u8]) -> Result<Ack, MsgError> {
+        let mut r = Reader::new(b, "ACK");
+        let a = Ack {
+            received: r.u64()?,
+            durable: r.u64()?,
+            applied: r.u64()?,
+        };
+        r.end()?;
+        Ok(a)
+    }
+}
+
+impl Heartbeat {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.time_ms).u64(self.durable);
+        w.0
+    }
+    pub fn decode(b: &[u8]) -> Result<Heartbeat, MsgError> {
+        let mut r = Reader::new(b, "HEARTBEAT");
+        let h = Heartbeat {
+            time_ms: r.u64()?,
+            durable: r.u64()?,
+        };
+        r.end()?;
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let ident = Ident {
+            role: Role::Slave,
+            db_id: [3; 16],
+            history: vec![
+                GenStart {
+                    generation: 1,
+                    first_lsn: 1,
+                },
+                GenStart {
+                    generation: 2,
+                    first_lsn: 1041,
+                },
+            ],
+            lsn: 1043,
+            catalog: vec![("main".into(), true), ("tmp/x".into(), false)],
+        };
+        assert_eq!(Ident::decode(&ident.encode()), Ok(ident.clone()));
+        let b = SyncBegin {
+            lsn: 9,
+            db_id: [1; 16],
+            history: ident.history.clone(),
+            catalog: ident.catalog.clone(),
+        };
+        assert_eq!(SyncBegin::decode(&b.encode()), Ok(b));
+        let items = vec![(b"k".to_vec(), b"\0v".to_vec()), (vec![], vec![])];
+        assert_eq!(
+            decode_chunk(&encode_chunk("main", &items), 1 << 20),
+            Ok(("main".to_string(), items))
+        );
+        let mut w = Writer::default();
+        push_record(&mut w, 5, 1, b"abc");
+        push_record(&mut w, 6, 1, b"");
+        assert_eq!(
+            decode_records(&w.0)
+                .unwrap()
+                .iter()
+                .map(|r| r.lsn)
+                .collect::<Vec<_>>(),
+            vec![5, 6]
+        );
+        let a = Ack {
+            received: 3,
+            durable: 2,
+            applied: 1,
+        };
+        assert_eq!(Ack::decode(&a.encode()), Ok(a));
+        assert_eq!(decode_stream(&encode_stream(77)), Ok(77));
+    }
+
+    #[test]
+    fn a_chunk_claiming_a_huge_size_is_refused_before_decompressing() {
+        let mut b = encode_chunk("main", &[(b"k".to_vec(), b"v".to_vec())]);
+        b[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_chunk(&b, 1 << 20).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Ident::decode(&b);
+            let _ = SyncBegin::decode(&b);
+            let _ = decode_chunk(&b, 1 << 16);
+            let _ = SyncEnd::decode(&b);
+            let _ = decode_records(&b);
+            let _ = Ack::decode(&b);
+            let _ = Heartbeat::decode(&b);
+            let _ = decode_stream(&b);
+        }
+    }
+}
