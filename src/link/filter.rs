@@ -62,8 +62,32 @@ impl LoggedFilter {
         }
     }
 
-    /// Whether nothing of this transaction would reach a slave (used to keep payloads small:
-    /// such a record is still shipped, empty).
+    /// Like [`LoggedFilter::filter`], but None when the slave gets the transaction unchanged
+    /// (the common case: then the journal's payload bytes are shipped as they are).
+    pub fn filter_ref(&mut self, txn: &Transaction) -> Option<Transaction> {
+        let unchanged = txn.ops.iter().all(|op| match op {
+            Op::CreateFile { .. } | Op::DropFile { .. } => true,
+            Op::SetLogged { .. } => false,
+            other => self.is_logged(other.file()),
+        });
+        if unchanged {
+            for op in &txn.ops {
+                match op {
+                    Op::CreateFile { file, logged } => {
+                        self.logged.insert(file.clone(), *logged);
+                    }
+                    Op::DropFile { file } => {
+                        self.logged.remove(file);
+                    }
+                    _ => {}
+                }
+            }
+            return None;
+        }
+        Some(self.filter(txn.clone()))
+    }
+
+    /// The flags as tracked so far, sorted by file.
     pub fn catalog(&self) -> Vec<(String, bool)> {
         let mut c: Vec<_> = self.logged.iter().map(|(k, v)| (k.clone(), *v)).collect();
         c.sort();
@@ -102,6 +126,21 @@ mod tests {
         ]));
         assert_eq!(out.ops.len(), 1, "create goes, data does not");
         assert_eq!(f.filter(txn(vec![put("nofile")])).ops, vec![]);
+    }
+
+    #[test]
+    fn unchanged_transactions_are_recognised() {
+        let mut f = LoggedFilter::new(&[("main".into(), true), ("tmp".into(), false)]);
+        assert_eq!(f.filter_ref(&txn(vec![put("main")])), None);
+        let create = Op::CreateFile {
+            file: "new".into(),
+            logged: true,
+        };
+        assert_eq!(f.filter_ref(&txn(vec![create, put("new")])), None);
+        assert_eq!(
+            f.filter_ref(&txn(vec![put("main"), put("tmp")])).map(|t| t.ops),
+            Some(vec![put("main")])
+        );
     }
 
     #[test]
