@@ -7,6 +7,7 @@ pub mod config;
 pub mod files;
 pub mod glob;
 pub mod journal;
+pub mod link;
 pub mod ops;
 pub mod resp;
 pub mod server;
