@@ -10,5 +10,6 @@ pub mod feed;
 pub mod filter;
 pub mod follow;
 pub mod frame;
+pub mod manager;
 pub mod msg;
 pub mod peer;

@@ -171,6 +171,8 @@ pub struct Engine {
     last_checkpoint: Instant,
     checkpoint_requested: bool,
     checkpoint_postponed: bool,
+    /// The oldest LSN a slave may still need (journal retention).
+    retention_floor: Option<Lsn>,
     sync_started: Option<Instant>,
     fatal: Option<String>,
     pub stats: EngineStats,
@@ -319,6 +321,7 @@ impl Engine {
             last_checkpoint: Instant::now(),
             checkpoint_requested: false,
             checkpoint_postponed: false,
+            retention_floor: None,
             sync_started: None,
             fatal: None,
             stats,
@@ -880,7 +883,9 @@ impl Engine {
                     "checkpoint at LSN {lsn} in {:.1} ms",
                     started.elapsed().as_secs_f64() * 1e3
                 );
-                match self.journal.remove_through(lsn) {
+                // Keep what a slave may still need (its slot), as far as the link allows.
+                let keep = self.retention_floor.map_or(lsn, |f| lsn.min(f.saturating_sub(1)));
+                match self.journal.remove_through(keep) {
                     Ok(removed) if !removed.is_empty() => {
                         log::info!(
                             "removed {} journal segment(s) below checkpoint LSN {lsn}",

@@ -33,6 +33,9 @@ const TCP: Token = Token(0);
 const UNIX: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const WAKER: Token = Token(3);
+const LINK_LISTENER: Token = Token(4);
+/// Link connections have tokens from here on (client connections stay below).
+const LINK_BASE: usize = 1 << 30;
 const FIRST_CONN: usize = 16;
 
 /// Requests run for one connection in one turn before others get their go.
@@ -151,7 +154,8 @@ pub struct Server {
     exit_error: Option<String>,
     /// Replies waiting for a journal sync: (LSN that must be durable, slot, client id, end of
     /// the replies as an absolute position in the client's output).
-    held: std::collections::VecDeque<(crate::journal::Lsn, usize, u64, u64)>,
+    held: std::collections::VecDeque<(crate::journal::Lsn, usize, u64, u64, Instant)>,
+    link: crate::link::manager::Link,
     syncer: Option<crate::journal::Syncer>,
     _waker: std::sync::Arc<mio::Waker>,
     last_housekeeping: Instant,
@@ -222,6 +226,40 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(ServerError::Poll)?;
         let limits = settings.limits();
+        let inherited = match crate::systemd::listen_fds() {
+            Ok(fds) => fds
+                .into_iter()
+                .find(|(name, _)| name == "link" || name == "unknown" || name.is_empty())
+                .map(|(_, fd)| {
+                    use std::os::fd::FromRawFd;
+                    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID was
+                    // checked by listen_fds) and nothing else in the process owns it.
+                    unsafe { std::net::TcpListener::from_raw_fd(fd) }
+                }),
+            Err(e) => {
+                log::warn!("ignoring the sockets systemd passed: {e}");
+                None
+            }
+        };
+        let link = crate::link::manager::Link::new(
+            settings.link.clone(),
+            eng.node_id(),
+            poll.registry(),
+            LINK_LISTENER,
+            LINK_BASE,
+            inherited,
+        )
+        .map_err(|source| ServerError::Bind {
+            what: format!(
+                "the link port {}",
+                settings
+                    .link
+                    .listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "(from systemd)".into())
+            ),
+            source,
+        })?;
         let waker = std::sync::Arc::new(
             mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
         );
@@ -260,6 +298,7 @@ impl Server {
             stopping: None,
             exit_error: None,
             held: Default::default(),
+            link,
             syncer,
             _waker: waker,
             last_housekeeping: Instant::now(),
@@ -300,6 +339,9 @@ impl Server {
                     UNIX => self.accept_unix(),
                     SIGNALS => self.handle_signals(),
                     WAKER => {}
+                    t if self.link.owns(t) => {
+                        self.link.on_event(t, &mut self.eng, self.poll.registry());
+                    }
                     Token(t) => {
                         let slot = t - FIRST_CONN;
                         if let Some(Some(c)) = self.conns.get_mut(slot) {
@@ -314,6 +356,7 @@ impl Server {
             self.take_syncs();
             self.turn();
             self.take_syncs();
+            self.link.after_turn(&mut self.eng, self.poll.registry());
             self.housekeeping();
             if let Some(since) = self.stopping {
                 let idle = self
@@ -362,15 +405,22 @@ impl Server {
         if !defer {
             self.end_turn();
         }
-        let visible = self.eng.visible_lsn();
+        // A slave holds only what its master made durable: its readers need not wait.
         let durable = self.eng.durable_lsn();
+        let visible = if self.eng.is_slave() {
+            durable
+        } else {
+            self.eng.visible_lsn()
+        };
+        let bound = durable.min(self.link.sync_bound());
+        let now = Instant::now();
         for &slot in &work {
             if let Some(Some(c)) = self.conns.get_mut(slot) {
-                if visible <= durable {
+                if visible <= bound || (visible <= durable && self.held.is_empty() && visible == 0) {
                     c.flushable = c.out.len();
                 } else if c.flushable < c.out.len() {
                     let end = c.out_base + c.out.len() as u64;
-                    self.held.push_back((visible, slot, c.state.id, end));
+                    self.held.push_back((visible, slot, c.state.id, end, now));
                 }
             }
             self.flush(slot);
@@ -424,10 +474,36 @@ impl Server {
             self.end_turn();
         }
         let durable = self.eng.durable_lsn();
+        let bound = durable.min(self.link.sync_bound());
+        let settings = self.link.settings().clone();
         let mut ready = Vec::new();
-        while let Some(&(lsn, slot, id, end)) = self.held.front() {
+        while let Some(&(lsn, slot, id, end, at)) = self.held.front() {
             if lsn > durable {
                 break;
+            }
+            if lsn > bound {
+                // Durable here, not yet acknowledged by enough slaves.
+                if at.elapsed() < settings.sync_timeout {
+                    break;
+                }
+                self.link.stats.sync_timeouts += 1;
+                if self.link.refusing_since.is_none() {
+                    log::error!(
+                        "INCIDENT sync timeout: fewer than {} slave(s) acknowledged within {:?} (sync = {:?}); {}",
+                        settings.min_sync_slaves,
+                        settings.sync_timeout,
+                        settings.sync,
+                        if settings.refuse_on_timeout {
+                            "the writes held are acknowledged (they are durable here) and new writes are refused until slaves catch up"
+                        } else {
+                            "acknowledging in async mode until slaves catch up"
+                        }
+                    );
+                    self.link.refusing_since = Some(Instant::now());
+                    if settings.refuse_on_timeout {
+                        self.eng.set_no_replicas(true);
+                    }
+                }
             }
             self.held.pop_front();
             if let Some(Some(c)) = self.conns.get_mut(slot) {
@@ -441,6 +517,11 @@ impl Server {
         ready.dedup();
         for slot in ready {
             self.flush(slot);
+        }
+        if self.link.refusing_since.is_some() && self.link.sync_bound() >= durable {
+            log::warn!("sync mode restored: enough slaves acknowledge again");
+            self.link.refusing_since = None;
+            self.eng.set_no_replicas(false);
         }
     }
 
@@ -542,6 +623,7 @@ impl Server {
                     clients: &dir,
                     stats: &self.stats,
                     cursors: &self.cursors,
+                    link: &self.link,
                 };
                 let mut ctx = Ctx {
                     eng: &mut self.eng,
@@ -802,6 +884,7 @@ impl Server {
                 self.last_watchdog = now;
             }
         }
+        self.link.tick(&mut self.eng, self.poll.registry());
         self.eng.tick(
             self.settings.checkpoint_interval,
             self.settings.checkpoint_bytes,
@@ -810,6 +893,9 @@ impl Server {
             return;
         }
         self.last_housekeeping = now;
+        let floor = self.link.retention_floor(&mut self.eng);
+        self.eng.set_retention_floor(floor);
+        self.link.reap(&mut self.eng, self.poll.registry());
         let timeout = self.settings.timeout;
         if !timeout.is_zero() {
             let idle: Vec<usize> = self
@@ -848,6 +934,7 @@ impl Server {
         for slot in slots {
             self.close(slot);
         }
+        self.link.shutdown(&mut self.eng, self.poll.registry());
         self.syncer = None;
         if self.exit_error.is_none() {
             self.eng.sync_now();

@@ -295,6 +295,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Bytes of journal segments holding LSN `lsn` and later.
+    pub fn journal_bytes_from(&self, lsn: Lsn) -> u64 {
+        let segs = self.journal.segments();
+        let mut total = 0;
+        for (i, s) in segs.iter().enumerate() {
+            let next_first = segs.get(i + 1).map_or(Lsn::MAX, |n| n.first_lsn);
+            if next_first > lsn {
+                total += std::fs::metadata(&s.path).map_or(0, |m| m.len());
+            }
+        }
+        total
+    }
+
+    /// The oldest LSN a slave may still need: checkpoints keep the journal from there.
+    pub fn set_retention_floor(&mut self, floor: Option<Lsn>) {
+        self.retention_floor = floor;
+    }
+
     /// Replication slots, from the store (slave node id, slot).
     pub fn slots(&self) -> Vec<(Vec<u8>, Slot)> {
         self.store

@@ -1,0 +1,870 @@
+//! The link manager: this node's hot-backup port and its connections, driven by the event loop.
+//!
+//! It listens on the link port in every role (a master answers too, so that two nodes that
+//! both believe they are master meet), dials the peers it feeds (a master: its `peers`; a
+//! slave: its `downstream`), authenticates every connection both ways before anything else is
+//! read, exchanges IDENT, and hands the connection to a [`Feed`] (we ship to a slave) or a
+//! [`Follow`] (we receive from our master). It keeps heartbeats both ways, declares a silent
+//! peer down after `peer_timeout`, re-dials with backoff, and keeps the slots: how far each
+//! slave has acknowledged, which decides how much journal must be retained.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+
+use super::auth::{self, DialerAuth, ListenerAuth, PeerId};
+use super::feed::Feed;
+use super::follow::Follow;
+use super::frame::Side;
+use super::msg::{self, Ident, Role};
+use super::peer::{Peer, Phase, ReadEnd};
+use crate::datadir::hex;
+use crate::journal::Lsn;
+use crate::server::Engine;
+use crate::store::Slot;
+
+/// When a client's write is acknowledged, relative to the slaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaSync {
+    /// As soon as it is durable here.
+    Async,
+    /// When enough slaves have received it.
+    Received,
+    /// When enough slaves have made it durable.
+    Durable,
+    /// When enough slaves have applied it (readers there see it).
+    Applied,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub slave: bool,
+    /// This node's link port (None: no listener).
+    pub listen: Option<SocketAddr>,
+    /// Who this node dials and feeds: a master its peers, a slave its downstream.
+    pub dial: Vec<String>,
+    pub key: Option<Vec<u8>>,
+    pub name: String,
+    pub heartbeat: Duration,
+    pub peer_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub max_frame: usize,
+    pub max_retained_bytes: u64,
+    pub sync: ReplicaSync,
+    pub min_sync_slaves: usize,
+    pub sync_timeout: Duration,
+    pub refuse_on_timeout: bool,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        LinkSettings {
+            slave: false,
+            listen: None,
+            dial: Vec::new(),
+            key: None,
+            name: String::new(),
+            heartbeat: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            max_frame: 64 << 20,
+            max_retained_bytes: 1 << 30,
+            sync: ReplicaSync::Async,
+            min_sync_slaves: 1,
+            sync_timeout: Duration::from_secs(1),
+            refuse_on_timeout: false,
+        }
+    }
+}
+
+enum Job {
+    /// Authenticating or identifying.
+    None,
+    /// We ship to this slave.
+    Feed(Box<Feed>),
+    /// This is our master.
+    Follow(Box<Follow>),
+}
+
+struct Conn {
+    peer: Peer,
+    job: Job,
+    /// Index in `targets` when we dialled it.
+    target: Option<usize>,
+    token: Token,
+    /// The slave's node id (for its slot), once identified.
+    node: Option<[u8; 16]>,
+    last_slot_write: Instant,
+}
+
+struct Target {
+    addr: String,
+    next_try: Instant,
+    backoff: Duration,
+    conn: Option<usize>,
+    last_error: Option<String>,
+    failures: u64,
+}
+
+/// What INFO and `status` show of one link.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub addr: String,
+    pub name: String,
+    /// "slave" (we feed it) or "master" (we follow it), or "-" while unidentified.
+    pub role: &'static str,
+    pub state: String,
+    pub sent: Lsn,
+    pub acked_received: Lsn,
+    pub acked_durable: Lsn,
+    pub acked_applied: Lsn,
+    pub lag_entries: u64,
+    pub last_ack_ms: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connected_s: u64,
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+}
+
+/// Counters over the life of the process.
+#[derive(Debug, Default, Clone)]
+pub struct LinkStats {
+    pub accepted: u64,
+    pub dials: u64,
+    pub auth_failures: u64,
+    pub disconnects: u64,
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+    pub sync_timeouts: u64,
+    pub slots_dropped: u64,
+}
+
+pub struct Link {
+    settings: LinkSettings,
+    listener: Option<TcpListener>,
+    listener_token: Token,
+    base: usize,
+    conns: Vec<Option<Conn>>,
+    targets: Vec<Target>,
+    me: PeerId,
+    scratch: Vec<u8>,
+    pub stats: LinkStats,
+    /// A sync-mode write timed out and the policy is to refuse: since when.
+    pub refusing_since: Option<Instant>,
+}
+
+const READ_LIMIT: usize = 16 << 20;
+
+impl Link {
+    /// Binds the link port (or takes the socket systemd passed) and registers it.
+    pub fn new(
+        settings: LinkSettings,
+        node_id: [u8; 16],
+        registry: &Registry,
+        listener_token: Token,
+        base: usize,
+        inherited: Option<std::net::TcpListener>,
+    ) -> std::io::Result<Link> {
+        let mut listener = match (inherited, settings.listen) {
+            (Some(l), _) => {
+                l.set_nonblocking(true)?;
+                Some(TcpListener::from_std(l))
+            }
+            (None, Some(addr)) => Some(TcpListener::bind(addr)?),
+            (None, None) => None,
+        };
+        if let Some(l) = listener.as_mut() {
+            registry.register(l, listener_token, Interest::READABLE)?;
+            if let Ok(a) = l.local_addr() {
+                log::info!("link: listening on {a}");
+            }
+        }
+        let now = Instant::now();
+        let targets = settings
+            .dial
+            .iter()
+            .map(|addr| Target {
+                addr: addr.clone(),
+                next_try: now,
+                backoff: settings.reconnect_min,
+                conn: None,
+                last_error: None,
+                failures: 0,
+            })
+            .collect();
+        Ok(Link {
+            me: PeerId {
+                node_id,
+                name: settings.name.clone(),
+            },
+            settings,
+            listener,
+            listener_token,
+            base,
+            conns: Vec::new(),
+            targets,
+            scratch: vec![0u8; 256 * 1024],
+            stats: LinkStats::default(),
+            refusing_since: None,
+        })
+    }
+
+    /// The address the link port is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether a token belongs to the link.
+    pub fn owns(&self, token: Token) -> bool {
+        token == self.listener_token || token.0 >= self.base
+    }
+
+    pub fn settings(&self) -> &LinkSettings {
+        &self.settings
+    }
+
+    /// Handles a readiness event of one of the link's tokens.
+    pub fn on_event(&mut self, token: Token, eng: &mut Engine, registry: &Registry) {
+        if token == self.listener_token {
+            self.accept(registry);
+            return;
+        }
+        let slot = token.0 - self.base;
+        self.service(slot, eng, registry);
+    }
+
+    fn accept(&mut self, registry: &Registry) {
+        loop {
+            let Some(l) = self.listener.as_ref() else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.stats.accepted += 1;
+                    let peer = Peer::new(
+                        stream,
+                        addr.to_string(),
+                        Side::Listener,
+                        self.settings.max_frame,
+                    );
+                    self.add(peer, None, registry);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("link: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, mut peer: Peer, target: Option<usize>, registry: &Registry) -> Option<usize> {
+        let slot = match self.conns.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        let token = Token(self.base + slot);
+        if let Err(e) = registry.register(
+            &mut peer.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("link: cannot register {}: {e}", peer.addr);
+            return None;
+        }
+        self.conns[slot] = Some(Conn {
+            peer,
+            job: Job::None,
+            target,
+            token,
+            node: None,
+            last_slot_write: Instant::now(),
+        });
+        Some(slot)
+    }
+
+    /// Reads and handles what one connection sent.
+    fn service(&mut self, slot: usize, eng: &mut Engine, registry: &Registry) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let result = self.drive(&mut c, eng);
+        let result = result.and_then(|()| c.peer.flush());
+        match result {
+            Ok(()) => self.conns[slot] = Some(c),
+            Err(why) => self.close(c, &why, eng, registry),
+        }
+    }
+
+    fn drive(&mut self, c: &mut Conn, eng: &mut Engine) -> Result<(), String> {
+        if matches!(c.peer.phase, Phase::Connecting) {
+            match c.peer.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return Err(format!("connect failed: {e}")),
+            }
+            if c.peer.stream.peer_addr().is_err() {
+                return Ok(()); // still connecting
+            }
+            let key = self.key()?;
+            let (state, hello) = DialerAuth::start(&key, &self.me).map_err(|e| e.to_string())?;
+            c.peer.send(auth::T_HELLO, &hello);
+            c.peer.phase = Phase::DialerAuth(Some(state));
+        }
+        let scratch = &mut self.scratch;
+        match c.peer.read_in(scratch, READ_LIMIT) {
+            Ok(()) => {}
+            Err(ReadEnd::Closed(why)) => {
+                // Handle what arrived before the close, then report it.
+                while let Ok(Some(f)) = c.peer.next_frame() {
+                    self.on_frame(c, f.ty, &f.payload, eng)?;
+                }
+                return Err(why);
+            }
+            Err(ReadEnd::Bad(e)) => return Err(format!("bad frame: {e}")),
+        }
+        loop {
+            match c.peer.next_frame() {
+                Ok(Some(f)) => self.on_frame(c, f.ty, &f.payload, eng)?,
+                Ok(None) => return Ok(()),
+                Err(ReadEnd::Bad(e)) => {
+                    return Err(format!(
+                        "bad frame ({e}): corrupted or injected data; reconnecting"
+                    ));
+                }
+                Err(ReadEnd::Closed(why)) => return Err(why),
+            }
+        }
+    }
+
+    fn key(&self) -> Result<Vec<u8>, String> {
+        self.settings
+            .key
+            .clone()
+            .ok_or_else(|| "no link key configured ([link] key_file)".to_string())
+    }
+
+    fn on_frame(
+        &mut self,
+        c: &mut Conn,
+        ty: u8,
+        payload: &[u8],
+        eng: &mut Engine,
+    ) -> Result<(), String> {
+        if ty == auth::T_REFUSE {
+            let why = auth::parse_refuse(payload).unwrap_or_else(|e| e.to_string());
+            return Err(format!("the peer refused the link: {why}"));
+        }
+        match std::mem::replace(&mut c.peer.phase, Phase::Ready) {
+            Phase::Connecting => Err("data before the connection was up".into()),
+            Phase::DialerAuth(state) => {
+                if ty != auth::T_CHALLENGE {
+                    return Err(format!("expected CHALLENGE, got frame type {ty}"));
+                }
+                let state = state.ok_or("authentication state lost")?;
+                let (proof, session, who) = match state.on_challenge(payload) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.stats.auth_failures += 1;
+                        log::error!(
+                            "INCIDENT link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
+                            c.peer.addr
+                        );
+                        return Err(format!("authentication failed: {e}"));
+                    }
+                };
+                if who.node_id == self.me.node_id {
+                    return Err("this link leads back to this very node".into());
+                }
+                c.peer.send(auth::T_PROOF, &proof);
+                c.peer.authenticate(&session);
+                c.peer.who = Some(who);
+                c.peer.send(msg::T_IDENT, &eng.ident().encode());
+                c.peer.phase = Phase::Ident;
+                Ok(())
+            }
+            Phase::ListenerHello => {
+                if ty != auth::T_HELLO {
+                    return Err(format!("expected HELLO, got frame type {ty}"));
+                }
+                let key = self.key()?;
+                let (state, challenge, who) = ListenerAuth::on_hello(&key, &self.me, payload)
+                    .map_err(|e| format!("bad HELLO: {e}"))?;
+                if who.node_id == self.me.node_id {
+                    return Err("this link leads back to this very node".into());
+                }
+                c.peer.send(auth::T_CHALLENGE, &challenge);
+                c.peer.who = Some(who);
+                c.peer.phase = Phase::ListenerProof(Some(state));
+                Ok(())
+            }
+            Phase::ListenerProof(state) => {
+                if ty != auth::T_PROOF {
+                    return Err(format!("expected PROOF, got frame type {ty}"));
+                }
+                let state = state.ok_or("authentication state lost")?;
+                match state.on_proof(payload) {
+                    Ok(session) => {
+                        c.peer.authenticate(&session);
+                        c.peer.phase = Phase::Ident;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.stats.auth_failures += 1;
+                        log::error!(
+                            "INCIDENT link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
+                            c.peer.addr
+                        );
+                        Err(format!("authentication failed: {e}"))
+                    }
+                }
+            }
+            Phase::Ident => {
+                if ty != msg::T_IDENT {
+                    return Err(format!("expected IDENT, got frame type {ty}"));
+                }
+                let theirs = Ident::decode(payload).map_err(|e| e.to_string())?;
+                c.node = c.peer.who.as_ref().map(|w| w.node_id);
+                match c.peer.side {
+                    Side::Dialer => self.start_feed(c, eng, &theirs),
+                    Side::Listener => self.answer_ident(c, eng, &theirs),
+                }
+            }
+            Phase::Ready => self.on_ready_frame(c, ty, payload, eng),
+        }
+    }
+
+    /// We dialled: the peer should be a slave we feed.
+    fn start_feed(&mut self, c: &mut Conn, eng: &mut Engine, theirs: &Ident) -> Result<(), String> {
+        match Feed::start(eng, &mut c.peer, theirs) {
+            Ok(feed) => {
+                if feed.full_sync {
+                    self.stats.full_syncs += 1;
+                } else {
+                    self.stats.partial_syncs += 1;
+                }
+                if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
+                    t.backoff = self.settings.reconnect_min;
+                    t.last_error = None;
+                }
+                c.job = Job::Feed(Box::new(feed));
+                self.write_slot(c, eng, true);
+                Ok(())
+            }
+            Err(refusal) => {
+                log::error!(
+                    "INCIDENT link {}: not feeding it: {refusal}",
+                    c.peer.label()
+                );
+                c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&refusal.to_string()));
+                Err(refusal.to_string())
+            }
+        }
+    }
+
+    /// We were dialled: answer with our IDENT; follow the peer if it is our master.
+    fn answer_ident(&mut self, c: &mut Conn, eng: &mut Engine, theirs: &Ident) -> Result<(), String> {
+        let mine = eng.ident();
+        c.peer.send(msg::T_IDENT, &mine.encode());
+        if theirs.role != Role::Master {
+            let why = "a slave dialled this node; only a master dials";
+            c.peer.send(auth::T_REFUSE, &auth::refuse_payload(why));
+            return Err(why.into());
+        }
+        if !eng.is_slave() {
+            let why = format!(
+                "this node is a master (generation {}); it does not follow another master",
+                eng.generation()
+            );
+            log::error!(
+                "INCIDENT link {}: another master (generation {}) dialled this master: {why}",
+                c.peer.label(),
+                theirs.history.last().map_or(0, |g| g.generation)
+            );
+            c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+            return Err(why);
+        }
+        // A slave follows one master: a new connection from it replaces an old one (which
+        // may be half-open after a network failure).
+        let me = c.token;
+        for i in 0..self.conns.len() {
+            let old = matches!(&self.conns[i], Some(o) if o.token != me && matches!(o.job, Job::Follow(_)));
+            if old {
+                if let Some(mut o) = self.conns[i].take() {
+                    if let Job::Follow(f) = &mut o.job {
+                        f.abort_loading(eng);
+                    }
+                    log::info!(
+                        "link {}: replaced by a new connection from the master",
+                        o.peer.label()
+                    );
+                    self.stats.disconnects += 1;
+                }
+            }
+        }
+        log::info!("link {}: following this master", c.peer.label());
+        c.job = Job::Follow(Box::default());
+        Ok(())
+    }
+
+    fn on_ready_frame(
+        &mut self,
+        c: &mut Conn,
+        ty: u8,
+        payload: &[u8],
+        eng: &mut Engine,
+    ) -> Result<(), String> {
+        match &mut c.job {
+            Job::Follow(f) => f.on_frame(ty, payload, eng),
+            Job::Feed(feed) => match ty {
+                msg::T_ACK => {
+                    let ack = msg::Ack::decode(payload).map_err(|e| e.to_string())?;
+                    if ack.received > feed.sent {
+                        return Err(format!(
+                            "the slave acknowledges LSN {} but only {} was sent",
+                            ack.received, feed.sent
+                        ));
+                    }
+                    feed.ack = ack;
+                    feed.ack_at = Instant::now();
+                    Ok(())
+                }
+                msg::T_HEARTBEAT => msg::Heartbeat::decode(payload)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                other => Err(format!("unexpected frame type {other} from a slave")),
+            },
+            Job::None => Err(format!("frame type {ty} before the handshake finished")),
+        }
+    }
+
+    /// Persists a slave's position, at most once a second (or now if `force`).
+    fn write_slot(&mut self, c: &mut Conn, eng: &mut Engine, force: bool) {
+        let (Some(node), Job::Feed(feed)) = (c.node, &c.job) else {
+            return;
+        };
+        if !force && c.last_slot_write.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        c.last_slot_write = Instant::now();
+        let slot = Slot {
+            acked: feed.needs_from().saturating_sub(1),
+            updated_ms: crate::txn::now_ms(),
+            name: c.peer.label(),
+        };
+        eng.record_slot(&node, &slot);
+    }
+
+    fn close(&mut self, mut c: Conn, why: &str, eng: &mut Engine, registry: &Registry) {
+        let _ = registry.deregister(&mut c.peer.stream);
+        let _ = c.peer.flush();
+        if let Job::Follow(f) = &mut c.job {
+            f.abort_loading(eng);
+        }
+        let was_up = matches!(c.job, Job::Feed(_) | Job::Follow(_));
+        if was_up {
+            self.stats.disconnects += 1;
+            log::warn!("INCIDENT link {} down: {why}", c.peer.label());
+        } else {
+            log::info!("link {}: closed: {why}", c.peer.label());
+        }
+        if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
+            t.conn = None;
+            t.failures += 1;
+            t.last_error = Some(why.to_string());
+            t.next_try = Instant::now() + t.backoff;
+            t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
+        }
+    }
+
+    /// After a turn: ship what became durable, acknowledge what arrived, flush.
+    pub fn after_turn(&mut self, eng: &mut Engine, registry: &Registry) {
+        for slot in 0..self.conns.len() {
+            let Some(mut c) = self.conns[slot].take() else {
+                continue;
+            };
+            let result = match &mut c.job {
+                Job::Feed(feed) => feed.pump(&mut c.peer, eng),
+                Job::Follow(f) => f.ack(&mut c.peer, eng),
+                Job::None => Ok(()),
+            };
+            if matches!(c.job, Job::Feed(_)) {
+                self.write_slot(&mut c, eng, false);
+            }
+            match result.and_then(|()| c.peer.flush()) {
+                Ok(()) => self.conns[slot] = Some(c),
+                Err(why) => self.close(c, &why, eng, registry),
+            }
+        }
+    }
+
+    /// Timers: dial what is due, heartbeats, silent peers.
+    pub fn tick(&mut self, eng: &mut Engine, registry: &Registry) {
+        let now = Instant::now();
+        for i in 0..self.targets.len() {
+            if self.targets[i].conn.is_some() || self.targets[i].next_try > now {
+                continue;
+            }
+            self.dial(i, registry);
+        }
+        for slot in 0..self.conns.len() {
+            let Some(mut c) = self.conns[slot].take() else {
+                continue;
+            };
+            let silent = c.peer.last_recv.elapsed();
+            if silent > self.settings.peer_timeout {
+                let why = format!(
+                    "silent for {:.1}s (peer_timeout {:?})",
+                    silent.as_secs_f64(),
+                    self.settings.peer_timeout
+                );
+                self.close(c, &why, eng, registry);
+                continue;
+            }
+            if matches!(c.peer.phase, Phase::Ready)
+                && c.peer.last_send.elapsed() >= self.settings.heartbeat
+            {
+                let hb = msg::Heartbeat {
+                    time_ms: crate::txn::now_ms(),
+                    durable: eng.durable_lsn(),
+                };
+                c.peer.send(msg::T_HEARTBEAT, &hb.encode());
+            }
+            match c.peer.flush() {
+                Ok(()) => self.conns[slot] = Some(c),
+                Err(why) => self.close(c, &why, eng, registry),
+            }
+        }
+    }
+
+    fn dial(&mut self, i: usize, registry: &Registry) {
+        let now = Instant::now();
+        let addr_text = self.targets[i].addr.clone();
+        let resolved = addr_text.to_socket_addrs().ok().and_then(|mut a| a.next());
+        let Some(addr) = resolved else {
+            let t = &mut self.targets[i];
+            t.last_error = Some(format!("cannot resolve {addr_text}"));
+            t.next_try = now + t.backoff;
+            t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
+            return;
+        };
+        self.stats.dials += 1;
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let peer = Peer::new(stream, addr_text, Side::Dialer, self.settings.max_frame);
+                if let Some(slot) = self.add(peer, Some(i), registry) {
+                    self.targets[i].conn = Some(slot);
+                }
+            }
+            Err(e) => {
+                let t = &mut self.targets[i];
+                t.last_error = Some(e.to_string());
+                t.next_try = now + t.backoff;
+                t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
+            }
+        }
+    }
+
+    /// The LSN up to which enough slaves have acknowledged, by the configured sync mode
+    /// (u64::MAX in async mode: nothing to wait for).
+    pub fn sync_bound(&self) -> Lsn {
+        let pick = |a: &msg::Ack| match self.settings.sync {
+            ReplicaSync::Async => Lsn::MAX,
+            ReplicaSync::Received => a.received,
+            ReplicaSync::Durable => a.durable,
+            ReplicaSync::Applied => a.applied,
+        };
+        if self.settings.sync == ReplicaSync::Async {
+            return Lsn::MAX;
+        }
+        let mut acks: Vec<Lsn> = self
+            .conns
+            .iter()
+            .flatten()
+            .filter_map(|c| match &c.job {
+                Job::Feed(f) => Some(pick(&f.ack)),
+                _ => None,
+            })
+            .collect();
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        let k = self.settings.min_sync_slaves.max(1);
+        acks.get(k - 1).copied().unwrap_or(0)
+    }
+
+    /// The oldest LSN some slave may still need from the journal (None: no constraint),
+    /// dropping slots that would make the journal keep more than `max_retained_bytes`.
+    pub fn retention_floor(&mut self, eng: &mut Engine) -> Option<Lsn> {
+        let mut needs: Vec<([u8; 16], Lsn, String)> = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        for c in self.conns.iter().flatten() {
+            if let (Some(node), Job::Feed(f)) = (c.node, &c.job) {
+                needs.push((node, f.needs_from(), c.peer.label()));
+                live.insert(node);
+            }
+        }
+        for (node, slot) in eng.slots() {
+            let Ok(node) = <[u8; 16]>::try_from(node.as_slice()) else {
+                continue;
+            };
+            if !live.contains(&node) {
+                needs.push((node, slot.acked + 1, slot.name));
+            }
+        }
+        loop {
+            let oldest = needs.iter().min_by_key(|n| n.1)?;
+            let retained = eng.journal_bytes_from(oldest.1);
+            if retained <= self.settings.max_retained_bytes {
+                return Some(oldest.1);
+            }
+            let (node, lsn, name) = oldest.clone();
+            log::error!(
+                "INCIDENT slot of slave {name} ({}) dropped: it needs the journal from LSN {lsn}, {retained} bytes, over max_retained_bytes ({}); it will need a full sync",
+                hex(&node),
+                self.settings.max_retained_bytes
+            );
+            self.stats.slots_dropped += 1;
+            eng.drop_slot(&node);
+            // A connected slave that far behind is cut off too: it resyncs on reconnect.
+            for c in self.conns.iter_mut().flatten() {
+                if c.node == Some(node) {
+                    c.peer.closed = true;
+                }
+            }
+            needs.retain(|n| n.0 != node);
+        }
+    }
+
+    /// Closes connections marked closed (e.g. by a dropped slot).
+    pub fn reap(&mut self, eng: &mut Engine, registry: &Registry) {
+        for slot in 0..self.conns.len() {
+            if matches!(&self.conns[slot], Some(c) if c.peer.closed) {
+                if let Some(c) = self.conns[slot].take() {
+                    self.close(c, "its slot was dropped", eng, registry);
+                }
+            }
+        }
+    }
+
+    /// Every connection, for INFO and status.
+    pub fn status(&self, eng: &Engine) -> Vec<PeerStatus> {
+        let durable = eng.durable_lsn();
+        let mut out = Vec::new();
+        for c in self.conns.iter().flatten() {
+            let p = &c.peer;
+            let mut s = PeerStatus {
+                addr: p.addr.clone(),
+                name: p.who.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
+                role: "-",
+                state: match p.phase {
+                    Phase::Connecting => "connecting".into(),
+                    Phase::DialerAuth(_) | Phase::ListenerHello | Phase::ListenerProof(_) => {
+                        "authenticating".into()
+                    }
+                    Phase::Ident => "handshake".into(),
+                    Phase::Ready => String::new(),
+                },
+                sent: 0,
+                acked_received: 0,
+                acked_durable: 0,
+                acked_applied: 0,
+                lag_entries: 0,
+                last_ack_ms: 0,
+                frames_in: p.frames_in,
+                frames_out: p.frames_out,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                connected_s: p.connected_at.elapsed().as_secs(),
+                full_syncs: 0,
+                partial_syncs: 0,
+            };
+            match &c.job {
+                Job::Feed(f) => {
+                    s.role = "slave";
+                    s.state = f.state_name().into();
+                    s.sent = f.sent;
+                    s.acked_received = f.ack.received;
+                    s.acked_durable = f.ack.durable;
+                    s.acked_applied = f.ack.applied;
+                    s.lag_entries = durable.saturating_sub(f.ack.applied);
+                    s.last_ack_ms = f.ack_at.elapsed().as_millis() as u64;
+                    s.full_syncs = f.full_sync as u64;
+                    s.partial_syncs = (!f.full_sync) as u64;
+                }
+                Job::Follow(f) => {
+                    s.role = "master";
+                    s.state = match f.loading_items() {
+                        Some(n) => format!("full sync ({n} items loaded)"),
+                        None => f.state_name().into(),
+                    };
+                    s.acked_received = f.received;
+                    s.full_syncs = f.full_syncs;
+                    s.partial_syncs = f.partial_syncs;
+                }
+                Job::None => {}
+            }
+            out.push(s);
+        }
+        for t in &self.targets {
+            if t.conn.is_none() {
+                out.push(PeerStatus {
+                    addr: t.addr.clone(),
+                    name: String::new(),
+                    role: "slave",
+                    state: format!(
+                        "down{}",
+                        t.last_error
+                            .as_ref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    ),
+                    sent: 0,
+                    acked_received: 0,
+                    acked_durable: 0,
+                    acked_applied: 0,
+                    lag_entries: 0,
+                    last_ack_ms: 0,
+                    frames_in: 0,
+                    frames_out: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    connected_s: 0,
+                    full_syncs: 0,
+                    partial_syncs: 0,
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether this slave is connected to its master and streaming.
+    pub fn master_link_up(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| matches!(&c.job, Job::Follow(f) if f.state_name() == "streaming"))
+    }
+
+    /// Closes everything (shutdown).
+    pub fn shutdown(&mut self, eng: &mut Engine, registry: &Registry) {
+        for slot in 0..self.conns.len() {
+            if let Some(c) = self.conns[slot].take() {
+                self.close(c, "shutting down", eng, registry);
+            }
+        }
+        if let Some(mut l) = self.listener.take() {
+            let _ = registry.deregister(&mut l);
+        }
+    }
+}
