@@ -2,10 +2,13 @@
 //!
 //! This module owns the file format: which keys exist, their defaults, their units, and every
 //! check that can be made without touching the system (beyond resolving the `client.listen`
-//! host name). It turns the text into a [`Config`] whose fields are already validated and
-//! resolved (addresses parsed, relative paths made absolute, sizes in bytes), so no other module
-//! parses or second-guesses a config value. It never creates files or directories, binds
-//! sockets, or logs: callers decide what to do with a [`ConfigError`].
+//! and `link.listen` host names, and reading `link.key_file`: a key that is missing, too short
+//! or readable by others is a config error, at the `key_file` line). It turns the text into a
+//! [`Config`] whose fields are already validated and resolved (addresses parsed, relative paths
+//! made absolute, sizes in bytes, the key read), so no other module parses or second-guesses a
+//! config value. Link peers stay `host:port` strings, checked but not resolved: a peer is
+//! resolved each time it is dialled. It never creates files or directories, binds sockets, or
+//! logs: callers decide what to do with a [`ConfigError`].
 //!
 //! Errors name the place in the file: `FILE:LINE:COL: MESSAGE`, where the message says what was
 //! wrong and what was expected. Unknown keys are rejected (a typo must not silently become a
@@ -52,7 +55,10 @@ pub struct Config {
     pub instance: String,
     /// Directory holding the journal and the store (absolute).
     pub data_dir: PathBuf,
+    /// Whether this node starts as master or slave.
+    pub role: Role,
     pub client: ClientConfig,
+    pub link: LinkConfig,
     pub durability: DurabilityConfig,
     pub store: StoreConfig,
     pub files: FilesConfig,
@@ -126,6 +132,94 @@ pub struct LogConfig {
     pub level: LevelFilter,
 }
 
+/// `role`: what this node is when it starts. (Promote and rejoin change it at run time.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes and feeds its slaves. The default.
+    #[default]
+    Master,
+    /// Read-only; applies what its master streams to it.
+    Slave,
+}
+
+/// `[link]`: the hot-backup link between the nodes of a pair (and to cascaded slaves).
+///
+/// The pair's config is symmetric: each node names its own link port and its partner(s); only
+/// `role` differs, and decides who dials (the master dials each peer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// This node's link port, answered in every role; `None` (`listen = ""`) only for a master
+    /// with no downstream.
+    pub listen: Option<SocketAddr>,
+    /// The partner nodes' link ports, `host:port` as written (resolved at connect time). A
+    /// master dials each; a slave accepts its master only from them. Syntax-checked, no
+    /// duplicates (across `peers` and `downstream`).
+    pub peers: Vec<String>,
+    /// Slaves this node feeds while it is itself a slave (cascading), `host:port` as written.
+    pub downstream: Vec<String>,
+    /// The shared secret's file (absolute); `None` when not set.
+    pub key_file: Option<PathBuf>,
+    /// The shared secret read from `key_file` when the config was loaded: `Some` exactly when
+    /// `key_file` is.
+    pub key: Option<Key>,
+    /// Time between heartbeats sent to a connected peer (> 0).
+    pub heartbeat_interval: Duration,
+    /// A peer heard nothing from for this long is declared down (> `heartbeat_interval`).
+    pub peer_timeout: Duration,
+    /// First delay before a master re-dials a lost slave (> 0).
+    pub reconnect_min: Duration,
+    /// Largest delay between re-dials (>= `reconnect_min`).
+    pub reconnect_max: Duration,
+    /// Largest link frame accepted, 1 MiB ..= 1 GiB.
+    pub max_frame: usize,
+    /// Journal kept for a slave that is behind (> 0); past it the slave's slot is dropped and
+    /// it needs a full sync.
+    pub max_retained_bytes: u64,
+    /// When a client's write is acknowledged, with respect to the slaves.
+    pub sync: ReplicaSync,
+    /// How many slaves must acknowledge a write when `sync` is not `Async` (>= 1).
+    pub min_sync_slaves: usize,
+    /// How long a write waits for those acknowledgements (> 0).
+    pub sync_timeout: Duration,
+    /// What happens when they do not come in time.
+    pub on_sync_timeout: OnSyncTimeout,
+}
+
+/// `link.sync`: which slave acknowledgement a client's write waits for. (Named so as not to
+/// be confused with the journal's `SyncMode`, which is about the local disk.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplicaSync {
+    /// Does not wait for slaves. The default.
+    #[default]
+    Async,
+    /// Waits until slaves have received the record.
+    Received,
+    /// Waits until slaves have it on disk (journaled and synced).
+    Durable,
+    /// Waits until slaves have applied it (readers on them see it).
+    Applied,
+}
+
+/// `link.on_sync_timeout`: what a master does when slaves do not acknowledge in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnSyncTimeout {
+    /// Acknowledges the write anyway and raises an incident. The default.
+    #[default]
+    Async,
+    /// Refuses writes until enough slaves acknowledge again.
+    Refuse,
+}
+
+/// The link's shared secret: the contents of `link.key_file` without trailing whitespace
+/// (at least [`MIN_KEY_LEN`] bytes when read from a config). Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(Vec<u8>);
+
+/// Shortest key accepted.
+pub const MIN_KEY_LEN: usize = 16;
+/// A key file larger than this is refused: it is surely not a key file.
+const MAX_KEY_FILE_LEN: u64 = 64 * KIB;
+
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
@@ -170,6 +264,28 @@ impl Default for FilesConfig {
     }
 }
 
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 2000))),
+            peers: Vec::new(),
+            downstream: Vec::new(),
+            key_file: None,
+            key: None,
+            heartbeat_interval: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            max_frame: (64 * MIB) as usize,
+            max_retained_bytes: GIB,
+            sync: ReplicaSync::Async,
+            min_sync_slaves: 1,
+            sync_timeout: Duration::from_secs(1),
+            on_sync_timeout: OnSyncTimeout::Async,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -197,6 +313,75 @@ impl fmt::Debug for ClientConfig {
             .field("max_bulk_len", &self.max_bulk_len)
             .field("max_request_len", &self.max_request_len)
             .finish()
+    }
+}
+
+impl Role {
+    /// The name used in the config file, logs and status: `"master"` or `"slave"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Slave => "slave",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReplicaSync {
+    /// The name used in the config file: `"async"`, `"received"`, `"durable"`, `"applied"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaSync::Async => "async",
+            ReplicaSync::Received => "received",
+            ReplicaSync::Durable => "durable",
+            ReplicaSync::Applied => "applied",
+        }
+    }
+}
+
+impl fmt::Display for ReplicaSync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl OnSyncTimeout {
+    /// The name used in the config file: `"async"` or `"refuse"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnSyncTimeout::Async => "async",
+            OnSyncTimeout::Refuse => "refuse",
+        }
+    }
+}
+
+impl fmt::Display for OnSyncTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Key {
+    /// A key from bytes already in hand (tests, tools). Config loading checks the length;
+    /// this does not.
+    pub fn from_bytes(bytes: Vec<u8>) -> Key {
+        Key(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+// Written by hand so that the secret never reaches a log line.
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
     }
 }
 
@@ -306,8 +491,11 @@ impl Config {
 struct RawConfig {
     instance: Option<Spanned<String>>,
     data_dir: Spanned<String>,
+    role: Option<Spanned<String>>,
     #[serde(default)]
     client: RawClient,
+    #[serde(default)]
+    link: RawLink,
     #[serde(default)]
     durability: RawDurability,
     #[serde(default)]
@@ -329,6 +517,25 @@ struct RawClient {
     timeout: Option<Interval>,
     max_bulk_len: Option<Spanned<Size>>,
     max_request_len: Option<Spanned<Size>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLink {
+    listen: Option<Spanned<String>>,
+    peers: Option<Spanned<Vec<Spanned<String>>>>,
+    downstream: Option<Spanned<Vec<Spanned<String>>>>,
+    key_file: Option<Spanned<String>>,
+    heartbeat_interval: Option<Spanned<Interval>>,
+    peer_timeout: Option<Spanned<Interval>>,
+    reconnect_min: Option<Spanned<Interval>>,
+    reconnect_max: Option<Spanned<Interval>>,
+    max_frame: Option<Spanned<Size>>,
+    max_retained_bytes: Option<Spanned<Size>>,
+    sync: Option<Spanned<String>>,
+    min_sync_slaves: Option<Spanned<u64>>,
+    sync_timeout: Option<Spanned<Interval>>,
+    on_sync_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -368,7 +575,9 @@ const KEYS: &[(&str, &[&str])] = &[
         &[
             "instance",
             "data_dir",
+            "role",
             "client",
+            "link",
             "durability",
             "store",
             "files",
@@ -386,6 +595,25 @@ const KEYS: &[(&str, &[&str])] = &[
             "timeout",
             "max_bulk_len",
             "max_request_len",
+        ],
+    ),
+    (
+        "link",
+        &[
+            "listen",
+            "peers",
+            "downstream",
+            "key_file",
+            "heartbeat_interval",
+            "peer_timeout",
+            "reconnect_min",
+            "reconnect_max",
+            "max_frame",
+            "max_retained_bytes",
+            "sync",
+            "min_sync_slaves",
+            "sync_timeout",
+            "on_sync_timeout",
         ],
     ),
     (
@@ -423,11 +651,31 @@ impl RawConfig {
             }
         };
         let data_dir = src.resolve_path(&self.data_dir, "data_dir")?;
+        let role = match &self.role {
+            Some(role) => match role.get_ref().as_str() {
+                "master" => Role::Master,
+                "slave" => Role::Slave,
+                _ => {
+                    return Err(src.invalid(
+                        role.span(),
+                        "role",
+                        "expected \"master\" or \"slave\"",
+                    ));
+                }
+            },
+            None => Role::default(),
+        };
+        let client = self.client.validate(src)?;
+        // The role's span, for link errors caused by it (only a written role can be "slave").
+        let role_span = self.role.as_ref().map_or(0..0, |r| r.span());
+        let link = self.link.validate(src, role, role_span)?;
         Ok(Config {
             path: src.path.to_path_buf(),
             instance,
             data_dir,
-            client: self.client.validate(src)?,
+            role,
+            client,
+            link,
             durability: self.durability.validate(src)?,
             store: self.store.validate(src)?,
             files: self.files.validate(),
@@ -440,8 +688,11 @@ impl RawClient {
     fn validate(self, src: &Source<'_>) -> Result<ClientConfig, ConfigError> {
         let mut c = ClientConfig::default();
         if let Some(listen) = &self.listen {
-            c.listen = resolve_listen(listen.get_ref())
-                .map_err(|m| src.invalid(listen.span(), "client.listen", m))?;
+            c.listen = resolve_listen(
+                listen.get_ref(),
+                "expected host:port like \"127.0.0.1:7379\", or \"\" to disable TCP",
+            )
+            .map_err(|m| src.invalid(listen.span(), "client.listen", m))?;
         }
         // unix_socket = "" is the same as no unix_socket, as listen = "" disables TCP.
         if let Some(path) = self
@@ -503,6 +754,239 @@ impl RawClient {
             c.max_request_len = src.size_in(v, "client.max_request_len", MIB, u64::MAX)?;
         }
         Ok(c)
+    }
+}
+
+impl RawLink {
+    fn validate(
+        self,
+        src: &Source<'_>,
+        role: Role,
+        role_span: Range<usize>,
+    ) -> Result<LinkConfig, ConfigError> {
+        let mut l = LinkConfig::default();
+        if let Some(listen) = &self.listen {
+            l.listen = resolve_listen(
+                listen.get_ref(),
+                "expected host:port like \"0.0.0.0:2000\", or \"\" for no link listener",
+            )
+            .map_err(|m| src.invalid(listen.span(), "link.listen", m))?;
+        }
+        // Node addresses already seen, for duplicates across peers and downstream.
+        let mut seen = Vec::new();
+        if let Some(peers) = &self.peers {
+            l.peers = src.node_list(peers.get_ref(), "link.peers", &mut seen)?;
+        }
+        if let Some(downstream) = &self.downstream {
+            l.downstream = src.node_list(downstream.get_ref(), "link.downstream", &mut seen)?;
+        }
+        if let Some(listen) = l.listen {
+            if let Some((key, _, span)) = seen.iter().find(|(_, node, _)| node.is_self(listen)) {
+                return Err(src.invalid(
+                    span.clone(),
+                    key,
+                    format!("this is this node's own link.listen address ({listen})"),
+                ));
+            }
+        }
+        // key_file = "" is the same as no key_file, as for client.unix_socket.
+        let key_file = self.key_file.as_ref().filter(|p| !p.get_ref().is_empty());
+        if let Some(path) = key_file {
+            l.key_file = Some(src.resolve_path(path, "link.key_file")?);
+        }
+        for (key, value) in [
+            ("link.heartbeat_interval", &self.heartbeat_interval),
+            ("link.reconnect_min", &self.reconnect_min),
+            ("link.sync_timeout", &self.sync_timeout),
+        ] {
+            if let Some(t) = value.as_ref().filter(|t| t.get_ref().0.is_zero()) {
+                return Err(src.invalid(t.span(), key, "expected more than 0"));
+            }
+        }
+        let duration = |value: &Option<Spanned<Interval>>, default: Duration| {
+            value.as_ref().map_or(default, |t| t.get_ref().0)
+        };
+        l.heartbeat_interval = duration(&self.heartbeat_interval, l.heartbeat_interval);
+        l.peer_timeout = duration(&self.peer_timeout, l.peer_timeout);
+        l.reconnect_min = duration(&self.reconnect_min, l.reconnect_min);
+        l.reconnect_max = duration(&self.reconnect_max, l.reconnect_max);
+        l.sync_timeout = duration(&self.sync_timeout, l.sync_timeout);
+        if let Some(v) = &self.max_frame {
+            l.max_frame = src.size_in(v, "link.max_frame", MIB, GIB)?;
+        }
+        if let Some(v) = &self.max_retained_bytes {
+            l.max_retained_bytes = src.size_in(v, "link.max_retained_bytes", 1, u64::MAX)?;
+        }
+        if let Some(sync) = &self.sync {
+            l.sync = match sync.get_ref().as_str() {
+                "async" => ReplicaSync::Async,
+                "received" => ReplicaSync::Received,
+                "durable" => ReplicaSync::Durable,
+                "applied" => ReplicaSync::Applied,
+                _ => {
+                    return Err(src.invalid(
+                        sync.span(),
+                        "link.sync",
+                        "expected \"async\", \"received\", \"durable\" or \"applied\"",
+                    ));
+                }
+            };
+        }
+        if let Some(n) = &self.min_sync_slaves {
+            if *n.get_ref() == 0 {
+                return Err(src.invalid(n.span(), "link.min_sync_slaves", "expected at least 1"));
+            }
+            l.min_sync_slaves = usize::try_from(*n.get_ref()).unwrap_or(usize::MAX);
+        }
+        if let Some(policy) = &self.on_sync_timeout {
+            l.on_sync_timeout = match policy.get_ref().as_str() {
+                "async" => OnSyncTimeout::Async,
+                "refuse" => OnSyncTimeout::Refuse,
+                _ => {
+                    return Err(src.invalid(
+                        policy.span(),
+                        "link.on_sync_timeout",
+                        "expected \"async\" or \"refuse\"",
+                    ));
+                }
+            };
+        }
+        self.check_together(src, &l, role, role_span)?;
+        // Last, once everything in the text is known to be right: read the key.
+        if let (Some(path), Some(written)) = (&l.key_file, key_file) {
+            l.key =
+                Some(load_key(path).map_err(|m| src.invalid(written.span(), "link.key_file", m))?);
+        }
+        Ok(l)
+    }
+
+    /// The checks between keys. Each error points at a key that is written in the file: the
+    /// defaults are consistent, so one of the keys involved is.
+    fn check_together(
+        &self,
+        src: &Source<'_>,
+        l: &LinkConfig,
+        role: Role,
+        role_span: Range<usize>,
+    ) -> Result<(), ConfigError> {
+        let span_of = |v: &Option<Spanned<Vec<Spanned<String>>>>| v.as_ref().map(|v| v.span());
+        let needs_key = "link.key_file (the pair's shared secret: the nodes of a link \
+                         authenticate each other with it)";
+        if l.key_file.is_none() {
+            if role == Role::Slave {
+                return Err(src.invalid(role_span, "role", format!("a slave needs {needs_key}")));
+            }
+            for (key, list, span) in [
+                ("link.peers", &l.peers, span_of(&self.peers)),
+                ("link.downstream", &l.downstream, span_of(&self.downstream)),
+            ] {
+                if let (false, Some(span)) = (list.is_empty(), span) {
+                    return Err(src.invalid(span, key, format!("a link needs {needs_key}")));
+                }
+            }
+        }
+        if role == Role::Slave && l.peers.is_empty() {
+            let span = span_of(&self.peers).unwrap_or(role_span.clone());
+            let key = if self.peers.is_some() {
+                "link.peers"
+            } else {
+                "role"
+            };
+            return Err(src.invalid(
+                span,
+                key,
+                "a slave needs its master's link address in link.peers: it accepts a master \
+                 only from its peers",
+            ));
+        }
+        if let (None, Some(listen)) = (l.listen, &self.listen) {
+            let why = if role == Role::Slave {
+                Some("a slave must listen: its master connects to it")
+            } else if !l.downstream.is_empty() {
+                Some(
+                    "a node with link.downstream must listen: it feeds them while it is a \
+                     slave, and a slave's master connects to it",
+                )
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(src.invalid(
+                    listen.span(),
+                    "link.listen",
+                    format!("{why} (\"\" is only allowed for a master with no link.downstream)"),
+                ));
+            }
+        }
+        if l.peer_timeout <= l.heartbeat_interval {
+            return Err(match (&self.peer_timeout, &self.heartbeat_interval) {
+                (Some(t), _) => src.invalid(
+                    t.span(),
+                    "link.peer_timeout",
+                    format!(
+                        "expected more than link.heartbeat_interval ({}), found {}",
+                        format_duration(l.heartbeat_interval),
+                        format_duration(l.peer_timeout)
+                    ),
+                ),
+                (None, h) => src.invalid(
+                    h.as_ref().map_or(0..0, |h| h.span()),
+                    "link.heartbeat_interval",
+                    format!(
+                        "expected less than link.peer_timeout ({}), found {}",
+                        format_duration(l.peer_timeout),
+                        format_duration(l.heartbeat_interval)
+                    ),
+                ),
+            });
+        }
+        if l.reconnect_min > l.reconnect_max {
+            return Err(match (&self.reconnect_min, &self.reconnect_max) {
+                (Some(t), _) => src.invalid(
+                    t.span(),
+                    "link.reconnect_min",
+                    format!(
+                        "expected at most link.reconnect_max ({}), found {}",
+                        format_duration(l.reconnect_max),
+                        format_duration(l.reconnect_min)
+                    ),
+                ),
+                (None, t) => src.invalid(
+                    t.as_ref().map_or(0..0, |t| t.span()),
+                    "link.reconnect_max",
+                    format!(
+                        "expected at least link.reconnect_min ({}), found {}",
+                        format_duration(l.reconnect_min),
+                        format_duration(l.reconnect_max)
+                    ),
+                ),
+            });
+        }
+        let slaves = l.peers.len() + l.downstream.len();
+        if l.sync != ReplicaSync::Async && l.min_sync_slaves > slaves {
+            let (key, span) = match (&self.min_sync_slaves, &self.sync) {
+                (Some(n), _) => ("link.min_sync_slaves", n.span()),
+                (None, s) => ("link.sync", s.as_ref().map_or(0..0, |s| s.span())),
+            };
+            let named = match slaves {
+                0 => "no node".to_string(),
+                1 => "only 1 node".to_string(),
+                n => format!("only {n} nodes"),
+            };
+            return Err(src.invalid(
+                span,
+                key,
+                format!(
+                    "with link.sync = \"{}\", a write waits for {} slave{} \
+                     (link.min_sync_slaves), but link.peers and link.downstream name {named}: \
+                     writes could never be acknowledged",
+                    l.sync,
+                    l.min_sync_slaves,
+                    if l.min_sync_slaves == 1 { "" } else { "s" },
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -604,15 +1088,15 @@ fn check_instance_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `""` disables TCP; otherwise `host:port`, a host name being resolved now (first address).
-fn resolve_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+/// `""` is none; otherwise `host:port`, a host name being resolved now (first address).
+/// `expected` ends the message of an error.
+fn resolve_listen(text: &str, expected: &str) -> Result<Option<SocketAddr>, String> {
     if text.is_empty() {
         return Ok(None);
     }
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(Some(addr));
     }
-    let expected = "expected host:port like \"127.0.0.1:7379\", or \"\" to disable TCP";
     match text.to_socket_addrs() {
         Ok(mut addrs) => match addrs.next() {
             Some(addr) => Ok(Some(addr)),
@@ -620,6 +1104,139 @@ fn resolve_listen(text: &str) -> Result<Option<SocketAddr>, String> {
         },
         Err(e) => Err(format!("cannot use {text:?}: {e}; {expected}")),
     }
+}
+
+/// The address of another node, `host:port`, checked but not resolved (the node may be down,
+/// or its name may point elsewhere by the time it is dialled).
+#[derive(Debug, PartialEq, Eq)]
+enum NodeAddr {
+    /// An IP address.
+    Ip(SocketAddr),
+    /// A host name, lower-cased (DNS names are case-insensitive).
+    Name(String, u16),
+}
+
+const NODE_EXPECTED: &str = "expected \"host:port\" like \"b.example:2000\", \"10.0.0.2:2000\" \
+                             or \"[fd00::2]:2000\"";
+
+impl NodeAddr {
+    fn parse(text: &str) -> Result<NodeAddr, String> {
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("{text:?} has no port; {NODE_EXPECTED}"));
+        };
+        if host.is_empty() {
+            return Err(format!("{text:?} has no host; {NODE_EXPECTED}"));
+        }
+        let number = port
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| port.parse::<u16>().ok())
+            .flatten();
+        let port = match number {
+            Some(port) if port != 0 => port,
+            _ => {
+                return Err(format!(
+                    "{text:?}: the port {port:?} is not a port number from 1 to 65535"
+                ));
+            }
+        };
+        if let Some(inside) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return match inside.parse::<std::net::Ipv6Addr>() {
+                Ok(ip) => Ok(NodeAddr::Ip(SocketAddr::from((ip, port)))),
+                Err(_) => Err(format!(
+                    "{text:?}: {inside:?} is not an IPv6 address; {NODE_EXPECTED}"
+                )),
+            };
+        }
+        if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(format!(
+                "{text:?}: write an IPv6 address in brackets, like \"[fd00::2]:2000\""
+            ));
+        }
+        if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            return Ok(NodeAddr::Ip(SocketAddr::from((ip, port))));
+        }
+        let name_ok = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            && !host.starts_with(['-', '.'])
+            && !host.contains("..");
+        if !name_ok {
+            return Err(format!(
+                "{text:?}: {host:?} is not a host name or IP address; {NODE_EXPECTED}"
+            ));
+        }
+        Ok(NodeAddr::Name(host.to_ascii_lowercase(), port))
+    }
+
+    /// Is this surely the node listening on `listen`? (Only IP addresses can tell: the same
+    /// address, or a loopback one when `listen` is on every interface: `0.0.0.0` covers IPv4
+    /// only, `[::]` both, as Linux binds it dual-stack by default.)
+    fn is_self(&self, listen: SocketAddr) -> bool {
+        let NodeAddr::Ip(addr) = self else {
+            return false;
+        };
+        let every_interface = match listen {
+            SocketAddr::V4(l) => l.ip().is_unspecified() && addr.is_ipv4(),
+            SocketAddr::V6(l) => l.ip().is_unspecified(),
+        };
+        *addr == listen
+            || (addr.port() == listen.port() && every_interface && addr.ip().is_loopback())
+    }
+}
+
+/// Reads the link's shared secret. The message of an error names the file and what is wrong.
+fn load_key(path: &Path) -> Result<Key, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let shown = path.display();
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused, not read).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("the key file {shown} does not exist"),
+            _ => format!("cannot read the key file {shown}: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the key file {shown}: {e}"))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("the key file {shown} is {what}"));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the key file {shown} can be accessed by group or others (mode {mode:04o}); \
+             a key must be readable by its owner only: chmod 600 {shown}"
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the key file {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+        return Err(format!(
+            "the key file {shown} is larger than {}: not a key file?",
+            format_size(MAX_KEY_FILE_LEN)
+        ));
+    }
+    let len = bytes.trim_ascii_end().len();
+    if len < MIN_KEY_LEN {
+        return Err(format!(
+            "the key in {shown} is {len} byte{} long (without trailing whitespace); a key must \
+             have at least {MIN_KEY_LEN}",
+            if len == 1 { "" } else { "s" }
+        ));
+    }
+    bytes.truncate(len);
+    Ok(Key(bytes))
 }
 
 /// Octal permission bits: `"0660"`, `"660"`, `"0o660"`; at most 0o777.
@@ -784,6 +1401,24 @@ fn format_size(bytes: u64) -> String {
     }
 }
 
+/// `Duration::from_millis(1500)` → `"1500ms"`, 5 s → `"5s"`, 2 min → `"2m"`: the largest whole
+/// unit, as written in the file.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{d:?}");
+    }
+    for (unit, name) in [(3_600_000, "h"), (60_000, "m"), (1000, "s")] {
+        if ms >= unit && ms % unit == 0 {
+            return format!("{}{name}", ms / unit);
+        }
+    }
+    match ms {
+        0 => "0s".to_string(),
+        _ => format!("{ms}ms"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Turning spans and toml errors into ConfigError.
 
@@ -838,6 +1473,33 @@ impl Source<'_> {
             return Err(self.invalid(value.span(), key, problem));
         }
         Ok(self.base_dir().join(text).components().collect())
+    }
+
+    /// A list of other nodes' link addresses (`key` = `link.peers` or `link.downstream`),
+    /// kept as written. `seen` holds the addresses of the lists read before, to refuse one
+    /// listed twice; this list's are added to it (with their key and span).
+    fn node_list(
+        &self,
+        list: &[Spanned<String>],
+        key: &str,
+        seen: &mut Vec<(String, NodeAddr, Range<usize>)>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut nodes = Vec::with_capacity(list.len());
+        for (i, node) in list.iter().enumerate() {
+            let here = format!("{key}[{i}]");
+            let addr =
+                NodeAddr::parse(node.get_ref()).map_err(|m| self.invalid(node.span(), &here, m))?;
+            if let Some((other, _, _)) = seen.iter().find(|(_, a, _)| *a == addr) {
+                return Err(self.invalid(
+                    node.span(),
+                    &here,
+                    format!("{:?} is already listed, as {other}", node.get_ref()),
+                ));
+            }
+            seen.push((here, addr, node.span()));
+            nodes.push(node.get_ref().clone());
+        }
+        Ok(nodes)
     }
 
     /// A size in `min..=max`, converted to `T` (`u64` or `usize`).
@@ -1143,13 +1805,48 @@ mod tests {
         assert_eq!(c.log.level, LevelFilter::Info);
         assert_eq!(c.client, ClientConfig::default());
         assert_eq!(c.durability, DurabilityConfig::default());
+        assert_eq!(c.role, Role::Master);
+        let l = &c.link;
+        assert_eq!(l.listen, Some("0.0.0.0:2000".parse().unwrap()));
+        assert!(l.peers.is_empty());
+        assert!(l.downstream.is_empty());
+        assert_eq!(l.key_file, None);
+        assert_eq!(l.key, None);
+        assert_eq!(l.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(l.peer_timeout, Duration::from_secs(5));
+        assert_eq!(l.reconnect_min, Duration::from_millis(100));
+        assert_eq!(l.reconnect_max, Duration::from_secs(5));
+        assert_eq!(l.max_frame, 64 << 20);
+        assert_eq!(l.max_retained_bytes, 1 << 30);
+        assert_eq!(l.sync, ReplicaSync::Async);
+        assert_eq!(l.min_sync_slaves, 1);
+        assert_eq!(l.sync_timeout, Duration::from_secs(1));
+        assert_eq!(l.on_sync_timeout, OnSyncTimeout::Async);
+        assert_eq!(c.link, LinkConfig::default());
     }
 
     #[test]
     fn every_key_is_parsed() {
-        let c = ok(r#"
+        let keys = KeyDir::new();
+        let c = ok(&r#"
 instance = "main-1.a_b"
 data_dir = "/srv/db"
+role = "slave"
+[link]
+listen = "10.1.2.3:2100"
+peers = ["a.example:2000", "10.0.0.2:2001", "[fd00::2]:2002"]
+downstream = ["c_1.example.net:2003"]
+key_file = "KEY"
+heartbeat_interval = "200ms"
+peer_timeout = 3
+reconnect_min = "1s"
+reconnect_max = "1m"
+max_frame = "1GiB"
+max_retained_bytes = "10 GiB"
+sync = "durable"
+min_sync_slaves = 2
+sync_timeout = "250ms"
+on_sync_timeout = "refuse"
 [client]
 listen = "[::1]:6000"
 unix_socket = "/run/hb.sock"
@@ -1172,8 +1869,32 @@ logged = ["acct/*", "main"]
 unlogged = ["*/tmp*"]
 [log]
 level = "debug"
-"#);
+"#
+        .replace("KEY", &keys.good.display().to_string()));
         assert_eq!(c.instance, "main-1.a_b");
+        assert_eq!(c.role, Role::Slave);
+        let l = &c.link;
+        assert_eq!(l.listen, Some("10.1.2.3:2100".parse().unwrap()));
+        assert_eq!(
+            l.peers,
+            ["a.example:2000", "10.0.0.2:2001", "[fd00::2]:2002"]
+        );
+        assert_eq!(l.downstream, ["c_1.example.net:2003"]);
+        assert_eq!(l.key_file.as_deref(), Some(keys.good.as_path()));
+        assert_eq!(
+            l.key.as_ref().map(Key::as_bytes),
+            Some(KeyDir::GOOD_KEY.as_bytes())
+        );
+        assert_eq!(l.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(l.peer_timeout, Duration::from_secs(3));
+        assert_eq!(l.reconnect_min, Duration::from_secs(1));
+        assert_eq!(l.reconnect_max, Duration::from_secs(60));
+        assert_eq!(l.max_frame, 1 << 30);
+        assert_eq!(l.max_retained_bytes, 10 << 30);
+        assert_eq!(l.sync, ReplicaSync::Durable);
+        assert_eq!(l.min_sync_slaves, 2);
+        assert_eq!(l.sync_timeout, Duration::from_millis(250));
+        assert_eq!(l.on_sync_timeout, OnSyncTimeout::Refuse);
         assert_eq!(c.data_dir, Path::new("/srv/db"));
         assert_eq!(c.client.listen, Some("[::1]:6000".parse().unwrap()));
         assert_eq!(c.client.unix_socket, Some(PathBuf::from("/run/hb.sock")));
@@ -1293,12 +2014,12 @@ level = "debug"
         assert_eq!(
             err("data_dir = \"/d\"\ndatadir = 1\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
-             instance, data_dir, client, durability, store, files, log"
+             instance, data_dir, role, client, link, durability, store, files, log"
         );
         assert_eq!(
             err("data_dir = \"/d\"\n[clinet]\n"),
             "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
-             instance, data_dir, client, durability, store, files, log"
+             instance, data_dir, role, client, link, durability, store, files, log"
         );
     }
 
@@ -1361,7 +2082,8 @@ level = "debug"
         assert_eq!(
             err_in("level = \"info\"\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
-             instance, data_dir, client, durability, store, files, log (`level` belongs in [log])"
+             instance, data_dir, role, client, link, durability, store, files, log (`level` \
+             belongs in [log])"
         );
         let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
         assert!(
@@ -1749,15 +2471,37 @@ level = "debug"
             .join(name)
     }
 
+    /// The line of example.toml naming the key file. The file at that path does not exist
+    /// here, so the tests read the example with the path replaced by one of [`KeyDir`]'s.
+    const EXAMPLE_KEY_LINE: &str = "key_file = \"/etc/hotbackup/example.key\"\n";
+
     #[test]
     fn example_config_parses_and_sets_every_key() {
         let path = example("example.toml");
-        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(EXAMPLE_KEY_LINE));
+        let keys = KeyDir::new();
+        let with_key = text.replace(
+            EXAMPLE_KEY_LINE,
+            &format!("key_file = {:?}\n", keys.good.display().to_string()),
+        );
+        let c = Config::parse(&with_key, &path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.instance, "example");
         assert_eq!(c.data_dir, Path::new("/var/lib/hotbackup/example"));
+        assert_eq!(c.role, Role::Master);
+        assert_eq!(c.link.peers, ["b.example:2000"]);
+        assert_eq!(c.link.key_file.as_deref(), Some(keys.good.as_path()));
+        assert!(c.link.key.is_some());
+        // Apart from what the example has to set, its link values are the defaults it says.
+        let defaults = LinkConfig {
+            peers: c.link.peers.clone(),
+            key_file: c.link.key_file.clone(),
+            key: c.link.key.clone(),
+            ..LinkConfig::default()
+        };
+        assert_eq!(c.link, defaults);
 
         // Every key appears in the example (so each one is documented there).
-        let text = std::fs::read_to_string(&path).unwrap();
         let doc: toml::Table = toml::from_str(&text).unwrap();
         for (section, keys) in KEYS {
             for key in *keys {
@@ -1789,5 +2533,622 @@ level = "debug"
             socket.ends_with("target/local/hotbackup.sock"),
             "{socket:?}"
         );
+        // A single node: master, and no hot-backup port taken.
+        assert_eq!(c.role, Role::Master);
+        assert_eq!(c.link.listen, None);
+        assert!(c.link.peers.is_empty());
+        assert_eq!(c.link.key, None);
+    }
+
+    // ---- [link] and role ----------------------------------------------------------------
+
+    /// Key files in a temporary directory: `good` (mode 0600, [`Self::GOOD_KEY`] plus a
+    /// newline), and whatever a test adds with [`Self::write`].
+    struct KeyDir {
+        dir: tempfile::TempDir,
+        good: PathBuf,
+    }
+
+    impl KeyDir {
+        const GOOD_KEY: &str = "0123456789abcdef-pair-secret";
+
+        fn new() -> KeyDir {
+            let dir = tempfile::tempdir().unwrap();
+            let good = dir.path().join("good.key");
+            let keys = KeyDir { dir, good };
+            keys.write("good.key", &format!("{}\n", Self::GOOD_KEY), 0o600);
+            keys
+        }
+
+        fn write(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        }
+    }
+
+    /// `data_dir`, then `body` with `KEY` replaced by the good key file's path.
+    fn with_key(keys: &KeyDir, body: &str) -> String {
+        format!("data_dir = \"/d\"\n{body}").replace("KEY", &keys.good.display().to_string())
+    }
+
+    #[test]
+    fn a_pair_of_nodes_with_a_key() {
+        let keys = KeyDir::new();
+        let c = ok(&with_key(
+            &keys,
+            "role = \"slave\"\n[link]\npeers = [\"a:2000\"]\nkey_file = \"KEY\"\n",
+        ));
+        assert_eq!(c.role, Role::Slave);
+        assert_eq!(c.link.peers, ["a:2000"]);
+        assert_eq!(c.link.key, Some(Key::from_bytes(KeyDir::GOOD_KEY.into())));
+        assert_eq!(c.role.to_string(), "slave");
+        assert_eq!(Role::Master.to_string(), "master");
+        assert_eq!(ReplicaSync::Applied.to_string(), "applied");
+        assert_eq!(OnSyncTimeout::Refuse.to_string(), "refuse");
+    }
+
+    #[test]
+    fn relative_key_file_resolves_against_the_config_directory() {
+        let keys = KeyDir::new();
+        let config = keys.dir.path().join("db2.toml");
+        std::fs::write(
+            &config,
+            "data_dir = \"d\"\n[link]\npeers = [\"b:2000\"]\nkey_file = \"good.key\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.link.key_file.as_deref(), Some(keys.good.as_path()));
+        assert!(c.link.key.is_some());
+    }
+
+    #[test]
+    fn the_key_is_the_file_without_trailing_whitespace() {
+        let keys = KeyDir::new();
+        let path = keys.write("k", "  sixteen-bytes-key \t\r\n\n", 0o400);
+        assert_eq!(load_key(&path).unwrap().as_bytes(), b"  sixteen-bytes-key");
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let keys = KeyDir::new();
+        let c = ok(&with_key(
+            &keys,
+            "[link]\npeers = [\"a:2000\"]\nkey_file = \"KEY\"\n",
+        ));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(KeyDir::GOOD_KEY), "{debug}");
+        assert!(!debug.contains("48, 49, 50"), "{debug}");
+        assert!(debug.contains("key: Some(Key(<redacted>))"), "{debug}");
+    }
+
+    #[test]
+    fn key_file_readable_by_others_is_refused_with_a_chmod_hint() {
+        let keys = KeyDir::new();
+        let path = keys.write("open.key", "0123456789abcdef0123\n", 0o644);
+        let shown = path.display();
+        assert_eq!(
+            err_in(&format!(
+                "[link]\npeers = [\"a:2000\"]\nkey_file = \"{shown}\"\n"
+            )),
+            format!(
+                "/etc/hotbackup/db1.toml:4:12: invalid value for link.key_file: the key file \
+                 {shown} can be accessed by group or others (mode 0644); a key must be \
+                 readable by its owner only: chmod 600 {shown}"
+            )
+        );
+        let path = keys.write("group.key", "0123456789abcdef0123\n", 0o640);
+        assert!(load_key(&path).unwrap_err().contains("(mode 0640)"));
+        let path = keys.write("other-w.key", "0123456789abcdef0123\n", 0o602);
+        assert!(load_key(&path).unwrap_err().contains("chmod 600"));
+    }
+
+    #[test]
+    fn short_key_is_refused() {
+        let keys = KeyDir::new();
+        // 15 bytes, and trailing whitespace does not count.
+        let path = keys.write("short.key", "0123456789abcde   \n\n", 0o600);
+        let shown = path.display();
+        assert_eq!(
+            err_in(&format!(
+                "[link]\npeers = [\"a:2000\"]\nkey_file = \"{shown}\"\n"
+            )),
+            format!(
+                "/etc/hotbackup/db1.toml:4:12: invalid value for link.key_file: the key in \
+                 {shown} is 15 bytes long (without trailing whitespace); a key must have at \
+                 least 16"
+            )
+        );
+        let empty = keys.write("empty.key", "\n", 0o600);
+        assert!(
+            load_key(&empty)
+                .unwrap_err()
+                .contains("is 0 bytes long (without trailing whitespace)")
+        );
+        let sixteen = keys.write("16.key", "0123456789abcdef", 0o600);
+        assert_eq!(load_key(&sixteen).unwrap().as_bytes().len(), 16);
+    }
+
+    #[test]
+    fn missing_key_file_is_refused() {
+        let keys = KeyDir::new();
+        let path = keys.dir.path().join("nope.key");
+        let shown = path.display();
+        assert_eq!(
+            err_in(&format!(
+                "role = \"slave\"\n[link]\npeers = [\"a:2000\"]\nkey_file = \"{shown}\"\n"
+            )),
+            format!(
+                "/etc/hotbackup/db1.toml:5:12: invalid value for link.key_file: the key file \
+                 {shown} does not exist"
+            )
+        );
+    }
+
+    #[test]
+    fn key_file_must_be_a_regular_file() {
+        let keys = KeyDir::new();
+        let shown = keys.dir.path().display();
+        assert_eq!(
+            err_in(&format!(
+                "[link]\npeers = [\"a:2000\"]\nkey_file = \"{shown}\"\n"
+            )),
+            format!(
+                "/etc/hotbackup/db1.toml:4:12: invalid value for link.key_file: the key file \
+                 {shown} is a directory"
+            )
+        );
+        // A FIFO is refused without waiting for a writer.
+        let fifo = keys.dir.path().join("fifo.key");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(
+            load_key(&fifo).unwrap_err(),
+            format!("the key file {} is not a regular file", fifo.display())
+        );
+        let big = keys.write("big.key", &"k".repeat(64 * 1024 + 1), 0o600);
+        assert!(
+            load_key(&big)
+                .unwrap_err()
+                .ends_with("is larger than 64KiB: not a key file?")
+        );
+    }
+
+    #[test]
+    fn slave_without_key_file_is_refused() {
+        assert_eq!(
+            err_in("role = \"slave\"\n[link]\npeers = [\"a:2000\"]\n"),
+            "/etc/hotbackup/db1.toml:2:8: invalid value for role: a slave needs link.key_file \
+             (the pair's shared secret: the nodes of a link authenticate each other with it)"
+        );
+        // key_file = "" is no key file.
+        let e = err_in("role = \"slave\"\n[link]\npeers = [\"a:2000\"]\nkey_file = \"\"\n");
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:2:8: invalid value for role: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn peers_or_downstream_without_key_file_are_refused() {
+        assert_eq!(
+            err_in("[link]\npeers = [\"a:2000\"]\n"),
+            "/etc/hotbackup/db1.toml:3:9: invalid value for link.peers: a link needs \
+             link.key_file (the pair's shared secret: the nodes of a link authenticate each \
+             other with it)"
+        );
+        assert_eq!(
+            err_in("[link]\npeers = []\ndownstream = [\"c:2000\"]\n"),
+            "/etc/hotbackup/db1.toml:4:14: invalid value for link.downstream: a link needs \
+             link.key_file (the pair's shared secret: the nodes of a link authenticate each \
+             other with it)"
+        );
+        // A single master needs no key.
+        let c = ok("data_dir = \"/d\"\n[link]\npeers = []\n");
+        assert_eq!(c.link.key, None);
+    }
+
+    #[test]
+    fn slave_needs_its_master_among_the_peers() {
+        let keys = KeyDir::new();
+        assert_eq!(
+            err(&with_key(
+                &keys,
+                "role = \"slave\"\n[link]\nkey_file = \"KEY\"\n"
+            )),
+            "/etc/hotbackup/db1.toml:2:8: invalid value for role: a slave needs its master's \
+             link address in link.peers: it accepts a master only from its peers"
+        );
+        let e = err(&with_key(
+            &keys,
+            "role = \"slave\"\n[link]\npeers = []\nkey_file = \"KEY\"\n",
+        ));
+        assert!(
+            e.starts_with("/etc/hotbackup/db1.toml:4:9: invalid value for link.peers: a slave"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn peer_timeout_must_exceed_the_heartbeat() {
+        assert_eq!(
+            err_in("[link]\nheartbeat_interval = \"2s\"\npeer_timeout = \"2000ms\"\n"),
+            "/etc/hotbackup/db1.toml:4:16: invalid value for link.peer_timeout: expected more \
+             than link.heartbeat_interval (2s), found 2s"
+        );
+        assert_eq!(
+            err_in("[link]\npeer_timeout = \"500ms\"\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid value for link.peer_timeout: expected more \
+             than link.heartbeat_interval (1s), found 500ms"
+        );
+        // With peer_timeout left at its default, the heartbeat is the one that is wrong.
+        assert_eq!(
+            err_in("[link]\nheartbeat_interval = \"1m\"\n"),
+            "/etc/hotbackup/db1.toml:3:22: invalid value for link.heartbeat_interval: expected \
+             less than link.peer_timeout (5s), found 1m"
+        );
+        assert_eq!(
+            err_in("[link]\nheartbeat_interval = 0\n"),
+            "/etc/hotbackup/db1.toml:3:22: invalid value for link.heartbeat_interval: expected \
+             more than 0"
+        );
+    }
+
+    #[test]
+    fn reconnect_bounds_must_be_in_order() {
+        assert_eq!(
+            err_in("[link]\nreconnect_min = \"10s\"\nreconnect_max = \"2s\"\n"),
+            "/etc/hotbackup/db1.toml:3:17: invalid value for link.reconnect_min: expected at \
+             most link.reconnect_max (2s), found 10s"
+        );
+        assert_eq!(
+            err_in("[link]\nreconnect_max = \"50ms\"\n"),
+            "/etc/hotbackup/db1.toml:3:17: invalid value for link.reconnect_max: expected at \
+             least link.reconnect_min (100ms), found 50ms"
+        );
+        assert_eq!(
+            err_in("[link]\nreconnect_min = \"0s\"\n"),
+            "/etc/hotbackup/db1.toml:3:17: invalid value for link.reconnect_min: expected more \
+             than 0"
+        );
+        let c = ok("data_dir = \"/d\"\n[link]\nreconnect_min = \"5s\"\n");
+        assert_eq!(c.link.reconnect_min, c.link.reconnect_max);
+    }
+
+    #[test]
+    fn empty_listen_only_for_a_master_without_downstream() {
+        let keys = KeyDir::new();
+        assert_eq!(
+            err(&with_key(
+                &keys,
+                "role = \"slave\"\n[link]\nlisten = \"\"\npeers = [\"a:1\"]\nkey_file = \"KEY\"\n"
+            )),
+            "/etc/hotbackup/db1.toml:4:10: invalid value for link.listen: a slave must listen: \
+             its master connects to it (\"\" is only allowed for a master with no \
+             link.downstream)"
+        );
+        assert_eq!(
+            err(&with_key(
+                &keys,
+                "[link]\nlisten = \"\"\ndownstream = [\"c:1\"]\nkey_file = \"KEY\"\n"
+            )),
+            "/etc/hotbackup/db1.toml:3:10: invalid value for link.listen: a node with \
+             link.downstream must listen: it feeds them while it is a slave, and a slave's \
+             master connects to it (\"\" is only allowed for a master with no \
+             link.downstream)"
+        );
+        let c = ok("data_dir = \"/d\"\n[link]\nlisten = \"\"\n");
+        assert_eq!(c.link.listen, None);
+    }
+
+    #[test]
+    fn sync_modes_need_enough_slaves() {
+        assert_eq!(
+            err_in("[link]\nsync = \"durable\"\n"),
+            "/etc/hotbackup/db1.toml:3:8: invalid value for link.sync: with link.sync = \
+             \"durable\", a write waits for 1 slave (link.min_sync_slaves), but link.peers and \
+             link.downstream name no node: writes could never be acknowledged"
+        );
+        let keys = KeyDir::new();
+        assert_eq!(
+            err(&with_key(
+                &keys,
+                "[link]\npeers = [\"a:1\"]\nkey_file = \"KEY\"\nsync = \"applied\"\n\
+                 min_sync_slaves = 2\n"
+            )),
+            "/etc/hotbackup/db1.toml:6:19: invalid value for link.min_sync_slaves: with \
+             link.sync = \"applied\", a write waits for 2 slaves (link.min_sync_slaves), but \
+             link.peers and link.downstream name only 1 node: writes could never be \
+             acknowledged"
+        );
+        // Peers and downstream both count; in async mode the count does not matter.
+        let c = ok(&with_key(
+            &keys,
+            "[link]\npeers = [\"a:1\"]\ndownstream = [\"b:1\"]\nkey_file = \"KEY\"\n\
+             sync = \"received\"\nmin_sync_slaves = 2\n",
+        ));
+        assert_eq!(c.link.sync, ReplicaSync::Received);
+        let c = ok("data_dir = \"/d\"\n[link]\nmin_sync_slaves = 3\n");
+        assert_eq!(c.link.min_sync_slaves, 3);
+        assert_eq!(
+            err_in("[link]\nmin_sync_slaves = 0\n"),
+            "/etc/hotbackup/db1.toml:3:19: invalid value for link.min_sync_slaves: expected at \
+             least 1"
+        );
+    }
+
+    #[test]
+    fn bad_link_enums_and_sizes() {
+        assert_eq!(
+            err("role = \"primary\"\ndata_dir = \"/d\"\n"),
+            "/etc/hotbackup/db1.toml:1:8: invalid value for role: expected \"master\" or \
+             \"slave\""
+        );
+        assert_eq!(
+            err_in("[link]\nsync = \"sync\"\n"),
+            "/etc/hotbackup/db1.toml:3:8: invalid value for link.sync: expected \"async\", \
+             \"received\", \"durable\" or \"applied\""
+        );
+        assert_eq!(
+            err_in("[link]\non_sync_timeout = \"wait\"\n"),
+            "/etc/hotbackup/db1.toml:3:19: invalid value for link.on_sync_timeout: expected \
+             \"async\" or \"refuse\""
+        );
+        assert_eq!(
+            err_in("[link]\nmax_frame = \"2GiB\"\n"),
+            "/etc/hotbackup/db1.toml:3:13: invalid value for link.max_frame: expected 1MiB to \
+             1GiB, found 2GiB"
+        );
+        assert_eq!(
+            err_in("[link]\nmax_frame = \"512KiB\"\n"),
+            "/etc/hotbackup/db1.toml:3:13: invalid value for link.max_frame: expected 1MiB to \
+             1GiB, found 512KiB"
+        );
+        assert_eq!(
+            err_in("[link]\nmax_retained_bytes = 0\n"),
+            "/etc/hotbackup/db1.toml:3:22: invalid value for link.max_retained_bytes: expected \
+             at least 1 byte, found 0 bytes"
+        );
+        assert_eq!(
+            err_in("[link]\nsync_timeout = \"0ms\"\n"),
+            "/etc/hotbackup/db1.toml:3:16: invalid value for link.sync_timeout: expected more \
+             than 0"
+        );
+        assert_eq!(
+            err_in("[link]\nlisten = \"2000\"\n"),
+            "/etc/hotbackup/db1.toml:3:10: invalid value for link.listen: cannot use \"2000\": \
+             invalid socket address; expected host:port like \"0.0.0.0:2000\", or \"\" for no \
+             link listener"
+        );
+        assert_eq!(
+            err_in("[link]\npeers = [\"a:1\", 2]\n"),
+            "/etc/hotbackup/db1.toml:3:17: invalid value for link.peers[1]: expected a string, \
+             found integer `2`"
+        );
+        assert_eq!(
+            err_in("[link]\ndownstream = \"a:1\"\n"),
+            "/etc/hotbackup/db1.toml:3:14: invalid value for link.downstream: expected an \
+             array, found string \"a:1\""
+        );
+        assert_eq!(
+            err_in("link = 1\n"),
+            "/etc/hotbackup/db1.toml:2:8: invalid value for link: expected a table ([link]), \
+             found an integer"
+        );
+        assert!(err_in("peers = []\n").ends_with("(`peers` belongs in [link])"));
+    }
+
+    #[test]
+    fn peer_addresses_are_checked_not_resolved() {
+        let keys = KeyDir::new();
+        let c = ok(&with_key(
+            &keys,
+            "[link]\npeers = [\"no-such-host.invalid:2000\", \"[::1]:1\", \"10.0.0.1:65535\"]\n\
+             key_file = \"KEY\"\n",
+        ));
+        assert_eq!(c.link.peers[0], "no-such-host.invalid:2000");
+        let cases = [
+            (
+                "b.example",
+                "\"b.example\" has no port; expected \"host:port\"",
+            ),
+            (":2000", "\":2000\" has no host; expected"),
+            (
+                "b:0",
+                "\"b:0\": the port \"0\" is not a port number from 1 to 65535",
+            ),
+            ("b:65536", "the port \"65536\" is not a port number"),
+            ("b:+20", "the port \"+20\" is not a port number"),
+            ("b:", "the port \"\" is not a port number"),
+            (
+                "::1:2000",
+                "write an IPv6 address in brackets, like \"[fd00::2]:2000\"",
+            ),
+            ("[fd00::x]:2000", "\"fd00::x\" is not an IPv6 address"),
+            (
+                "fd00::x:2000",
+                "\"fd00::x\" is not a host name or IP address",
+            ),
+            ("a b:2000", "\"a b\" is not a host name or IP address"),
+            (
+                "http://b:2000",
+                "\"http://b\" is not a host name or IP address",
+            ),
+            (".b:2000", "\".b\" is not a host name or IP address"),
+        ];
+        for (bad, message) in cases {
+            let e = err_in(&format!("[link]\npeers = [\"a:1\", {bad:?}]\n"));
+            let at = "/etc/hotbackup/db1.toml:3:17: invalid value for link.peers[1]: ";
+            assert!(e.starts_with(at) && e.contains(message), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_node_is_listed_once() {
+        assert_eq!(
+            err_in("[link]\npeers = [\"B.example:2000\", \"b.EXAMPLE:2000\"]\n"),
+            "/etc/hotbackup/db1.toml:3:28: invalid value for link.peers[1]: \"b.EXAMPLE:2000\" \
+             is already listed, as link.peers[0]"
+        );
+        assert_eq!(
+            err_in("[link]\npeers = [\"[fd00::1]:2000\"]\ndownstream = [\"[fd00:0::1]:2000\"]\n"),
+            "/etc/hotbackup/db1.toml:4:15: invalid value for link.downstream[0]: \
+             \"[fd00:0::1]:2000\" is already listed, as link.peers[0]"
+        );
+        // Same host, other port: another node.
+        let keys = KeyDir::new();
+        let c = ok(&with_key(
+            &keys,
+            "[link]\npeers = [\"b:2000\", \"b:2001\"]\nkey_file = \"KEY\"\n",
+        ));
+        assert_eq!(c.link.peers.len(), 2);
+    }
+
+    #[test]
+    fn a_node_is_not_its_own_peer() {
+        assert_eq!(
+            err_in("[link]\nlisten = \"127.0.0.1:2001\"\npeers = [\"127.0.0.1:2001\"]\n"),
+            "/etc/hotbackup/db1.toml:4:10: invalid value for link.peers[0]: this is this \
+             node's own link.listen address (127.0.0.1:2001)"
+        );
+        let e = err_in("[link]\ndownstream = [\"127.0.0.2:2000\"]\n");
+        assert!(
+            e.contains(":3:15: invalid value for link.downstream[0]: this is this node's own"),
+            "{e}"
+        );
+        let e = err_in("[link]\nlisten = \"[::]:2000\"\ndownstream = [\"127.0.0.1:2000\"]\n");
+        assert!(
+            e.contains("this is this node's own link.listen address ([::]:2000)"),
+            "{e}"
+        );
+        // 0.0.0.0 does not listen on IPv6; another port is another node.
+        let self_like = |listen: &str, node: &str| {
+            NodeAddr::parse(node)
+                .unwrap()
+                .is_self(listen.parse().unwrap())
+        };
+        assert!(!self_like("0.0.0.0:2000", "[::1]:2000"));
+        assert!(!self_like("0.0.0.0:2000", "127.0.0.1:2001"));
+        assert!(!self_like("10.0.0.1:2000", "127.0.0.1:2000"));
+        assert!(!self_like("127.0.0.1:2000", "localhost:2000"));
+        assert!(self_like("[::]:2000", "[::1]:2000"));
+        assert!(self_like("[fd00::1]:2000", "[fd00:0::1]:2000"));
+    }
+
+    #[test]
+    fn durations_are_shown_as_written() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
+    }
+
+    #[test]
+    fn example_config_as_installed_lacks_only_its_key() {
+        // As shipped, example.toml names /etc/hotbackup/example.key, which is made at install
+        // time: loading it must fail on that file and on nothing else (the key is read last).
+        let key = Path::new("/etc/hotbackup/example.key");
+        if key.exists() {
+            return;
+        }
+        let path = example("example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .position(|l| format!("{l}\n") == EXAMPLE_KEY_LINE)
+            .unwrap()
+            + 1;
+        assert_eq!(
+            Config::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}:{line}:12: invalid value for link.key_file: the key file \
+                 /etc/hotbackup/example.key does not exist",
+                path.display()
+            )
+        );
+    }
+
+    /// Copies the local pair's configs next to a fresh 0600 `local.key` (which is not in git),
+    /// and loads them from there.
+    fn local_pair() -> (tempfile::TempDir, Config, Config) {
+        let keys = KeyDir::new();
+        let key = keys.write("local.key", "local-pair-secret-0123456789\n", 0o600);
+        let load = |name: &str| {
+            let copy = keys.dir.path().join(name);
+            std::fs::copy(example(name), &copy).unwrap();
+            let c = Config::load(&copy).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.link.key_file.as_deref(), Some(key.as_path()));
+            assert_eq!(
+                c.link.key.as_ref().map(Key::as_bytes),
+                Some(&b"local-pair-secret-0123456789"[..])
+            );
+            c
+        };
+        let master = load("local-master.toml");
+        let slave = load("local-slave.toml");
+        (keys.dir, master, slave)
+    }
+
+    #[test]
+    fn local_pair_configs_parse_and_point_at_each_other() {
+        let (dir, m, s) = local_pair();
+        let addr = |text: &str| Some(text.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            (m.instance.as_str(), m.role),
+            ("local-master", Role::Master)
+        );
+        assert_eq!((s.instance.as_str(), s.role), ("local-slave", Role::Slave));
+        assert_eq!(m.data_dir, dir.path().join("../../target/local/master"));
+        assert_eq!(s.data_dir, dir.path().join("../../target/local/slave"));
+        assert_eq!(m.client.listen, addr("127.0.0.1:7379"));
+        assert_eq!(s.client.listen, addr("127.0.0.1:7380"));
+        assert_eq!(
+            m.client.unix_socket,
+            Some(dir.path().join("../../target/local/master.sock"))
+        );
+        assert_eq!(
+            s.client.unix_socket,
+            Some(dir.path().join("../../target/local/slave.sock"))
+        );
+        assert_eq!(m.link.listen, addr("127.0.0.1:2001"));
+        assert_eq!(s.link.listen, addr("127.0.0.1:2002"));
+        assert_eq!(m.link.peers, ["127.0.0.1:2002"]);
+        assert_eq!(s.link.peers, ["127.0.0.1:2001"]);
+        assert_eq!(m.log.level, LevelFilter::Info);
+        assert_eq!(s.log.level, LevelFilter::Info);
+        // Apart from role, addresses and paths, the two are configured alike.
+        let rest = |c: &Config| {
+            let mut link = c.link.clone();
+            (link.listen, link.peers) = (None, Vec::new());
+            (link, c.durability.clone(), c.store.clone(), c.files.clone())
+        };
+        assert_eq!(rest(&m), rest(&s));
+    }
+
+    #[test]
+    fn local_pair_configs_refuse_a_missing_or_open_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("local-slave.toml");
+        std::fs::copy(example("local-slave.toml"), &copy).unwrap();
+        let e = Config::load(&copy).unwrap_err().to_string();
+        let key = dir.path().join("local.key");
+        assert!(
+            e.ends_with(&format!("the key file {} does not exist", key.display())),
+            "{e}"
+        );
+        std::fs::write(&key, "local-pair-secret-0123456789\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = Config::load(&copy).unwrap_err().to_string();
+        let hint = format!(
+            "(mode 0664); a key must be readable by its owner only: chmod 600 {}",
+            key.display()
+        );
+        assert!(e.ends_with(&hint), "{e}");
     }
 }
