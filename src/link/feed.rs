@@ -26,7 +26,7 @@ const CHUNK_BYTES: usize = 256 << 10;
 
 enum State {
     /// Shipping the snapshot.
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     /// All chunks sent; SYNC_END waits until the snapshot's LSN is durable here.
     SnapshotDone { lsn: Lsn, items: u64, chunks: u64 },
     /// Shipping journal records.
@@ -63,7 +63,10 @@ pub enum Refusal {
     /// The peer is a master too.
     PeerIsMaster,
     /// The slave holds records this master does not have.
-    SlaveAhead { slave: Lsn, master: Lsn },
+    SlaveAhead {
+        slave: Lsn,
+        master: Lsn,
+    },
     Internal(String),
 }
 
@@ -155,14 +158,14 @@ impl Feed {
             logged.len()
         );
         Ok(Feed {
-            state: State::Snapshot(Snapshot {
+            state: State::Snapshot(Box::new(Snapshot {
                 view,
                 lsn,
                 files: logged,
                 after: None,
                 items: 0,
                 chunks: 0,
-            }),
+            })),
             follower: None,
             filter: LoggedFilter::new(&catalog),
             sent: lsn,

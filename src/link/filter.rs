@@ -65,26 +65,32 @@ impl LoggedFilter {
     /// Like [`LoggedFilter::filter`], but None when the slave gets the transaction unchanged
     /// (the common case: then the journal's payload bytes are shipped as they are).
     pub fn filter_ref(&mut self, txn: &Transaction) -> Option<Transaction> {
-        let unchanged = txn.ops.iter().all(|op| match op {
-            Op::CreateFile { .. } | Op::DropFile { .. } => true,
-            Op::SetLogged { .. } => false,
-            other => self.is_logged(other.file()),
-        });
-        if unchanged {
-            for op in &txn.ops {
-                match op {
-                    Op::CreateFile { file, logged } => {
-                        self.logged.insert(file.clone(), *logged);
+        // Catalog changes made earlier in this same transaction count for its later ops.
+        let mut overlay: Vec<(&str, Option<bool>)> = Vec::new();
+        for op in &txn.ops {
+            match op {
+                Op::CreateFile { file, logged } => overlay.push((file, Some(*logged))),
+                Op::DropFile { file } => overlay.push((file, None)),
+                Op::SetLogged { .. } => return Some(self.filter(txn.clone())),
+                other => {
+                    let f = other.file();
+                    let logged = match overlay.iter().rev().find(|(n, _)| *n == f) {
+                        Some((_, l)) => l.unwrap_or(false),
+                        None => self.is_logged(f),
+                    };
+                    if !logged {
+                        return Some(self.filter(txn.clone()));
                     }
-                    Op::DropFile { file } => {
-                        self.logged.remove(file);
-                    }
-                    _ => {}
                 }
             }
-            return None;
         }
-        Some(self.filter(txn.clone()))
+        for (file, logged) in overlay {
+            match logged {
+                Some(l) => self.logged.insert(file.to_string(), l),
+                None => self.logged.remove(file),
+            };
+        }
+        None
     }
 
     /// The flags as tracked so far, sorted by file.
@@ -138,7 +144,8 @@ mod tests {
         };
         assert_eq!(f.filter_ref(&txn(vec![create, put("new")])), None);
         assert_eq!(
-            f.filter_ref(&txn(vec![put("main"), put("tmp")])).map(|t| t.ops),
+            f.filter_ref(&txn(vec![put("main"), put("tmp")]))
+                .map(|t| t.ops),
             Some(vec![put("main")])
         );
     }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use super::msg::{self, Ack, SyncBegin, SyncEnd};
 use super::peer::Peer;
 use crate::journal::Lsn;
-use crate::server::engine::FullSync;
 use crate::server::Engine;
+use crate::server::engine::FullSync;
 
 enum State {
     /// IDENT sent: waiting for STREAM or SYNC_BEGIN.

@@ -467,14 +467,20 @@ impl Link {
                     "INCIDENT link {}: not feeding it: {refusal}",
                     c.peer.label()
                 );
-                c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&refusal.to_string()));
+                c.peer
+                    .send(auth::T_REFUSE, &auth::refuse_payload(&refusal.to_string()));
                 Err(refusal.to_string())
             }
         }
     }
 
     /// We were dialled: answer with our IDENT; follow the peer if it is our master.
-    fn answer_ident(&mut self, c: &mut Conn, eng: &mut Engine, theirs: &Ident) -> Result<(), String> {
+    fn answer_ident(
+        &mut self,
+        c: &mut Conn,
+        eng: &mut Engine,
+        theirs: &Ident,
+    ) -> Result<(), String> {
         let mine = eng.ident();
         c.peer.send(msg::T_IDENT, &mine.encode());
         if theirs.role != Role::Master {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use super::auth::{DialerAuth, ListenerAuth, PeerId};
-use super::frame::{Decoder, Encoder, Frame, FrameError, SessionKey, Side, PRE_AUTH_MAX};
+use super::frame::{Decoder, Encoder, Frame, FrameError, PRE_AUTH_MAX, SessionKey, Side};
 
 /// Where a connection is in its life.
 pub enum Phase {

@@ -73,6 +73,12 @@ impl Status {
                 );
                 let _ = writeln!(o, "  files        {}", get("files"));
                 let _ = writeln!(o, "  clients      {}", get("clients"));
+                for l in get("links")
+                    .split('\n')
+                    .filter(|l| !l.is_empty() && *l != "?")
+                {
+                    let _ = writeln!(o, "  link         {l}");
+                }
                 let refused = get("writes_refused");
                 let _ = writeln!(
                     o,

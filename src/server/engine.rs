@@ -105,6 +105,9 @@ pub enum WriteRefused {
     DiskFull(String),
     #[error("writes are refused: {0}")]
     Unavailable(String),
+    /// A sync mode's slaves did not acknowledge in time and the policy is to refuse.
+    #[error("NOREPLICAS Not enough good replicas to write.")]
+    NoReplicas,
 }
 
 /// A write command's failure.
@@ -171,6 +174,7 @@ pub struct Engine {
     last_checkpoint: Instant,
     checkpoint_requested: bool,
     checkpoint_postponed: bool,
+    no_replicas: bool,
     /// The oldest LSN a slave may still need (journal retention).
     retention_floor: Option<Lsn>,
     sync_started: Option<Instant>,
@@ -321,6 +325,7 @@ impl Engine {
             last_checkpoint: Instant::now(),
             checkpoint_requested: false,
             checkpoint_postponed: false,
+            no_replicas: false,
             retention_floor: None,
             sync_started: None,
             fatal: None,
@@ -451,7 +456,15 @@ impl Engine {
     }
 
     /// Refuses writes early when the disk is (nearly) full or the engine cannot write.
+    /// Refuse writes with NOREPLICAS (a sync mode timed out under `on_sync_timeout = refuse`).
+    pub fn set_no_replicas(&mut self, on: bool) {
+        self.no_replicas = on;
+    }
+
     pub fn check_writable(&mut self) -> Result<(), WriteRefused> {
+        if self.no_replicas {
+            return Err(WriteRefused::NoReplicas);
+        }
         if self.journal.is_poisoned() {
             return Err(WriteRefused::Unavailable(
                 "the journal failed to sync; restart needed".into(),
@@ -884,7 +897,9 @@ impl Engine {
                     started.elapsed().as_secs_f64() * 1e3
                 );
                 // Keep what a slave may still need (its slot), as far as the link allows.
-                let keep = self.retention_floor.map_or(lsn, |f| lsn.min(f.saturating_sub(1)));
+                let keep = self
+                    .retention_floor
+                    .map_or(lsn, |f| lsn.min(f.saturating_sub(1)));
                 match self.journal.remove_through(keep) {
                     Ok(removed) if !removed.is_empty() => {
                         log::info!(

@@ -416,7 +416,8 @@ impl Server {
         let now = Instant::now();
         for &slot in &work {
             if let Some(Some(c)) = self.conns.get_mut(slot) {
-                if visible <= bound || (visible <= durable && self.held.is_empty() && visible == 0) {
+                if visible <= bound || (visible <= durable && self.held.is_empty() && visible == 0)
+                {
                     c.flushable = c.out.len();
                 } else if c.flushable < c.out.len() {
                     let end = c.out_base + c.out.len() as u64;

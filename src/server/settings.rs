@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DurabilityMode};
+use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role};
 use crate::journal::SyncMode;
+use crate::link::manager::{self, LinkSettings};
 use crate::resp;
 use crate::server::engine::EngineOptions;
 
@@ -38,12 +39,46 @@ pub struct Settings {
     pub logged: Vec<String>,
     pub unlogged: Vec<String>,
     pub log_level: log::LevelFilter,
+    pub slave: bool,
+    pub link: LinkSettings,
 }
 
 fn sync_mode(m: DurabilityMode) -> SyncMode {
     match m {
         DurabilityMode::Fsync => SyncMode::Fsync,
         DurabilityMode::None => SyncMode::None,
+    }
+}
+
+fn link_settings(c: &Config) -> LinkSettings {
+    let l = &c.link;
+    LinkSettings {
+        slave: c.role == Role::Slave,
+        listen: l.listen,
+        // A master dials its peers; a slave waits for its master and dials only the slaves it
+        // feeds itself (cascading).
+        dial: if c.role == Role::Slave {
+            l.downstream.clone()
+        } else {
+            l.peers.clone()
+        },
+        key: l.key.as_ref().map(|k| k.as_bytes().to_vec()),
+        name: c.instance.clone(),
+        heartbeat: l.heartbeat_interval,
+        peer_timeout: l.peer_timeout,
+        reconnect_min: l.reconnect_min,
+        reconnect_max: l.reconnect_max,
+        max_frame: l.max_frame,
+        max_retained_bytes: l.max_retained_bytes,
+        sync: match l.sync {
+            ReplicaSync::Async => manager::ReplicaSync::Async,
+            ReplicaSync::Received => manager::ReplicaSync::Received,
+            ReplicaSync::Durable => manager::ReplicaSync::Durable,
+            ReplicaSync::Applied => manager::ReplicaSync::Applied,
+        },
+        min_sync_slaves: l.min_sync_slaves,
+        sync_timeout: l.sync_timeout,
+        refuse_on_timeout: l.on_sync_timeout == OnSyncTimeout::Refuse,
     }
 }
 
@@ -70,6 +105,8 @@ impl Settings {
             logged: c.files.logged.clone(),
             unlogged: c.files.unlogged.clone(),
             log_level: c.log.level,
+            slave: c.role == Role::Slave,
+            link: link_settings(c),
         }
     }
 
@@ -82,7 +119,7 @@ impl Settings {
             min_free_space: self.min_free_space,
             logged: self.logged.clone(),
             unlogged: self.unlogged.clone(),
-            slave: false,
+            slave: self.slave,
         }
     }
 
@@ -128,6 +165,7 @@ impl Settings {
             )*};
         }
         fixed!(
+            slave,
             instance,
             data_dir,
             listen,

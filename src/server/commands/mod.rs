@@ -226,6 +226,9 @@ pub enum CmdError {
 impl From<WriteError> for CmdError {
     fn from(e: WriteError) -> CmdError {
         match e {
+            WriteError::Refused(WriteRefused::NoReplicas) => {
+                CmdError::Msg(WriteRefused::NoReplicas.to_string())
+            }
             WriteError::Refused(r) => CmdError::Refused(r),
             WriteError::Store(s) => CmdError::Store(s),
         }
@@ -302,6 +305,9 @@ pub fn arg_i64(b: &[u8]) -> Result<i64, CmdError> {
     parse_i64(b).ok_or(CmdError::NotInteger)
 }
 
+/// Redis's reply to a write on a replica.
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+
 /// What kind of command ran, for the event loop's handling of a failed turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -342,6 +348,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args) -> Class {
     ctx.conn.commands += 1;
     if !ctx.conn.authed && spec.flags & NOAUTH == 0 {
         encode::error(ctx.out, &CmdError::NoAuth.to_string());
+        return Class::Other;
+    }
+    if spec.flags & WRITE != 0 && ctx.eng.is_slave() {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_dirty = true;
+        }
+        encode::error(ctx.out, READONLY);
         return Class::Other;
     }
     let arity_ok = if spec.arity >= 0 {

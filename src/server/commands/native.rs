@@ -170,7 +170,14 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     let mut fields: Vec<(&str, String)> = vec![
         ("instance", s.instance.clone()),
         ("version", env!("CARGO_PKG_VERSION").into()),
-        ("role", "master".into()),
+        (
+            "role",
+            if ctx.eng.is_slave() {
+                "slave".into()
+            } else {
+                "master".into()
+            },
+        ),
         ("generation", ctx.eng.generation().to_string()),
         ("db_id", db_id),
         ("pid", std::process::id().to_string()),
@@ -196,6 +203,29 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     ];
     let nfiles = ctx.eng.reader()?.files().len();
     fields.push(("files", nfiles.to_string()));
+    let links: Vec<String> = ctx
+        .srv
+        .link
+        .status(ctx.eng)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {}: {}, sent {}, acked received/durable/applied {}/{}/{}, lag {} entries, last ack {} ms ago",
+                p.role,
+                if p.name.is_empty() { "?" } else { &p.name },
+                p.addr,
+                p.state,
+                p.sent,
+                p.acked_received,
+                p.acked_durable,
+                p.acked_applied,
+                p.lag_entries,
+                p.last_ack_ms
+            )
+        })
+        .collect();
+    let links_text = links.join("\n");
+    fields.push(("links", links_text));
     let proto = if ctx.conn.proto == Proto::Resp3 {
         Proto::Resp3
     } else {

@@ -50,6 +50,7 @@ pub struct ServerInfo<'a> {
     pub clients: &'a dyn ClientDirectory,
     pub stats: &'a LoopStats,
     pub cursors: &'a std::cell::RefCell<super::keys::ScanCursors>,
+    pub link: &'a crate::link::manager::Link,
 }
 
 fn flag_names(f: u32) -> Vec<&'static str> {
@@ -330,9 +331,87 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
         }
         "replication" => {
             header(t, "Replication");
-            kv(t, "role", &"master");
-            kv(t, "connected_slaves", &0);
+            let peers = ctx.srv.link.status(ctx.eng);
+            let durable = ctx.eng.durable_lsn();
+            kv(
+                t,
+                "role",
+                &if ctx.eng.is_slave() {
+                    "slave"
+                } else {
+                    "master"
+                },
+            );
             kv(t, "generation", &ctx.eng.generation());
+            kv(t, "durable_lsn", &durable);
+            if ctx.eng.is_slave() {
+                let master = peers.iter().find(|p| p.role == "master");
+                let (host, port) = master
+                    .and_then(|m| m.addr.rsplit_once(':'))
+                    .map(|(h, p)| (h.to_string(), p.to_string()))
+                    .unwrap_or_default();
+                kv(t, "master_host", &host);
+                kv(t, "master_port", &port);
+                kv(
+                    t,
+                    "master_link_status",
+                    &if ctx.srv.link.master_link_up() {
+                        "up"
+                    } else {
+                        "down"
+                    },
+                );
+                kv(
+                    t,
+                    "master_sync_in_progress",
+                    &(master.is_some_and(|m| m.state.starts_with("full sync")) as u8),
+                );
+                kv(
+                    t,
+                    "master_link_state",
+                    &master.map_or("down".to_string(), |m| m.state.clone()),
+                );
+                kv(t, "slave_repl_offset", &ctx.eng.visible_lsn());
+                kv(t, "slave_read_only", &1);
+            }
+            let slaves: Vec<_> = peers.iter().filter(|p| p.role == "slave").collect();
+            kv(
+                t,
+                "connected_slaves",
+                &slaves
+                    .iter()
+                    .filter(|p| p.state == "streaming" || p.state == "full sync")
+                    .count(),
+            );
+            for (i, p) in slaves.iter().enumerate() {
+                let (ip, port) = p.addr.rsplit_once(':').unwrap_or((&p.addr, ""));
+                kv(
+                    t,
+                    &format!("slave{i}"),
+                    &format!(
+                        "ip={ip},port={port},name={},state={},offset={},lag={},sent_lsn={},acked_received={},acked_durable={},acked_applied={},lag_entries={},last_ack_ms={},bytes_out={}",
+                        p.name,
+                        p.state.replace([',', ' '], "_"),
+                        p.acked_applied,
+                        p.last_ack_ms / 1000,
+                        p.sent,
+                        p.acked_received,
+                        p.acked_durable,
+                        p.acked_applied,
+                        p.lag_entries,
+                        p.last_ack_ms,
+                        p.bytes_out
+                    ),
+                );
+            }
+            let ls = &ctx.srv.link.stats;
+            kv(t, "link_full_syncs", &ls.full_syncs);
+            kv(t, "link_partial_syncs", &ls.partial_syncs);
+            kv(t, "link_disconnects", &ls.disconnects);
+            kv(t, "link_auth_failures", &ls.auth_failures);
+            kv(t, "link_sync_timeouts", &ls.sync_timeouts);
+            kv(t, "link_slots_dropped", &ls.slots_dropped);
+            kv(t, "journal_first_lsn", &ctx.eng.journal().first_lsn());
         }
         "keyspace" => {
             header(t, "Keyspace");
