@@ -28,6 +28,8 @@ pub struct ConnState {
     pub multi: Option<Vec<Queued>>,
     /// A command failed to queue: EXEC must abort.
     pub multi_dirty: bool,
+    /// Running the queued commands of an EXEC (they form one journal record).
+    pub in_exec: bool,
     /// Close after the pending replies are sent (QUIT, protocol error).
     pub closing: bool,
     pub created: Instant,
@@ -51,6 +53,7 @@ impl ConnState {
             lib_ver: None,
             multi: None,
             multi_dirty: false,
+            in_exec: false,
             closing: false,
             created: now,
             last_active: now,

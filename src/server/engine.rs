@@ -105,6 +105,9 @@ pub enum WriteRefused {
     DiskFull(String),
     #[error("writes are refused: {0}")]
     Unavailable(String),
+    /// This node is a slave.
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
     /// A sync mode's slaves did not acknowledge in time and the policy is to refuse.
     #[error("NOREPLICAS Not enough good replicas to write.")]
     NoReplicas,
@@ -533,6 +536,9 @@ impl Engine {
     /// Applies one op of the current transaction. Data ops on a file that does not exist yet
     /// first create it, with the logged flag the config globs give.
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
+        if self.opts.slave {
+            return Err(WriteRefused::ReadOnly.into());
+        }
         if !self.turn_dirty {
             // The first write of a turn: is writing possible at all (disk space, store)?
             self.check_writable()?;

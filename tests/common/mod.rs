@@ -17,6 +17,8 @@ pub struct Node {
     pub config: PathBuf,
     pub child: Option<Child>,
     pub addr: SocketAddr,
+    /// The link port, when the node listens on one.
+    pub link_addr: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -55,6 +57,7 @@ impl Node {
             config,
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            link_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
             _tmp: Some(tmp),
         };
@@ -69,6 +72,7 @@ impl Node {
             config: dir.join("node.toml"),
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            link_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
             _tmp: None,
         };
@@ -100,7 +104,13 @@ impl Node {
             }
         });
         self.child = Some(child);
+        let start = self.log.lock().unwrap().len();
         self.addr = wait_ready(&rx, self.child.as_mut().unwrap(), &self.log);
+        self.link_addr = self.log.lock().unwrap()[start..]
+            .iter()
+            .rev()
+            .find_map(|l| l.split("link: listening on ").nth(1))
+            .and_then(|a| a.trim().parse().ok());
     }
 
     pub fn pid(&self) -> u32 {
@@ -179,6 +189,23 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A TCP port that was free a moment ago on loopback (for configs that must name ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Writes a 0600 key file and returns its path.
+pub fn key_file(dir: &Path, name: &str, key: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, key).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
 }
 
 pub fn cli(args: &[&str]) -> (i32, String, String) {

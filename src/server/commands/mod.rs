@@ -172,7 +172,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.delete", 3, WRITE, NOKEY, native::delete),
     spec("hb.files", 1, READ, NOKEY, native::files),
     spec("hb.create", -2, WRITE, NOKEY, native::create),
-    spec("hb.logged", -2, WRITE, NOKEY, native::logged),
+    spec("hb.logged", -2, READ, NOKEY, native::logged),
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
 ];
@@ -226,8 +226,8 @@ pub enum CmdError {
 impl From<WriteError> for CmdError {
     fn from(e: WriteError) -> CmdError {
         match e {
-            WriteError::Refused(WriteRefused::NoReplicas) => {
-                CmdError::Msg(WriteRefused::NoReplicas.to_string())
+            WriteError::Refused(r @ (WriteRefused::NoReplicas | WriteRefused::ReadOnly)) => {
+                CmdError::Msg(r.to_string())
             }
             WriteError::Refused(r) => CmdError::Refused(r),
             WriteError::Store(s) => CmdError::Store(s),

@@ -132,10 +132,44 @@ pub fn logged(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
         .file_info(&file)
         .ok_or_else(|| no_such_file(&file))?;
     if info.logged != logged {
-        ctx.eng.write(Op::SetLogged { file, logged })?;
+        ctx.eng.write(Op::SetLogged {
+            file: file.clone(),
+            logged,
+        })?;
+        if logged {
+            copy_to_slaves(ctx, &file)?;
+        }
     }
     ctx.ok()
 }
+
+/// A file that turns logged reaches the slaves whole: its SetLogged is followed by a Put of
+/// every item (the slaves empty their copy on the SetLogged; the master's items do not change).
+/// The copy is cut into records of about [`COPY_RECORD_BYTES`]; they share one group commit.
+fn copy_to_slaves(ctx: &mut Ctx<'_>, file: &str) -> CmdResult {
+    let mut items = Vec::new();
+    ctx.eng.reader()?.scan_from(file, b"", &mut |id, raw| {
+        items.push((id.to_vec(), raw.to_vec()));
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let mut bytes = 0;
+    for (id, raw) in items {
+        bytes += id.len() + raw.len();
+        let value = item::decode(&raw)?;
+        ctx.eng.write(Op::Put {
+            file: file.to_string(),
+            id,
+            value,
+        })?;
+        if bytes >= COPY_RECORD_BYTES && !ctx.conn.in_exec {
+            ctx.eng.end_txn();
+            bytes = 0;
+        }
+    }
+    Ok(())
+}
+
+const COPY_RECORD_BYTES: usize = 4 << 20;
 
 /// HB.DROP file: remove a file and its items.
 pub fn drop_file(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {

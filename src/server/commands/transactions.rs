@@ -23,9 +23,11 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
         ));
     }
     encode::array_len(ctx.out, queue.len());
+    ctx.conn.in_exec = true;
     for args in queue {
         execute_queued(ctx, args);
     }
+    ctx.conn.in_exec = false;
     Ok(())
 }
 

@@ -1,0 +1,507 @@
+//! Replication between real processes on loopback: full and partial sync, restarts, link
+//! faults through a proxy, authentication, selective replication, fan-out, cascading, sync
+//! modes, and bad bytes on the link port.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::{Node, free_port, key_file, wait_until};
+
+const KEY: &str = "0123456789abcdef-pair-secret";
+
+/// Writes a node's config in `dir` (its own data dir inside).
+fn node_config(dir: &Path, role: &str, link_port: u16, peers: &[String], key: &Path, extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    let text = format!(
+        "role = \"{role}\"\ndata_dir = \"{data}\"\n\n[client]\nlisten = \"127.0.0.1:{client_port}\"\n\n[link]\nlisten = \"127.0.0.1:{link_port}\"\npeers = [{peers}]\nkey_file = \"{key}\"\nheartbeat_interval = \"200ms\"\npeer_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n{extra}\n\n[log]\nlevel = \"info\"\n",
+        data = dir.join("data").display(),
+        client_port = free_port(),
+        peers = peers.join(", "),
+        key = key.display(),
+    );
+    std::fs::write(dir.join("node.toml"), text).unwrap();
+}
+
+/// A master and its slave, each a real process.
+struct Pair {
+    master: Node,
+    slave: Node,
+    dir: tempfile::TempDir,
+    slave_port: u16,
+}
+
+impl Pair {
+    /// Starts a slave and a master that dials it (through `via`, if given).
+    fn start(master_extra: &str, slave_extra: &str) -> Pair {
+        Self::start_with(master_extra, slave_extra, |p| p)
+    }
+
+    fn start_with(master_extra: &str, slave_extra: &str, route: impl Fn(u16) -> u16) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_file(dir.path(), "pair.key", KEY);
+        let (mp, sp) = (free_port(), free_port());
+        node_config(
+            &dir.path().join("slave"),
+            "slave",
+            sp,
+            &[format!("127.0.0.1:{mp}")],
+            &key,
+            slave_extra,
+        );
+        let slave = Node::start_in(&dir.path().join("slave"));
+        node_config(
+            &dir.path().join("master"),
+            "master",
+            mp,
+            &[format!("127.0.0.1:{}", route(sp))],
+            &key,
+            master_extra,
+        );
+        let master = Node::start_in(&dir.path().join("master"));
+        Pair {
+            master,
+            slave,
+            dir,
+            slave_port: sp,
+        }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("pair.key")
+    }
+}
+
+fn info(n: &Node, section: &str) -> String {
+    let mut c = n.client();
+    redis::cmd("INFO").arg(section).query(&mut c).unwrap()
+}
+
+fn field(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+}
+
+fn durable(n: &Node) -> u64 {
+    field(&info(n, "replication"), "durable_lsn")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the slave holds everything the master has made durable.
+fn wait_caught_up(master: &Node, slave: &Node, within: Duration) {
+    let ok = wait_until(within, || {
+        let m = durable(master);
+        let s: u64 = field(&info(slave, "replication"), "slave_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        m > 0 && s == m
+    });
+    assert!(
+        ok,
+        "slave did not catch up: master {}\nslave {}\n--- master log\n{}\n--- slave log\n{}",
+        info(master, "replication"),
+        info(slave, "replication"),
+        master.log_text(),
+        slave.log_text()
+    );
+}
+
+/// Every item of the given files: (file, id) -> type and value.
+fn contents(n: &Node, files: &[&str]) -> BTreeMap<(String, Vec<u8>), String> {
+    let mut out = BTreeMap::new();
+    for file in files {
+        let mut c = redis::Client::open(n.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("SELECT").arg(*file).query(&mut c).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(&mut c).unwrap()
+        };
+        let mut pipe = redis::pipe();
+        for (k, t) in keys.iter().zip(&types) {
+            if t == "hash" {
+                pipe.cmd("HGETALL").arg(k);
+            } else {
+                pipe.cmd("GET").arg(k);
+            }
+        }
+        let values: Vec<redis::Value> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(&mut c).unwrap()
+        };
+        for ((k, t), v) in keys.into_iter().zip(types).zip(values) {
+            out.insert((file.to_string(), k), format!("{t}:{v:?}"));
+        }
+    }
+    out
+}
+
+fn assert_same(master: &Node, slave: &Node, files: &[&str]) {
+    let m = contents(master, files);
+    let s = contents(slave, files);
+    assert_eq!(m.len(), s.len(), "item counts differ");
+    if m != s {
+        let diff: Vec<_> = m
+            .iter()
+            .filter(|(k, v)| s.get(*k) != Some(v))
+            .take(5)
+            .collect();
+        panic!("slave differs from master, e.g. {diff:?}");
+    }
+}
+
+fn set(n: &Node, k: &str, v: &str) {
+    let mut c = n.client();
+    let _: () = redis::cmd("SET").arg(k).arg(v).query(&mut c).unwrap();
+}
+
+fn load(n: &Node, prefix: &str, count: usize) {
+    let mut c = n.client();
+    let mut i = 0;
+    while i < count {
+        let mut cmd = redis::cmd("MSET");
+        for j in i..(i + 1000).min(count) {
+            cmd.arg(format!("{prefix}{j:07}"))
+                .arg(format!("value-{j}-{}", "x".repeat(j % 40)));
+        }
+        let _: () = cmd.query(&mut c).unwrap();
+        i += 1000;
+    }
+}
+
+#[test]
+fn a_slave_gets_every_write_and_refuses_writes() {
+    let p = Pair::start("", "");
+    set(&p.master, "x", "1");
+    let mut mc = p.master.client();
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut mc)
+        .unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("a")
+        .arg("1")
+        .cmd("SET")
+        .arg("b")
+        .arg("1")
+        .query(&mut mc)
+        .unwrap();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    assert_same(&p.master, &p.slave, &["main"]);
+    let mut sc = p.slave.raw();
+    assert_eq!(
+        sc.cmd(&["SET", "x", "2"]),
+        "-READONLY You can't write against a read only replica.\r\n"
+    );
+    assert!(
+        sc.cmd(&["HB.WRITE", "main", "k", "v"])
+            .starts_with("-READONLY")
+    );
+    assert_eq!(sc.cmd(&["GET", "x"]), "$1\r\n1\r\n");
+    let minfo = info(&p.master, "replication");
+    assert!(
+        minfo.contains("role:master") && minfo.contains("state=streaming"),
+        "{minfo}"
+    );
+    let sinfo = info(&p.slave, "replication");
+    assert!(
+        sinfo.contains("role:slave") && sinfo.contains("master_link_status:up"),
+        "{sinfo}"
+    );
+    let (code, out, _) = common::cli(&["status", "-c", p.slave.config.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("role         slave") && out.contains("link"),
+        "{out}"
+    );
+}
+
+#[test]
+fn full_sync_of_a_populated_master_while_writes_continue() {
+    // The master first, alone, with 100k items.
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "pair.key", KEY);
+    let (mp, sp) = (free_port(), free_port());
+    node_config(
+        &dir.path().join("master"),
+        "master",
+        mp,
+        &[format!("127.0.0.1:{sp}")],
+        &key,
+        "",
+    );
+    let master = Node::start_in(&dir.path().join("master"));
+    load(&master, "k", 100_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (master.url(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("live{}", n % 5000))
+                    .arg(n)
+                    .query(&mut c)
+                    .unwrap();
+                let _: () = redis::cmd("INCR").arg("counter").query(&mut c).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    node_config(
+        &dir.path().join("slave"),
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "",
+    );
+    let slave = Node::start_in(&dir.path().join("slave"));
+    assert!(
+        wait_until(Duration::from_secs(60), || slave
+            .log_text()
+            .contains("full sync complete")),
+        "{}",
+        slave.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(writes > 0);
+    wait_caught_up(&master, &slave, Duration::from_secs(60));
+    assert_same(&master, &slave, &["main"]);
+    assert!(master.log_text().contains("full sync of a snapshot"));
+}
+
+#[test]
+fn partial_resync_after_slave_restart_catches_up() {
+    let mut p = Pair::start("", "");
+    load(&p.master, "a", 2000);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    assert_eq!(p.slave.stop(), Some(0));
+    // Writes while the slave is down.
+    load(&p.master, "b", 3000);
+    set(&p.master, "a0000001", "changed");
+    p.slave.launch();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+    assert!(
+        p.master.log_text().contains("partial resync"),
+        "{}",
+        p.master.log_text()
+    );
+    // And after a kill -9 of the slave.
+    p.slave.kill9();
+    load(&p.master, "c", 1000);
+    p.slave.launch();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+}
+
+#[test]
+fn master_restart_with_the_slave_connected() {
+    let mut p = Pair::start("", "");
+    load(&p.master, "a", 1000);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    p.master.kill9();
+    p.master.launch();
+    load(&p.master, "b", 1000);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+    assert_eq!(p.master.stop(), Some(0));
+    p.master.launch();
+    set(&p.master, "after", "restart");
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+}
+
+#[test]
+fn a_slave_killed_during_a_full_sync_keeps_its_old_copy_and_syncs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "pair.key", KEY);
+    let (mp, sp) = (free_port(), free_port());
+    node_config(
+        &dir.path().join("master"),
+        "master",
+        mp,
+        &[format!("127.0.0.1:{sp}")],
+        &key,
+        "",
+    );
+    let master = Node::start_in(&dir.path().join("master"));
+    load(&master, "k", 150_000);
+    node_config(
+        &dir.path().join("slave"),
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "",
+    );
+    let mut slave = Node::start_in(&dir.path().join("slave"));
+    assert!(wait_until(Duration::from_secs(30), || {
+        slave.log_text().contains("full sync: loading")
+    }));
+    slave.kill9();
+    assert!(
+        !slave.log_text().contains("full sync complete"),
+        "the full sync was too quick to interrupt; make the master bigger"
+    );
+    slave.launch();
+    wait_caught_up(&master, &slave, Duration::from_secs(60));
+    assert_same(&master, &slave, &["main"]);
+    // The abandoned copy was cleaned up.
+    let states: Vec<_> = std::fs::read_dir(dir.path().join("slave/data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state."))
+        .collect();
+    assert_eq!(states.len(), 1, "{states:?}");
+}
+
+#[test]
+fn link_faults_are_detected_and_recovered_without_divergence() {
+    let proxy_cell: Arc<std::sync::Mutex<Option<Proxy>>> = Default::default();
+    let cell = proxy_cell.clone();
+    let p = Pair::start_with("", "", move |sp| {
+        let proxy = Proxy::start(format!("127.0.0.1:{sp}").parse().unwrap());
+        let port = proxy.addr().port();
+        *cell.lock().unwrap() = Some(proxy);
+        port
+    });
+    let guard = proxy_cell.lock().unwrap();
+    let proxy = guard.as_ref().unwrap();
+    load(&p.master, "a", 500);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // A cut cable: reconnect and partial resync.
+    proxy.cut();
+    load(&p.master, "b", 500);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // A stalled network: the peer is declared down after the timeout, then recovers.
+    proxy.pause();
+    load(&p.master, "c", 500);
+    std::thread::sleep(Duration::from_millis(2600));
+    proxy.resume();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // A flipped bit on the wire: the frame MAC catches it, nothing corrupt is applied.
+    proxy.flip_byte(common::proxy::Dir::ToTarget, 40);
+    load(&p.master, "d", 500);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // A slow network.
+    proxy.delay(Duration::from_millis(30));
+    load(&p.master, "e", 200);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    proxy.delay(Duration::ZERO);
+    assert_same(&p.master, &p.slave, &["main"]);
+    let log = p.slave.log_text() + &p.master.log_text();
+    assert!(
+        log.contains("bad frame") || log.contains("authentication failed"),
+        "{log}"
+    );
+    assert!(log.contains("down"), "{log}");
+}
+
+#[test]
+fn wrong_key_and_no_key_peers_are_refused_and_nothing_is_applied() {
+    let p = Pair::start("", "");
+    set(&p.master, "good", "1");
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // An impostor master with another key dials the slave.
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = key_file(dir.path(), "bad.key", "a-completely-different-key");
+    node_config(
+        &dir.path().join("impostor"),
+        "master",
+        free_port(),
+        &[format!("127.0.0.1:{}", p.slave_port)],
+        &bad_key,
+        "",
+    );
+    let impostor = Node::start_in(&dir.path().join("impostor"));
+    set(&impostor, "evil", "1");
+    assert!(wait_until(Duration::from_secs(10), || {
+        p.slave.log_text().contains("authentication failed")
+            || impostor.log_text().contains("authentication failed")
+    }));
+    // Raw garbage on the slave's link port.
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[
+            0x48, 0x42, 1, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+        ][..],
+        &[0x48, 0x42][..],
+        &[0u8; 4096][..],
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.slave_port)).unwrap();
+        let _ = s.write_all(junk);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+    set(&p.master, "still", "works");
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    let mut sc = p.slave.raw();
+    assert_eq!(
+        sc.cmd(&["GET", "evil"]),
+        "$-1\r\n",
+        "nothing from the impostor applied"
+    );
+    assert_eq!(sc.cmd(&["GET", "still"]), "$5\r\nworks\r\n");
+    let _ = p.key();
+}
+
+#[test]
+fn unlogged_files_stay_home_and_flag_flips_replicate() {
+    let p = Pair::start("[files]\nlogged = [\"*\"]\nunlogged = [\"tmp/*\"]", "");
+    let mut c = p.master.raw();
+    c.cmd(&["HB.WRITE", "orders", "1", "shipped"]);
+    c.cmd(&["HB.WRITE", "tmp/scratch", "1", "local only"]);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    let mut s = p.slave.raw();
+    assert_eq!(s.cmd(&["HB.READ", "orders", "1"]), "$7\r\nshipped\r\n");
+    assert_eq!(s.cmd(&["HB.READ", "tmp/scratch", "1"]), "$-1\r\n");
+    // Switching logging on ships the whole file; off empties the slave's copy.
+    c.cmd(&["HB.LOGGED", "tmp/scratch", "ON"]);
+    c.cmd(&["HB.WRITE", "tmp/scratch", "2", "after"]);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    assert_eq!(
+        s.cmd(&["HB.READ", "tmp/scratch", "1"]),
+        "$10\r\nlocal only\r\n"
+    );
+    assert_eq!(s.cmd(&["HB.READ", "tmp/scratch", "2"]), "$5\r\nafter\r\n");
+    assert_eq!(s.cmd(&["HB.LOGGED", "tmp/scratch"]), ":1\r\n");
+    c.cmd(&["HB.LOGGED", "orders", "OFF"]);
+    c.cmd(&["HB.WRITE", "orders", "2", "not shipped"]);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    assert_eq!(s.cmd(&["HB.LOGGED", "orders"]), ":0\r\n");
+    assert_eq!(s.cmd(&["HB.READ", "orders", "2"]), "$-1\r\n");
+    assert_eq!(
+        s.cmd(&["HB.READ", "orders", "1"]),
+        "$-1\r\n",
+        "stale copy emptied"
+    );
+}
