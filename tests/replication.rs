@@ -505,3 +505,220 @@ fn unlogged_files_stay_home_and_flag_flips_replicate() {
         "stale copy emptied"
     );
 }
+
+/// Starts a node with its own directory under `root`.
+fn start_node(
+    root: &Path,
+    name: &str,
+    role: &str,
+    port: u16,
+    peers: &[String],
+    key: &Path,
+    extra: &str,
+) -> Node {
+    node_config(&root.join(name), role, port, peers, key, extra);
+    Node::start_in(&root.join(name))
+}
+
+#[test]
+fn one_master_feeds_two_slaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "k.key", KEY);
+    let (m, s1, s2) = (free_port(), free_port(), free_port());
+    let me = format!("127.0.0.1:{m}");
+    let a = start_node(dir.path(), "s1", "slave", s1, std::slice::from_ref(&me), &key, "");
+    let b = start_node(dir.path(), "s2", "slave", s2, &[me], &key, "");
+    let extra = "";
+    let master = start_node(
+        dir.path(),
+        "m",
+        "master",
+        m,
+        &[format!("127.0.0.1:{s1}"), format!("127.0.0.1:{s2}")],
+        &key,
+        extra,
+    );
+    load(&master, "k", 3000);
+    wait_caught_up(&master, &a, Duration::from_secs(30));
+    wait_caught_up(&master, &b, Duration::from_secs(30));
+    assert_same(&master, &a, &["main"]);
+    assert_same(&master, &b, &["main"]);
+    let i = info(&master, "replication");
+    assert!(i.contains("connected_slaves:2"), "{i}");
+}
+
+#[test]
+fn cascading_a_feeds_b_feeds_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "k.key", KEY);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let c = start_node(
+        dir.path(),
+        "c",
+        "slave",
+        pc,
+        &[format!("127.0.0.1:{pb}")],
+        &key,
+        "",
+    );
+    let b = start_node(
+        dir.path(),
+        "b",
+        "slave",
+        pb,
+        &[format!("127.0.0.1:{pa}")],
+        &key,
+        &format!("downstream = [\"127.0.0.1:{pc}\"]"),
+    );
+    let a = start_node(
+        dir.path(),
+        "a",
+        "master",
+        pa,
+        &[format!("127.0.0.1:{pb}")],
+        &key,
+        "",
+    );
+    load(&a, "k", 2000);
+    set(&a, "last", "one");
+    wait_caught_up(&a, &b, Duration::from_secs(30));
+    wait_caught_up(&a, &c, Duration::from_secs(30));
+    assert_same(&a, &c, &["main"]);
+    assert!(info(&b, "replication").contains("connected_slaves:1"));
+}
+
+#[test]
+fn two_masters_feed_two_slave_instances_on_one_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = key_file(dir.path(), "db1.key", "db1-secret-0123456789");
+    let k2 = key_file(dir.path(), "db2.key", "db2-secret-0123456789");
+    let (m1, m2, s1, s2) = (free_port(), free_port(), free_port(), free_port());
+    let slave1 = start_node(
+        dir.path(),
+        "db1-slave",
+        "slave",
+        s1,
+        &[format!("127.0.0.1:{m1}")],
+        &k1,
+        "",
+    );
+    let slave2 = start_node(
+        dir.path(),
+        "db2-slave",
+        "slave",
+        s2,
+        &[format!("127.0.0.1:{m2}")],
+        &k2,
+        "",
+    );
+    let master1 = start_node(
+        dir.path(),
+        "db1",
+        "master",
+        m1,
+        &[format!("127.0.0.1:{s1}")],
+        &k1,
+        "",
+    );
+    let master2 = start_node(
+        dir.path(),
+        "db2",
+        "master",
+        m2,
+        &[format!("127.0.0.1:{s2}")],
+        &k2,
+        "",
+    );
+    set(&master1, "who", "db1");
+    set(&master2, "who", "db2");
+    wait_caught_up(&master1, &slave1, Duration::from_secs(30));
+    wait_caught_up(&master2, &slave2, Duration::from_secs(30));
+    assert_eq!(slave1.raw().cmd(&["GET", "who"]), "$3\r\ndb1\r\n");
+    assert_eq!(slave2.raw().cmd(&["GET", "who"]), "$3\r\ndb2\r\n");
+}
+
+#[test]
+fn sync_durable_acked_writes_survive_the_master_being_killed() {
+    let mut p = Pair::start("sync = \"durable\"\nsync_timeout = \"10s\"", "");
+    assert!(wait_until(Duration::from_secs(10), || {
+        info(&p.master, "replication").contains("state=streaming")
+    }));
+    let mut acked = Vec::new();
+    let mut c = p.master.client();
+    for i in 0..300 {
+        let k = format!("k{i}");
+        let _: () = redis::cmd("SET").arg(&k).arg(i).query(&mut c).unwrap();
+        acked.push(k);
+    }
+    // Right after the acknowledgements: the master dies.
+    p.master.kill9();
+    let mut s = p.slave.raw();
+    for k in &acked {
+        assert!(
+            s.cmd(&["EXISTS", k]) == ":1\r\n",
+            "{k} was acknowledged in sync = durable mode but is not on the slave"
+        );
+    }
+}
+
+#[test]
+fn sync_timeout_async_policy_acknowledges_and_raises_an_incident() {
+    let mut p = Pair::start(
+        "sync = \"durable\"\nsync_timeout = \"300ms\"\non_sync_timeout = \"async\"",
+        "",
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        info(&p.master, "replication").contains("state=streaming")
+    }));
+    set(&p.master, "before", "1");
+    p.slave.kill9();
+    let started = std::time::Instant::now();
+    set(&p.master, "during", "1"); // waits for the timeout, then is acknowledged
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Then async until the slave is back: no more waiting (bounded generously: a liveness
+    // check, not a speed test).
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        set(&p.master, &format!("more{i}"), "1");
+    }
+    assert!(started.elapsed() < Duration::from_millis(20 * 300));
+    assert!(
+        p.master
+            .wait_log("INCIDENT sync timeout", Duration::from_secs(5))
+    );
+    p.slave.launch();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+}
+
+#[test]
+fn sync_timeout_refuse_policy_refuses_writes_until_a_slave_is_back() {
+    let mut p = Pair::start(
+        "sync = \"durable\"\nsync_timeout = \"300ms\"\non_sync_timeout = \"refuse\"",
+        "",
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        info(&p.master, "replication").contains("state=streaming")
+    }));
+    set(&p.master, "before", "1");
+    p.slave.kill9();
+    let mut c = p.master.raw();
+    // Held until the timeout; it is durable here, so it is acknowledged.
+    let mut rc = p.master.client();
+    let _: () = redis::cmd("SET")
+        .arg("during")
+        .arg("1")
+        .query(&mut rc)
+        .unwrap();
+    assert_eq!(
+        c.cmd(&["SET", "refused", "1"]),
+        "-NOREPLICAS Not enough good replicas to write.\r\n"
+    );
+    assert_eq!(c.cmd(&["GET", "before"]), "$1\r\n1\r\n", "reads go on");
+    p.slave.launch();
+    assert!(wait_until(Duration::from_secs(30), || {
+        p.master.raw().cmd(&["SET", "after", "1"]) == "+OK\r\n"
+    }));
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    assert_same(&p.master, &p.slave, &["main"]);
+}

@@ -483,19 +483,19 @@ impl Link {
     ) -> Result<(), String> {
         let mine = eng.ident();
         c.peer.send(msg::T_IDENT, &mine.encode());
-        if theirs.role != Role::Master {
-            let why = "a slave dialled this node; only a master dials";
-            c.peer.send(auth::T_REFUSE, &auth::refuse_payload(why));
-            return Err(why.into());
-        }
+        // Whoever dials feeds: a master, or a slave passing the stream on (cascading).
         if !eng.is_slave() {
             let why = format!(
                 "this node is a master (generation {}); it does not follow another master",
                 eng.generation()
             );
             log::error!(
-                "INCIDENT link {}: another master (generation {}) dialled this master: {why}",
+                "INCIDENT link {}: a {} (generation {}) dialled this master to feed it: {why}",
                 c.peer.label(),
+                match theirs.role {
+                    Role::Master => "master",
+                    Role::Slave => "slave",
+                },
                 theirs.history.last().map_or(0, |g| g.generation)
             );
             c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));

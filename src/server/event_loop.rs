@@ -27,6 +27,7 @@ use super::conn::ConnState;
 use super::engine::{Engine, TurnOutcome};
 use super::settings::Settings;
 use crate::config::Config;
+use crate::journal::Lsn;
 use crate::resp::{self, ParseError, encode};
 
 const TCP: Token = Token(0);
@@ -94,6 +95,11 @@ struct Conn {
     dead: bool,
     /// Already in this turn's work list.
     queued: bool,
+    /// LSN of the last record this connection's commands wrote in the current turn: its
+    /// replies wait for the slaves' acknowledgement of it in a sync mode.
+    wrote: Lsn,
+    /// Replies held, oldest first.
+    held: std::collections::VecDeque<Held>,
 }
 
 impl Conn {
@@ -113,6 +119,18 @@ struct Entry {
     start: u64,
     end: u64,
     class: Class,
+}
+
+/// Replies held until their turn is durable (and, for writes in a sync mode, replicated).
+#[derive(Clone, Copy)]
+struct Held {
+    /// Everything up to here must be durable on this node.
+    visible: Lsn,
+    /// Records up to here must be acknowledged by enough slaves (0: none written).
+    wrote: Lsn,
+    /// End of the replies, as an absolute position in the client's output.
+    end: u64,
+    at: Instant,
 }
 
 struct Directory<'a> {
@@ -154,7 +172,8 @@ pub struct Server {
     exit_error: Option<String>,
     /// Replies waiting for a journal sync: (LSN that must be durable, slot, client id, end of
     /// the replies as an absolute position in the client's output).
-    held: std::collections::VecDeque<(crate::journal::Lsn, usize, u64, u64, Instant)>,
+    /// Connections that have held replies.
+    holding: Vec<usize>,
     link: crate::link::manager::Link,
     syncer: Option<crate::journal::Syncer>,
     _waker: std::sync::Arc<mio::Waker>,
@@ -297,7 +316,7 @@ impl Server {
             limits,
             stopping: None,
             exit_error: None,
-            held: Default::default(),
+            holding: Vec::new(),
             link,
             syncer,
             _waker: waker,
@@ -412,16 +431,23 @@ impl Server {
         } else {
             self.eng.visible_lsn()
         };
-        let bound = durable.min(self.link.sync_bound());
+        let bound = self.sync_bound();
         let now = Instant::now();
         for &slot in &work {
             if let Some(Some(c)) = self.conns.get_mut(slot) {
-                if visible <= bound || (visible <= durable && self.held.is_empty() && visible == 0)
-                {
+                let wrote = std::mem::take(&mut c.wrote);
+                if visible <= durable && wrote <= bound && c.held.is_empty() {
                     c.flushable = c.out.len();
                 } else if c.flushable < c.out.len() {
-                    let end = c.out_base + c.out.len() as u64;
-                    self.held.push_back((visible, slot, c.state.id, end, now));
+                    if c.held.is_empty() {
+                        self.holding.push(slot);
+                    }
+                    c.held.push_back(Held {
+                        visible,
+                        wrote,
+                        end: c.out_base + c.out.len() as u64,
+                        at: now,
+                    });
                 }
             }
             self.flush(slot);
@@ -475,47 +501,40 @@ impl Server {
             self.end_turn();
         }
         let durable = self.eng.durable_lsn();
-        let bound = durable.min(self.link.sync_bound());
-        let settings = self.link.settings().clone();
+        let bound = self.sync_bound();
+        let timeout = self.link.settings().sync_timeout;
+        let mut timed_out = false;
         let mut ready = Vec::new();
-        while let Some(&(lsn, slot, id, end, at)) = self.held.front() {
-            if lsn > durable {
-                break;
-            }
-            if lsn > bound {
-                // Durable here, not yet acknowledged by enough slaves.
-                if at.elapsed() < settings.sync_timeout {
+        let holding = std::mem::take(&mut self.holding);
+        for slot in holding {
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            while let Some(&h) = c.held.front() {
+                if h.visible > durable {
                     break;
                 }
-                self.link.stats.sync_timeouts += 1;
-                if self.link.refusing_since.is_none() {
-                    log::error!(
-                        "INCIDENT sync timeout: fewer than {} slave(s) acknowledged within {:?} (sync = {:?}); {}",
-                        settings.min_sync_slaves,
-                        settings.sync_timeout,
-                        settings.sync,
-                        if settings.refuse_on_timeout {
-                            "the writes held are acknowledged (they are durable here) and new writes are refused until slaves catch up"
-                        } else {
-                            "acknowledging in async mode until slaves catch up"
-                        }
-                    );
-                    self.link.refusing_since = Some(Instant::now());
-                    if settings.refuse_on_timeout {
-                        self.eng.set_no_replicas(true);
+                if h.wrote > bound {
+                    // Durable here, not yet acknowledged by enough slaves.
+                    if h.at.elapsed() < timeout {
+                        break;
                     }
+                    timed_out = true;
                 }
-            }
-            self.held.pop_front();
-            if let Some(Some(c)) = self.conns.get_mut(slot) {
-                if c.state.id == id {
-                    let upto = (end - c.out_base) as usize;
-                    c.flushable = c.flushable.max(upto.min(c.out.len()));
+                c.held.pop_front();
+                let upto = (h.end.saturating_sub(c.out_base)) as usize;
+                c.flushable = c.flushable.max(upto.min(c.out.len()));
+                if ready.last() != Some(&slot) {
                     ready.push(slot);
                 }
             }
+            if !c.held.is_empty() {
+                self.holding.push(slot);
+            }
         }
-        ready.dedup();
+        if timed_out {
+            self.sync_timed_out();
+        }
         for slot in ready {
             self.flush(slot);
         }
@@ -523,6 +542,39 @@ impl Server {
             log::warn!("sync mode restored: enough slaves acknowledge again");
             self.link.refusing_since = None;
             self.eng.set_no_replicas(false);
+        }
+    }
+
+    /// Up to which LSN writes count as replicated enough to be acknowledged. After a sync
+    /// timeout under the `async` policy, nothing is waited for until the slaves catch up.
+    fn sync_bound(&self) -> Lsn {
+        if self.link.refusing_since.is_some() && !self.link.settings().refuse_on_timeout {
+            return Lsn::MAX;
+        }
+        self.link.sync_bound()
+    }
+
+    /// Writes waited longer than `sync_timeout` for the slaves: the policy applies.
+    fn sync_timed_out(&mut self) {
+        self.link.stats.sync_timeouts += 1;
+        if self.link.refusing_since.is_some() {
+            return;
+        }
+        let settings = self.link.settings().clone();
+        log::error!(
+            "INCIDENT sync timeout: fewer than {} slave(s) acknowledged within {:?} (sync = {:?}); {}",
+            settings.min_sync_slaves,
+            settings.sync_timeout,
+            settings.sync,
+            if settings.refuse_on_timeout {
+                "the writes held are acknowledged (they are durable here) and new writes are refused until slaves catch up"
+            } else {
+                "acknowledging in async mode until slaves catch up"
+            }
+        );
+        self.link.refusing_since = Some(Instant::now());
+        if settings.refuse_on_timeout {
+            self.eng.set_no_replicas(true);
         }
     }
 
@@ -617,6 +669,7 @@ impl Server {
             self.stats.commands_processed += 1;
             c.state.last_active = Instant::now();
             let start = c.out_base + c.out.len() as u64;
+            let lsn_before = self.eng.visible_lsn();
             let class = {
                 let dir = Directory { conns: &self.conns };
                 let info = ServerInfo {
@@ -634,6 +687,9 @@ impl Server {
                 };
                 commands::execute(&mut ctx, args)
             };
+            if self.eng.visible_lsn() > lsn_before {
+                c.wrote = self.eng.visible_lsn();
+            }
             if self.eng.turn_has_writes() {
                 self.log.push(Entry {
                     slot,
@@ -780,6 +836,8 @@ impl Server {
             eof: false,
             dead: false,
             queued: false,
+            wrote: 0,
+            held: Default::default(),
         });
         self.nconns += 1;
         self.enqueue(slot);
