@@ -44,6 +44,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JournalCmd,
     },
+    /// Start a master and its slave on loopback (ports 7379/7380, link 2001/2002), for trying
+    /// hotbackup out; Ctrl-C stops both.
+    LocalPair {
+        /// Where the configs, key and data go (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The master's client port.
+        #[arg(long, default_value_t = 7379)]
+        master_port: u16,
+        /// The slave's client port.
+        #[arg(long, default_value_t = 7380)]
+        slave_port: u16,
+        /// The master's link port.
+        #[arg(long, default_value_t = 2001)]
+        master_link_port: u16,
+        /// The slave's link port.
+        #[arg(long, default_value_t = 2002)]
+        slave_link_port: u16,
+    },
     /// Is a TCP port free on this host? If not, which process holds it (like netstat -tlnp).
     PortCheck {
         /// The TCP port.
@@ -189,6 +208,27 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                         Err(ExitCode::FAILURE)
                     }
                 }
+            }
+        },
+        Cmd::LocalPair {
+            dir,
+            master_port,
+            slave_port,
+            master_link_port,
+            slave_link_port,
+        } => match hotbackup::ops::local_pair::run(
+            dir.as_deref(),
+            &hotbackup::ops::local_pair::PairPorts {
+                master_client: master_port,
+                slave_client: slave_port,
+                master_link: master_link_port,
+                slave_link: slave_link_port,
+            },
+        ) {
+            Ok(code) => Ok(ExitCode::from(code as u8)),
+            Err(e) => {
+                eprintln!("hotbackup: local-pair: {e}");
+                Err(ExitCode::FAILURE)
             }
         },
         Cmd::PortCheck { port, json } => match port_check::check_port(port) {

@@ -526,7 +526,15 @@ fn one_master_feeds_two_slaves() {
     let key = key_file(dir.path(), "k.key", KEY);
     let (m, s1, s2) = (free_port(), free_port(), free_port());
     let me = format!("127.0.0.1:{m}");
-    let a = start_node(dir.path(), "s1", "slave", s1, std::slice::from_ref(&me), &key, "");
+    let a = start_node(
+        dir.path(),
+        "s1",
+        "slave",
+        s1,
+        std::slice::from_ref(&me),
+        &key,
+        "",
+    );
     let b = start_node(dir.path(), "s2", "slave", s2, &[me], &key, "");
     let extra = "";
     let master = start_node(
@@ -721,4 +729,107 @@ fn sync_timeout_refuse_policy_refuses_writes_until_a_slave_is_back() {
     }));
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
     assert_same(&p.master, &p.slave, &["main"]);
+}
+
+#[test]
+fn local_pair_runs_a_master_and_slave_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mc, sc, ml, sl) = (free_port(), free_port(), free_port(), free_port());
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["local-pair", "--dir"])
+        .arg(dir.path())
+        .args([
+            "--master-port",
+            &mc.to_string(),
+            "--slave-port",
+            &sc.to_string(),
+        ])
+        .args([
+            "--master-link-port",
+            &ml.to_string(),
+            "--slave-link-port",
+            &sl.to_string(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let m: std::net::SocketAddr = format!("127.0.0.1:{mc}").parse().unwrap();
+    let s: std::net::SocketAddr = format!("127.0.0.1:{sc}").parse().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(m).is_ok() && std::net::TcpStream::connect(s).is_ok()
+    }));
+    let mut c = common::Raw::connect(m);
+    assert_eq!(c.cmd(&["SET", "greeting", "hello"]), "+OK\r\n");
+    assert!(wait_until(Duration::from_secs(10), || {
+        common::Raw::connect(s).cmd(&["GET", "greeting"]) == "$5\r\nhello\r\n"
+    }));
+    common::signal(child.id(), libc::SIGINT);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(std::net::TcpStream::connect(m).is_err(), "master stopped");
+    assert!(std::net::TcpStream::connect(s).is_err(), "slave stopped");
+}
+
+fn journal_first(n: &Node) -> u64 {
+    field(&info(n, "replication"), "journal_first_lsn")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_journal_is_kept_for_a_slave_that_is_down_within_max_retained_bytes() {
+    let mut p = Pair::start(
+        "max_retained_bytes = \"64MiB\"\n\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"100ms\"",
+        "",
+    );
+    load(&p.master, "a", 1000);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    p.slave.kill9();
+    let behind = durable(&p.master);
+    load(&p.master, "b", 60_000); // several MiB of journal: many segments
+    let mut c = p.master.raw();
+    assert_eq!(c.cmd(&["SAVE"]), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        journal_first(&p.master) <= behind + 1,
+        "a segment the slave needs was removed"
+    );
+    p.slave.launch();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(60));
+    assert!(p.master.log_text().contains("partial resync"));
+    assert_same(&p.master, &p.slave, &["main"]);
+    // Caught up: the journal it no longer needs goes at the next checkpoints.
+    assert!(wait_until(Duration::from_secs(10), || {
+        c.cmd(&["SAVE"]);
+        journal_first(&p.master) > behind + 1
+    }));
+}
+
+#[test]
+fn a_slot_past_max_retained_bytes_is_dropped_and_the_slave_full_syncs() {
+    let mut p = Pair::start(
+        "max_retained_bytes = \"2MiB\"\n\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"100ms\"",
+        "",
+    );
+    load(&p.master, "a", 1000);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    p.slave.kill9();
+    load(&p.master, "b", 60_000);
+    assert!(
+        p.master
+            .wait_log("INCIDENT slot of slave", Duration::from_secs(20)),
+        "{}",
+        p.master.log_text()
+    );
+    p.master.raw().cmd(&["SAVE"]);
+    p.slave.launch();
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(60));
+    assert_same(&p.master, &p.slave, &["main"]);
+    assert!(
+        p.master
+            .log_text()
+            .matches("full sync of a snapshot")
+            .count()
+            >= 2
+    );
 }

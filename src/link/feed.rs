@@ -55,6 +55,13 @@ pub struct Feed {
     /// How this feed started.
     pub full_sync: bool,
     pub started: Instant,
+    /// Record bytes shipped, and how many of them the slave has applied.
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    /// (last LSN of a RECORDS frame, bytes shipped up to and including it), not yet acked.
+    inflight: std::collections::VecDeque<(Lsn, u64)>,
+    /// Since when the slave has been behind (None: it has everything durable here).
+    pub behind_since: Option<Instant>,
 }
 
 /// Why the master will not feed this peer.
@@ -126,6 +133,10 @@ impl Feed {
                 ack_at: now,
                 full_sync: false,
                 started: now,
+                bytes_sent: 0,
+                bytes_acked: 0,
+                inflight: Default::default(),
+                behind_since: None,
             });
         }
         let view = eng
@@ -173,7 +184,40 @@ impl Feed {
             ack_at: now,
             full_sync: true,
             started: now,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            inflight: Default::default(),
+            behind_since: Some(now),
         })
+    }
+
+    /// Takes the slave's acknowledgement.
+    pub fn on_ack(&mut self, ack: Ack, durable_here: Lsn) {
+        self.ack = ack;
+        self.ack_at = Instant::now();
+        while let Some(&(lsn, bytes)) = self.inflight.front() {
+            if lsn > ack.applied {
+                break;
+            }
+            self.bytes_acked = bytes;
+            self.inflight.pop_front();
+        }
+        self.note_lag(durable_here);
+    }
+
+    /// Updates since when the slave has been behind this node's durable LSN.
+    pub fn note_lag(&mut self, durable_here: Lsn) {
+        let behind = !matches!(self.state, State::Streaming) || self.ack.applied < durable_here;
+        match (behind, self.behind_since) {
+            (false, _) => self.behind_since = None,
+            (true, None) => self.behind_since = Some(Instant::now()),
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// Bytes shipped the slave has not applied yet.
+    pub fn lag_bytes(&self) -> u64 {
+        self.bytes_sent - self.bytes_acked
     }
 
     /// The LSN journal retention must keep for this slave (the oldest it may still need).
@@ -261,6 +305,8 @@ impl Feed {
             if w.0.is_empty() {
                 break;
             }
+            self.bytes_sent += w.0.len() as u64;
+            self.inflight.push_back((self.sent, self.bytes_sent));
             peer.send(msg::T_RECORDS, &w.0);
         }
         Ok(())

@@ -123,6 +123,9 @@ pub struct PeerStatus {
     pub acked_durable: Lsn,
     pub acked_applied: Lsn,
     pub lag_entries: u64,
+    pub lag_bytes: u64,
+    /// How long the slave has been behind (0: it has everything durable here).
+    pub lag_ms: u64,
     pub last_ack_ms: u64,
     pub frames_in: u64,
     pub frames_out: u64,
@@ -228,6 +231,46 @@ impl Link {
 
     pub fn settings(&self) -> &LinkSettings {
         &self.settings
+    }
+
+    /// Takes the settings a SIGHUP may change (timers, retention, sync mode); the rest keeps
+    /// its value until a restart. Returns what changed and what was ignored.
+    pub fn reload(&mut self, new: &LinkSettings) -> Vec<String> {
+        let mut notes = Vec::new();
+        let old = self.settings.clone();
+        macro_rules! take {
+            ($($f:ident),*) => {$(
+                if format!("{:?}", old.$f) != format!("{:?}", new.$f) {
+                    notes.push(format!("link.{} changed", stringify!($f)));
+                    self.settings.$f = new.$f.clone();
+                }
+            )*};
+        }
+        take!(
+            heartbeat,
+            peer_timeout,
+            reconnect_min,
+            reconnect_max,
+            max_retained_bytes,
+            sync,
+            min_sync_slaves,
+            sync_timeout,
+            refuse_on_timeout
+        );
+        for (what, changed) in [
+            ("listen", old.listen != new.listen),
+            ("peers/downstream", old.dial != new.dial),
+            ("key_file", old.key != new.key),
+            ("max_frame", old.max_frame != new.max_frame),
+            ("role", old.slave != new.slave),
+        ] {
+            if changed {
+                notes.push(format!(
+                    "link {what} changed in the file but needs a restart"
+                ));
+            }
+        }
+        notes
     }
 
     /// Handles a readiness event of one of the link's tokens.
@@ -542,8 +585,7 @@ impl Link {
                             ack.received, feed.sent
                         ));
                     }
-                    feed.ack = ack;
-                    feed.ack_at = Instant::now();
+                    feed.on_ack(ack, eng.durable_lsn());
                     Ok(())
                 }
                 msg::T_HEARTBEAT => msg::Heartbeat::decode(payload)
@@ -601,7 +643,11 @@ impl Link {
                 continue;
             };
             let result = match &mut c.job {
-                Job::Feed(feed) => feed.pump(&mut c.peer, eng),
+                Job::Feed(feed) => {
+                    let r = feed.pump(&mut c.peer, eng);
+                    feed.note_lag(eng.durable_lsn());
+                    r
+                }
                 Job::Follow(f) => f.ack(&mut c.peer, eng),
                 Job::None => Ok(()),
             };
@@ -786,6 +832,8 @@ impl Link {
                 acked_durable: 0,
                 acked_applied: 0,
                 lag_entries: 0,
+                lag_bytes: 0,
+                lag_ms: 0,
                 last_ack_ms: 0,
                 frames_in: p.frames_in,
                 frames_out: p.frames_out,
@@ -804,6 +852,8 @@ impl Link {
                     s.acked_durable = f.ack.durable;
                     s.acked_applied = f.ack.applied;
                     s.lag_entries = durable.saturating_sub(f.ack.applied);
+                    s.lag_bytes = f.lag_bytes();
+                    s.lag_ms = f.behind_since.map_or(0, |t| t.elapsed().as_millis() as u64);
                     s.last_ack_ms = f.ack_at.elapsed().as_millis() as u64;
                     s.full_syncs = f.full_sync as u64;
                     s.partial_syncs = (!f.full_sync) as u64;
@@ -840,6 +890,8 @@ impl Link {
                     acked_durable: 0,
                     acked_applied: 0,
                     lag_entries: 0,
+                    lag_bytes: 0,
+                    lag_ms: 0,
                     last_ack_ms: 0,
                     frames_in: 0,
                     frames_out: 0,

@@ -4,5 +4,6 @@
 pub mod client;
 pub mod journal_cmd;
 pub mod json;
+pub mod local_pair;
 pub mod port_check;
 pub mod status;

@@ -848,9 +848,33 @@ impl Engine {
         }
     }
 
+    /// Whether the next [`Engine::tick`] would checkpoint.
+    pub fn checkpoint_due(&self, interval: Duration, bytes: u64) -> bool {
+        self.store.is_some()
+            && (self.checkpoint_requested
+                || self.last_checkpoint.elapsed() >= interval
+                || self.journal.bytes_since_mark() >= bytes)
+    }
+
     /// Asks for a checkpoint at the next [`Engine::tick`] (SAVE).
     pub fn request_checkpoint(&mut self) {
         self.checkpoint_requested = true;
+    }
+
+    /// Removes journal segments wholly at or below the checkpoint `lsn`, keeping what a slave
+    /// may still need (its slot). The only place segments are deleted.
+    fn remove_segments(&mut self, lsn: Lsn) {
+        let keep = self
+            .retention_floor
+            .map_or(lsn, |f| lsn.min(f.saturating_sub(1)));
+        match self.journal.remove_through(keep) {
+            Ok(removed) if !removed.is_empty() => log::info!(
+                "removed {} journal segment(s) up to LSN {keep} (checkpoint at {lsn})",
+                removed.len()
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!("journal segment removal failed: {e}"),
+        }
     }
 
     /// Makes the store durable and removes journal segments it no longer needs. Postponed while
@@ -867,7 +891,10 @@ impl Engine {
             return;
         };
         if store.meta().checkpoint_lsn == store.meta().applied_lsn {
+            // Nothing new to make durable; but slaves may have moved on since.
+            let lsn = store.meta().checkpoint_lsn;
             self.journal.reset_bytes_counter();
+            self.remove_segments(lsn);
             return;
         }
         let room = match &self.disk_full {
@@ -902,20 +929,7 @@ impl Engine {
                     "checkpoint at LSN {lsn} in {:.1} ms",
                     started.elapsed().as_secs_f64() * 1e3
                 );
-                // Keep what a slave may still need (its slot), as far as the link allows.
-                let keep = self
-                    .retention_floor
-                    .map_or(lsn, |f| lsn.min(f.saturating_sub(1)));
-                match self.journal.remove_through(keep) {
-                    Ok(removed) if !removed.is_empty() => {
-                        log::info!(
-                            "removed {} journal segment(s) below checkpoint LSN {lsn}",
-                            removed.len()
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::warn!("journal segment removal failed: {e}"),
-                }
+                self.remove_segments(lsn);
             }
             Err(e) => {
                 log::error!("checkpoint failed: {e}");

@@ -914,7 +914,9 @@ impl Server {
         crate::systemd::notify_reloading().ok();
         match Config::load(&self.settings.config_path) {
             Ok(cfg) => {
-                let notes = self.settings.reload(&cfg);
+                let mut notes = self.settings.reload(&cfg);
+                let fresh = Settings::from_config(&cfg);
+                notes.extend(self.link.reload(&fresh.link));
                 self.limits = self.settings.limits();
                 self.eng.reload(
                     self.settings.min_free_space,
@@ -944,17 +946,22 @@ impl Server {
             }
         }
         self.link.tick(&mut self.eng, self.poll.registry());
-        self.eng.tick(
+        let second = now.duration_since(self.last_housekeeping) >= Duration::from_secs(1);
+        let (interval, bytes) = (
             self.settings.checkpoint_interval,
             self.settings.checkpoint_bytes,
         );
-        if now.duration_since(self.last_housekeeping) < Duration::from_secs(1) {
+        if second || self.eng.checkpoint_due(interval, bytes) {
+            // What the slaves still need, decided right before any segment can go.
+            let floor = self.link.retention_floor(&mut self.eng);
+            self.eng.set_retention_floor(floor);
+            self.link.reap(&mut self.eng, self.poll.registry());
+        }
+        self.eng.tick(interval, bytes);
+        if !second {
             return;
         }
         self.last_housekeeping = now;
-        let floor = self.link.retention_floor(&mut self.eng);
-        self.eng.set_retention_floor(floor);
-        self.link.reap(&mut self.eng, self.poll.registry());
         let timeout = self.settings.timeout;
         if !timeout.is_zero() {
             let idle: Vec<usize> = self

@@ -165,7 +165,6 @@ impl Settings {
             )*};
         }
         fixed!(
-            slave,
             instance,
             data_dir,
             listen,

@@ -244,7 +244,7 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
         .iter()
         .map(|p| {
             format!(
-                "{} {} {}: {}, sent {}, acked received/durable/applied {}/{}/{}, lag {} entries, last ack {} ms ago",
+                "{} {} {}: {}, sent {}, acked received/durable/applied {}/{}/{}, lag {} entries / {} bytes / {} ms, last ack {} ms ago",
                 p.role,
                 if p.name.is_empty() { "?" } else { &p.name },
                 p.addr,
@@ -254,6 +254,8 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
                 p.acked_durable,
                 p.acked_applied,
                 p.lag_entries,
+                p.lag_bytes,
+                p.lag_ms,
                 p.last_ack_ms
             )
         })

@@ -389,7 +389,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                     t,
                     &format!("slave{i}"),
                     &format!(
-                        "ip={ip},port={port},name={},state={},offset={},lag={},sent_lsn={},acked_received={},acked_durable={},acked_applied={},lag_entries={},last_ack_ms={},bytes_out={}",
+                        "ip={ip},port={port},name={},state={},offset={},lag={},sent_lsn={},acked_received={},acked_durable={},acked_applied={},lag_entries={},lag_bytes={},lag_ms={},last_ack_ms={},bytes_out={}",
                         p.name,
                         p.state.replace([',', ' '], "_"),
                         p.acked_applied,
@@ -399,6 +399,8 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                         p.acked_durable,
                         p.acked_applied,
                         p.lag_entries,
+                        p.lag_bytes,
+                        p.lag_ms,
                         p.last_ack_ms,
                         p.bytes_out
                     ),
