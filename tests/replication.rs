@@ -462,6 +462,13 @@ fn wrong_key_and_no_key_peers_are_refused_and_nothing_is_applied() {
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
     }
+    // A connection from an address that is not a configured peer is closed at once.
+    let sock = socket2_free_connect("127.0.0.2", p.slave_port);
+    assert!(sock, "connecting from 127.0.0.2 failed");
+    assert!(p.slave.wait_log(
+        "not one of this node's [link] peers",
+        Duration::from_secs(5)
+    ));
     set(&p.master, "still", "works");
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
     let mut sc = p.slave.raw();
@@ -832,4 +839,47 @@ fn a_slot_past_max_retained_bytes_is_dropped_and_the_slave_full_syncs() {
             .count()
             >= 2
     );
+}
+
+/// Connects to 127.0.0.1:port from the local address `from` (std has no bind-before-connect:
+/// libc). Returns whether the connection was made.
+fn socket2_free_connect(from: &str, port: u16) -> bool {
+    use std::os::fd::FromRawFd;
+    let from: std::net::Ipv4Addr = from.parse().unwrap();
+    // SAFETY: plain socket calls on a descriptor this function creates and owns; the address
+    // structures are fully initialised before use.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return false;
+        }
+        let mut local: libc::sockaddr_in = std::mem::zeroed();
+        local.sin_family = libc::AF_INET as u16;
+        local.sin_addr.s_addr = u32::from_ne_bytes(from.octets());
+        if libc::bind(
+            fd,
+            &local as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) != 0
+        {
+            libc::close(fd);
+            return false;
+        }
+        let mut remote: libc::sockaddr_in = std::mem::zeroed();
+        remote.sin_family = libc::AF_INET as u16;
+        remote.sin_port = port.to_be();
+        remote.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let ok = libc::connect(
+            fd,
+            &remote as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) == 0;
+        let mut s = std::net::TcpStream::from_raw_fd(fd);
+        if ok {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+        }
+        ok
+    }
 }

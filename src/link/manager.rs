@@ -45,6 +45,8 @@ pub struct LinkSettings {
     pub listen: Option<SocketAddr>,
     /// Who this node dials and feeds: a master its peers, a slave its downstream.
     pub dial: Vec<String>,
+    /// Who may connect to the link port: the configured peers ("host:port").
+    pub accept_from: Vec<String>,
     pub key: Option<Vec<u8>>,
     pub name: String,
     pub heartbeat: Duration,
@@ -65,6 +67,7 @@ impl Default for LinkSettings {
             slave: false,
             listen: None,
             dial: Vec::new(),
+            accept_from: Vec::new(),
             key: None,
             name: String::new(),
             heartbeat: Duration::from_secs(1),
@@ -292,6 +295,12 @@ impl Link {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     self.stats.accepted += 1;
+                    if !self.is_peer_address(addr.ip()) {
+                        log::warn!(
+                            "INCIDENT link: refused a connection from {addr}: not one of this node's [link] peers"
+                        );
+                        continue;
+                    }
                     let peer = Peer::new(
                         stream,
                         addr.to_string(),
@@ -308,6 +317,21 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Whether `ip` is the address of one of the configured peers (resolved now: a peer's name
+    /// may point elsewhere after a failover).
+    fn is_peer_address(&self, ip: std::net::IpAddr) -> bool {
+        let canon = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let ip = canon(ip);
+        self.settings.accept_from.iter().any(|p| {
+            p.to_socket_addrs()
+                .map(|mut addrs| addrs.any(|a| canon(a.ip()) == ip))
+                .unwrap_or(false)
+        })
     }
 
     fn add(&mut self, mut peer: Peer, target: Option<usize>, registry: &Registry) -> Option<usize> {

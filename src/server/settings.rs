@@ -62,6 +62,7 @@ fn link_settings(c: &Config) -> LinkSettings {
         } else {
             l.peers.clone()
         },
+        accept_from: l.peers.clone(),
         key: l.key.as_ref().map(|k| k.as_bytes().to_vec()),
         name: c.instance.clone(),
         heartbeat: l.heartbeat_interval,

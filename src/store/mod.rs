@@ -220,7 +220,7 @@ impl Slot {
 
 impl Store {
     /// Creates a store for a full sync at `path` (which must not exist): the master's database
-    /// id, generation history, LSN and catalog; the items come through [`Batch::put_item`].
+    /// id, generation history, LSN and catalog; the items come through [`Batch::put_items`].
     pub fn create_for_sync(
         path: &Path,
         opts: &StoreOptions,
@@ -616,16 +616,28 @@ impl Batch {
         }
     }
 
-    /// Stores a raw item (already in the store's item encoding) into an existing file: used
-    /// to load a full-sync snapshot.
-    pub fn put_item(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
-        if item::kind(raw).is_err() {
+    /// Stores many raw items of one existing file (a full-sync chunk): one table open.
+    pub fn put_items(
+        &mut self,
+        file: &str,
+        items: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        self.require_file(file)?;
+        if items.iter().any(|(_, raw)| item::kind(raw).is_err()) {
             return Err(StoreError::Corrupt(format!(
                 "full sync item of file '{file}' has an unknown type tag"
             )));
         }
-        self.require_file(file)?;
-        self.put_raw(file, id, raw)
+        let name = table_name(file);
+        let mut t = self
+            .txn
+            .open_table(item_table(&name))
+            .map_err(redb_err("open file"))?;
+        for (id, raw) in items {
+            t.insert(id.as_slice(), raw.as_slice())
+                .map_err(redb_err("write"))?;
+        }
+        Ok(())
     }
 
     /// Records a slave's acknowledged position (not journaled: the master's own bookkeeping).

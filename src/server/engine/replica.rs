@@ -56,10 +56,11 @@ impl FullSync {
         let Some(batch) = self.batch.as_mut() else {
             return Err(StoreError::Corrupt("no batch".into()));
         };
-        for (id, raw) in items {
-            batch.put_item(file, id, raw)?;
-            self.batch_bytes += id.len() + raw.len();
-        }
+        batch.put_items(file, items)?;
+        self.batch_bytes += items
+            .iter()
+            .map(|(id, raw)| id.len() + raw.len())
+            .sum::<usize>();
         self.items += items.len() as u64;
         self.chunks += 1;
         if self.batch_bytes >= LOAD_BATCH_BYTES {
