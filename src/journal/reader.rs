@@ -19,6 +19,8 @@ pub struct JournalReader {
     upto: Option<Lsn>,
     dir: PathBuf,
     follow: bool,
+    /// The last call found nothing more (a follower then re-reads the file's end).
+    caught_up: bool,
 }
 
 impl JournalReader {
@@ -52,6 +54,7 @@ impl JournalReader {
             upto,
             dir: dir.to_path_buf(),
             follow: false,
+            caught_up: false,
         })
     }
 
@@ -80,7 +83,13 @@ impl JournalReader {
 
     /// The next record, None at the end.
     pub fn next_record(&mut self) -> Result<Option<Record>, JournalError> {
-        if self.follow {
+        let r = self.next_record_inner();
+        self.caught_up = !matches!(r, Ok(Some(_)));
+        r
+    }
+
+    fn next_record_inner(&mut self) -> Result<Option<Record>, JournalError> {
+        if self.follow && self.caught_up {
             // The writer may have added to (or sealed) the file since we last read: forget
             // what was buffered and look at the file again.
             if let Some(r) = self.current.as_mut() {

@@ -367,6 +367,10 @@ impl Link {
         let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        if c.peer.closed {
+            self.close(c, "replaced", eng, registry);
+            return;
+        }
         let result = self.drive(&mut c, eng);
         let result = result.and_then(|()| c.peer.flush());
         match result {
@@ -571,20 +575,20 @@ impl Link {
         // A slave follows one master: a new connection from it replaces an old one (which
         // may be half-open after a network failure).
         let me = c.token;
-        for i in 0..self.conns.len() {
-            let old = matches!(&self.conns[i], Some(o) if o.token != me && matches!(o.job, Job::Follow(_)));
-            if old {
-                if let Some(mut o) = self.conns[i].take() {
-                    if let Job::Follow(f) = &mut o.job {
-                        f.abort_loading(eng);
-                    }
-                    log::info!(
-                        "link {}: replaced by a new connection from the master",
-                        o.peer.label()
-                    );
-                    self.stats.disconnects += 1;
-                }
+        for o in self.conns.iter_mut().flatten() {
+            if o.token == me || !matches!(o.job, Job::Follow(_)) {
+                continue;
             }
+            if let Job::Follow(f) = &mut o.job {
+                f.abort_loading(eng);
+            }
+            log::info!(
+                "link {}: replaced by a new connection from the master",
+                o.peer.label()
+            );
+            // Nothing more from it is applied; it is closed at the next reap.
+            o.job = Job::None;
+            o.peer.closed = true;
         }
         log::info!("link {}: following this master", c.peer.label());
         c.job = Job::Follow(Box::default());
@@ -662,6 +666,7 @@ impl Link {
 
     /// After a turn: ship what became durable, acknowledge what arrived, flush.
     pub fn after_turn(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.reap(eng, registry);
         for slot in 0..self.conns.len() {
             let Some(mut c) = self.conns[slot].take() else {
                 continue;
@@ -822,12 +827,12 @@ impl Link {
         }
     }
 
-    /// Closes connections marked closed (e.g. by a dropped slot).
+    /// Closes connections marked closed (replaced by a newer one, or their slot dropped).
     pub fn reap(&mut self, eng: &mut Engine, registry: &Registry) {
         for slot in 0..self.conns.len() {
             if matches!(&self.conns[slot], Some(c) if c.peer.closed) {
                 if let Some(c) = self.conns[slot].take() {
-                    self.close(c, "its slot was dropped", eng, registry);
+                    self.close(c, "closed by this node", eng, registry);
                 }
             }
         }
