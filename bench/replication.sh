@@ -5,6 +5,7 @@
 #   bench/replication.sh [RUNS]      (default RUNS=3; throughput figures are medians)
 #   N_FULL=5000000 bench/replication.sh    # full-sync size (items of 200 bytes; default 1M)
 #   N_CATCHUP=1000000                      # writes made while the slave is stopped
+#   SECTIONS="3 4" bench/replication.sh    # run only some of the sections below
 #
 # Prints:
 #   1. durable write throughput with one slave (hotbackup sync=async and sync=durable; Redis
@@ -44,6 +45,7 @@ cleanup() {
 trap cleanup EXIT
 head -c 32 /dev/urandom | base64 >"$WORK/pair.key"; chmod 600 "$WORK/pair.key"
 
+want() { [[ " ${SECTIONS:-1 2 3 4} " == *" $1 "* ]]; }
 wait_port() { for _ in $(seq 1 400); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 down" >&2; exit 1; }
 info_field() { redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: -v k="$2" '$1==k {print $2}'; }
 now() { date +%s.%N; }
@@ -51,22 +53,24 @@ rss_mib() { echo "scale=1; $(ps -o rss= -p "$1") / 1024" | bc; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rps() { redis-benchmark -p "$1" -t set -c "${3:-50}" -n "$2" -r 100000 -d 100 --csv -q 2>/dev/null | awk -F'","' '$1 ~ "SET" {print $2; exit}'; }
 
-hb_config() { # role client link peer_link sync
-    cat >"$WORK/$1.toml" <<EOF
-role = "$1"
-data_dir = "$WORK/hb-$1"
-[client]
-listen = "127.0.0.1:$2"
-[link]
-listen = "127.0.0.1:$3"
-peers = ["127.0.0.1:$4"]
-key_file = "$WORK/pair.key"
-sync = "$5"
-sync_timeout = "10s"
-max_retained_bytes = "8GiB"
-[log]
-level = "warn"
-EOF
+hb_config() { # role client link peer_link sync   (store cache from $CACHE, default 256MiB)
+    {
+        echo "role = \"$1\""
+        echo "data_dir = \"$WORK/hb-$1\""
+        echo "[client]"
+        echo "listen = \"127.0.0.1:$2\""
+        echo "[link]"
+        echo "listen = \"127.0.0.1:$3\""
+        echo "peers = [\"127.0.0.1:$4\"]"
+        echo "key_file = \"$WORK/pair.key\""
+        echo "sync = \"$5\""
+        echo "sync_timeout = \"10s\""
+        echo "max_retained_bytes = \"8GiB\""
+        echo "[store]"
+        echo "cache_size = \"${CACHE:-256MiB}\""
+        echo "[log]"
+        echo "level = \"warn\""
+    } >"$WORK/$1.toml"
 }
 
 start_hb() { # sync  [keep data]
@@ -111,6 +115,7 @@ wait_until() { # seconds command...
     done
 }
 
+if want 1; then
 echo "== 1. durable write throughput with one slave (SET, 50 clients, $N_TPUT requests, median of $RUNS)"
 declare -A T
 for run in $(seq 1 "$RUNS"); do
@@ -125,6 +130,8 @@ printf '  hotbackup sync=async     %9.0f/s  (%.2fx Redis)\n' "$ha" "$(echo "$ha/
 printf '  hotbackup sync=durable   %9.0f/s  (%.2fx Redis, %.2fx our async)\n' "$hd" "$(echo "$hd/$ra" | bc -l)" "$(echo "$hd/$ha" | bc -l)"
 printf '  Redis always + replica   %9.0f/s\n' "$ra"
 
+fi
+if want 2; then
 echo "== 2. replication lag under load (10 background clients), 500 probes"
 start_hb async
 redis-benchmark -p $HM -t set -c 10 -n 100000000 -r 100000 -d 100 -q >/dev/null 2>&1 & BG=$!
@@ -137,14 +144,18 @@ stop_redis
 echo "  hotbackup  p50/p99/max ms: $hl"
 echo "  Redis      p50/p99/max ms: $rl"
 
+fi
+if want 3; then
 echo "== 3. catch-up after the slave was stopped for $N_CATCHUP writes; master RSS"
-start_hb async
-# Warm the store's cache with the same key space first, so that the RSS compared below is the
-# cost of the stalled slave, not of a cache filling up.
+# A small store cache (64 MiB), warmed first with the same key space, so that the RSS compared
+# below is the cost of the stalled slave, not of a cache filling up.
+CACHE=64MiB start_hb async
 redis-benchmark -p $HM -t set -c 50 -P 16 -n "$N_CATCHUP" -r 1000000 -d 100 -q >/dev/null 2>&1
 wait_until 600 hb_caught_up
 before=$(rss_mib $HB_M); kill -STOP $HB_S
-redis-benchmark -p $HM -t set -c 50 -P 16 -n "$N_CATCHUP" -r 1000000 -d 100 -q >/dev/null 2>&1
+redis-benchmark -p $HM -t set -c 50 -P 16 -n $((N_CATCHUP / 2)) -r 1000000 -d 100 -q >/dev/null 2>&1
+half=$(rss_mib $HB_M)
+redis-benchmark -p $HM -t set -c 50 -P 16 -n $((N_CATCHUP / 2)) -r 1000000 -d 100 -q >/dev/null 2>&1
 during=$(rss_mib $HB_M); t0=$(now); kill -CONT $HB_S
 wait_until 600 hb_caught_up; hc=$(echo "$(now) - $t0" | bc)
 stop_hb
@@ -157,8 +168,10 @@ t0=$(now); kill -CONT $R_S
 wait_until 600 redis_caught_up; rc=$(echo "$(now) - $t0" | bc)
 stop_redis
 printf '  hotbackup catch-up %.2f s; Redis %.2f s (%.2fx)\n' "$hc" "$rc" "$(echo "$hc/$rc" | bc -l)"
-echo "  hotbackup master RSS: $before MiB before the stall, $during MiB after $N_CATCHUP writes with the slave stopped (link buffering is capped at 4 MiB per slave)"
+echo "  hotbackup master RSS (store cache 64 MiB): $before MiB before the stall, $half MiB after $((N_CATCHUP / 2)) writes, $during MiB after $N_CATCHUP writes with the slave stopped"
 
+fi
+if want 4; then
 echo "== 4. full sync of $N_FULL items of 200 bytes"
 python3 - "$N_FULL" >"$WORK/full.resp" <<'PY'
 import sys
@@ -189,3 +202,4 @@ bytes=$(stat -c %s "$WORK/full.resp")
 t0=$(now); dd if=/dev/zero of="$WORK/dd.out" bs=1M count=$((bytes / 1048576 + 1)) conv=fdatasync status=none; dl=$(echo "$(now) - $t0" | bc); rm -f "$WORK/dd.out"
 printf '  hotbackup %.2f s; Redis %.2f s (%.2fx); dd of the same %d MiB with fdatasync %.2f s\n' \
     "$hf" "$rf" "$(echo "$hf/$rf" | bc -l)" $((bytes / 1048576)) "$dl"
+fi

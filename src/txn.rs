@@ -55,12 +55,22 @@ pub enum Op {
         id: Vec<u8>,
         fields: Vec<Vec<u8>>,
     },
+    /// A promotion: generation `generation` starts at this record (LSN `first_lsn`), made by
+    /// node `node` (named `name`) at `time_ms`. Touches no file.
+    NewGeneration {
+        generation: u64,
+        first_lsn: u64,
+        node: Vec<u8>,
+        name: String,
+        time_ms: u64,
+    },
 }
 
 impl Op {
-    /// The file this op touches.
+    /// The file this op touches ("" for an op that touches none).
     pub fn file(&self) -> &str {
         match self {
+            Op::NewGeneration { .. } => "",
             Op::CreateFile { file, .. }
             | Op::SetLogged { file, .. }
             | Op::DropFile { file }
@@ -113,6 +123,7 @@ mod tag {
     pub const APPEND: u8 = 12;
     pub const HASH_SET: u8 = 13;
     pub const HASH_DEL: u8 = 14;
+    pub const NEW_GENERATION: u8 = 20;
     pub const VALUE_STR: u8 = 0;
     pub const VALUE_HASH: u8 = 1;
 }
@@ -222,6 +233,20 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             for f in fields {
                 put_bytes(out, f);
             }
+        }
+        Op::NewGeneration {
+            generation,
+            first_lsn,
+            node,
+            name,
+            time_ms,
+        } => {
+            out.push(tag::NEW_GENERATION);
+            out.extend_from_slice(&generation.to_le_bytes());
+            out.extend_from_slice(&first_lsn.to_le_bytes());
+            put_bytes(out, node);
+            put_bytes(out, name.as_bytes());
+            out.extend_from_slice(&time_ms.to_le_bytes());
         }
     }
 }
@@ -349,6 +374,13 @@ fn decode_op(r: &mut Reader<'_>) -> Result<Op, DecodeError> {
             }
             Op::HashDel { file, id, fields }
         }
+        tag::NEW_GENERATION => Op::NewGeneration {
+            generation: r.u64()?,
+            first_lsn: r.u64()?,
+            node: r.bytes()?,
+            name: r.file()?,
+            time_ms: r.u64()?,
+        },
         t => return Err(DecodeError::Tag { tag: t, at }),
     })
 }
@@ -392,6 +424,15 @@ mod tests {
             }),
             (file(), bytes(), proptest::collection::vec(bytes(), 0..4))
                 .prop_map(|(file, id, fields)| Op::HashDel { file, id, fields }),
+            (any::<u64>(), any::<u64>(), bytes(), file(), any::<u64>()).prop_map(
+                |(generation, first_lsn, node, name, time_ms)| Op::NewGeneration {
+                    generation,
+                    first_lsn,
+                    node,
+                    name,
+                    time_ms
+                }
+            ),
         ]
     }
 

@@ -49,6 +49,7 @@ impl LoggedFilter {
                     self.logged.remove(file);
                     ops.push(op);
                 }
+                Op::NewGeneration { .. } => ops.push(op),
                 other => {
                     if self.is_logged(other.file()) {
                         ops.push(op);
@@ -71,6 +72,7 @@ impl LoggedFilter {
             match op {
                 Op::CreateFile { file, logged } => overlay.push((file, Some(*logged))),
                 Op::DropFile { file } => overlay.push((file, None)),
+                Op::NewGeneration { .. } => {}
                 Op::SetLogged { .. } => return Some(self.filter(txn.clone())),
                 other => {
                     let f = other.file();

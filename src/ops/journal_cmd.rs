@@ -209,6 +209,16 @@ fn op_human(op: &Op) -> String {
             let f: Vec<String> = fields.iter().map(|f| quote(f)).collect();
             format!("hdel {file} {} {}", quote(id), f.join(" "))
         }
+        Op::NewGeneration {
+            generation,
+            first_lsn,
+            node,
+            name,
+            ..
+        } => format!(
+            "new-generation {generation} from LSN {first_lsn} by {name} ({})",
+            crate::datadir::hex(node)
+        ),
     }
 }
 
@@ -267,6 +277,19 @@ fn op_json(op: &Op) -> String {
             let list: Vec<String> = fields.iter().map(|f| b(f)).collect();
             with_id(o, "hdel", file, id).raw("fields", &format!("[{}]", list.join(",")))
         }
+        Op::NewGeneration {
+            generation,
+            first_lsn,
+            node,
+            name,
+            time_ms,
+        } => o
+            .str("op", "new-generation")
+            .num("generation", generation)
+            .num("first_lsn", first_lsn)
+            .str("node", &crate::datadir::hex(node))
+            .str("name", name)
+            .num("time_ms", time_ms),
     }
     .finish()
 }

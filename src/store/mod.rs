@@ -31,6 +31,8 @@ const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.catalog")
 const GENERATIONS: TableDefinition<u64, u64> = TableDefinition::new("hb.generations");
 /// Replication slots (master side): slave node id -> acked LSN, update time, name.
 const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hb.slots");
+/// Who started each generation after the first: generation -> time u64, node id, name.
+const PROMOTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("hb.promotions");
 /// Version of the store layout, kept in the meta table.
 pub const STORE_FORMAT: u64 = 1;
 
@@ -188,6 +190,15 @@ pub struct SyncInit {
     pub history: Vec<(u64, Lsn)>,
     pub lsn: Lsn,
     pub catalog: Vec<(String, bool)>,
+}
+
+/// A promotion: who started a generation, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub generation: u64,
+    pub time_ms: u64,
+    pub node: Vec<u8>,
+    pub name: String,
 }
 
 /// A replication slot: how far a slave has acknowledged.
@@ -391,6 +402,41 @@ impl Store {
         Ok(out)
     }
 
+    /// A local text setting of this node (see [`Batch::set_local`]), as committed.
+    pub fn local(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err("begin read"))?;
+        let t = txn.open_table(META).map_err(redb_err("open meta"))?;
+        let k = format!("local.{key}");
+        Ok(t.get(k.as_str())
+            .map_err(redb_err("read meta"))?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// Who made each generation after the first.
+    pub fn promotions(&self) -> Result<Vec<Promotion>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err("begin read"))?;
+        let t = match txn.open_table(PROMOTIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(redb_err("open promotions")(e)),
+        };
+        let mut out = Vec::new();
+        for e in t.iter().map_err(redb_err("read promotions"))? {
+            let (g, v) = e.map_err(redb_err("read promotions"))?;
+            let v = v.value();
+            if v.len() >= 24 {
+                let time = u64_of(&v[0..8]).unwrap_or(0);
+                out.push(Promotion {
+                    generation: g.value(),
+                    time_ms: time,
+                    node: v[8..24].to_vec(),
+                    name: String::from_utf8_lossy(&v[24..]).into_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Replication slots: (slave node id, slot).
     pub fn slots(&self) -> Result<Vec<(Vec<u8>, Slot)>, StoreError> {
         let txn = self.db.begin_read().map_err(redb_err("begin read"))?;
@@ -418,13 +464,19 @@ impl Store {
             txn,
             base: self.catalog.clone(),
             overlay: BTreeMap::new(),
+            generation: None,
             lsn: self.meta.applied_lsn,
         })
     }
 
     /// Commits a batch whose last applied record has LSN `lsn`.
     pub fn commit(&mut self, batch: Batch, lsn: Lsn) -> Result<(), StoreError> {
-        let Batch { txn, overlay, .. } = batch;
+        let Batch {
+            txn,
+            overlay,
+            generation,
+            ..
+        } = batch;
         {
             let mut meta = txn.open_table(META).map_err(redb_err("open meta"))?;
             meta.insert("applied_lsn", &lsn.to_le_bytes()[..])
@@ -432,6 +484,9 @@ impl Store {
         }
         txn.commit().map_err(redb_err("commit batch"))?;
         self.meta.applied_lsn = lsn;
+        if let Some(g) = generation {
+            self.meta.generation = self.meta.generation.max(g);
+        }
         if !overlay.is_empty() {
             let cat = Arc::make_mut(&mut self.catalog);
             for (name, info) in overlay {
@@ -487,6 +542,8 @@ pub struct Batch {
     base: Catalog,
     /// Catalog changes of this batch (None = dropped).
     overlay: BTreeMap<String, Option<FileInfo>>,
+    /// A generation this batch started.
+    generation: Option<u64>,
     /// LSN of the op being applied (for error messages).
     lsn: Lsn,
 }
@@ -597,6 +654,36 @@ impl Batch {
                 item::merge_fields(&mut cur, fields);
                 self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
             }
+            Op::NewGeneration {
+                generation,
+                first_lsn,
+                node,
+                name,
+                time_ms,
+            } => {
+                let mut gens = self
+                    .txn
+                    .open_table(GENERATIONS)
+                    .map_err(redb_err("open generations"))?;
+                gens.insert(generation, first_lsn)
+                    .map_err(redb_err("write generation"))?;
+                drop(gens);
+                let mut p = self
+                    .txn
+                    .open_table(PROMOTIONS)
+                    .map_err(redb_err("open promotions"))?;
+                let mut v = time_ms.to_le_bytes().to_vec();
+                v.extend_from_slice(node);
+                v.extend_from_slice(name.as_bytes());
+                p.insert(generation, v.as_slice())
+                    .map_err(redb_err("write promotion"))?;
+                drop(p);
+                let mut meta = self.txn.open_table(META).map_err(redb_err("open meta"))?;
+                meta.insert("generation", &generation.to_le_bytes()[..])
+                    .map_err(redb_err("write generation"))?;
+                self.generation = Some(*generation);
+                Ok(())
+            }
             Op::HashDel { file, id, fields } => {
                 self.require_file(file)?;
                 let Some(old) = self.get_raw(file, id)? else {
@@ -638,6 +725,18 @@ impl Batch {
                 .map_err(redb_err("write"))?;
         }
         Ok(())
+    }
+
+    /// Sets (Some) or clears (None) a local text setting of this node in the meta table
+    /// (its role, its fencing): not journaled, durable at the next checkpoint.
+    pub fn set_local(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let mut meta = self.txn.open_table(META).map_err(redb_err("open meta"))?;
+        let k = format!("local.{key}");
+        match value {
+            Some(v) => meta.insert(k.as_str(), v.as_bytes()).map(|_| ()),
+            None => meta.remove(k.as_str()).map(|_| ()),
+        }
+        .map_err(redb_err("write meta"))
     }
 
     /// Records a slave's acknowledged position (not journaled: the master's own bookkeeping).
