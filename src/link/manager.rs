@@ -655,12 +655,20 @@ impl Link {
         } else {
             log::info!("link {}: closed: {why}", c.peer.label());
         }
+        let never_connected = matches!(c.peer.phase, Phase::Connecting);
         if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
             t.conn = None;
             t.failures += 1;
             t.last_error = Some(why.to_string());
             t.next_try = Instant::now() + t.backoff;
-            t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
+            // A refused connection costs nothing: keep trying about once a second at most, so
+            // that a slave that comes back is found quickly. Other failures back off fully.
+            let cap = if never_connected {
+                self.settings.reconnect_max.min(Duration::from_secs(1))
+            } else {
+                self.settings.reconnect_max
+            };
+            t.backoff = (t.backoff * 2).min(cap);
         }
     }
 
