@@ -59,6 +59,8 @@ pub struct Ident {
     pub lsn: Lsn,
     /// A slave: its catalog (file, logged), which is the master's as of `lsn`.
     pub catalog: Vec<(String, bool)>,
+    /// Where clients reach this node ("host:port"; an unspecified host means: my link address).
+    pub client_addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +250,7 @@ impl Ident {
         put_history(&mut w, &self.history);
         w.u64(self.lsn);
         put_catalog(&mut w, &self.catalog);
+        w.bytes(self.client_addr.as_bytes());
         w.0
     }
 
@@ -262,6 +265,7 @@ impl Ident {
         let history = get_history(&mut r)?;
         let lsn = r.u64()?;
         let catalog = get_catalog(&mut r)?;
+        let client_addr = r.string()?;
         r.end()?;
         Ok(Ident {
             role,
@@ -269,6 +273,7 @@ impl Ident {
             history,
             lsn,
             catalog,
+            client_addr,
         })
     }
 }
@@ -442,6 +447,7 @@ mod tests {
             ],
             lsn: 1043,
             catalog: vec![("main".into(), true), ("tmp/x".into(), false)],
+            client_addr: "10.0.0.1:7379".into(),
         };
         assert_eq!(Ident::decode(&ident.encode()), Ok(ident.clone()));
         let b = SyncBegin {

@@ -108,6 +108,12 @@ pub enum WriteRefused {
     /// This node is a slave.
     #[error("READONLY You can't write against a read only replica.")]
     ReadOnly,
+    /// This node was a master and learnt that a newer one exists.
+    #[error("READONLY You can't write against a read only replica. This node was fenced: {0}")]
+    Fenced(String),
+    /// A master checking with its peers at start whether it is still the master.
+    #[error("TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly")]
+    CheckingPeers,
     /// A sync mode's slaves did not acknowledge in time and the policy is to refuse.
     #[error("NOREPLICAS Not enough good replicas to write.")]
     NoReplicas,
@@ -178,6 +184,10 @@ pub struct Engine {
     checkpoint_requested: bool,
     checkpoint_postponed: bool,
     no_replicas: bool,
+    /// Set when a newer master exists: why (persisted until rejoin).
+    fenced: Option<String>,
+    /// A master at start, until it has heard from its peers (or given up waiting).
+    checking_peers: bool,
     /// The oldest LSN a slave may still need (journal retention).
     retention_floor: Option<Lsn>,
     sync_started: Option<Instant>,
@@ -329,6 +339,8 @@ impl Engine {
             checkpoint_requested: false,
             checkpoint_postponed: false,
             no_replicas: false,
+            fenced: None,
+            checking_peers: false,
             retention_floor: None,
             sync_started: None,
             fatal: None,
@@ -336,6 +348,7 @@ impl Engine {
             _lock: lock,
         };
         engine.stats.replayed_at_start = engine.replay()?;
+        engine.load_local_state()?;
         Ok(engine)
     }
 
@@ -538,6 +551,12 @@ impl Engine {
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
         if self.opts.slave {
             return Err(WriteRefused::ReadOnly.into());
+        }
+        if let Some(why) = &self.fenced {
+            return Err(WriteRefused::Fenced(why.clone()).into());
+        }
+        if self.checking_peers {
+            return Err(WriteRefused::CheckingPeers.into());
         }
         if !self.turn_dirty {
             // The first write of a turn: is writing possible at all (disk space, store)?
@@ -958,7 +977,7 @@ impl Drop for Engine {
 }
 
 mod replica;
-pub use replica::{ApplyError, FullSync};
+pub use replica::{ApplyError, FullSync, RoleError};
 
 #[cfg(test)]
 mod tests;

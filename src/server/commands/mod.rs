@@ -226,9 +226,12 @@ pub enum CmdError {
 impl From<WriteError> for CmdError {
     fn from(e: WriteError) -> CmdError {
         match e {
-            WriteError::Refused(r @ (WriteRefused::NoReplicas | WriteRefused::ReadOnly)) => {
-                CmdError::Msg(r.to_string())
-            }
+            WriteError::Refused(
+                r @ (WriteRefused::NoReplicas
+                | WriteRefused::ReadOnly
+                | WriteRefused::Fenced(_)
+                | WriteRefused::CheckingPeers),
+            ) => CmdError::Msg(r.to_string()),
             WriteError::Refused(r) => CmdError::Refused(r),
             WriteError::Store(s) => CmdError::Store(s),
         }

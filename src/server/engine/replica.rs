@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, TurnOutcome};
 use crate::datadir::NewState;
 use crate::journal::{Journal, JournalOptions, Lsn};
 use crate::link::msg::{GenStart, Ident, Role, SyncBegin, WireRecord};
@@ -78,7 +78,164 @@ impl FullSync {
     }
 }
 
+/// Why promote, rejoin or fence could not be done.
+#[derive(Debug, Error)]
+pub enum RoleError {
+    #[error("this node is already the master (generation {0})")]
+    AlreadyMaster(u64),
+    #[error("this node was fenced ({0}); a newer master exists: rejoin it, do not promote")]
+    Fenced(String),
+    #[error("this node is already a slave")]
+    AlreadySlave,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Engine {
+    /// Reads the role and fencing persisted in the store. A store made before (or a new one)
+    /// records the role the config gave.
+    pub(super) fn load_local_state(&mut self) -> Result<(), EngineError> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(());
+        };
+        let role = store.local("role")?;
+        let fenced = store.local("fenced")?;
+        match role.as_deref() {
+            Some("master") => {
+                if self.opts.slave {
+                    log::warn!(
+                        "the config says slave, but this node was promoted: it starts as master (generation {})",
+                        self.generation
+                    );
+                }
+                self.opts.slave = false;
+            }
+            Some("slave") => {
+                if !self.opts.slave {
+                    log::warn!(
+                        "the config says master, but this node rejoined as a slave: it starts as slave"
+                    );
+                }
+                self.opts.slave = true;
+            }
+            _ => {
+                let role = if self.opts.slave { "slave" } else { "master" };
+                self.persist_local("role", Some(role))?
+            }
+        }
+        self.fenced = fenced;
+        if let Some(why) = &self.fenced {
+            log::error!("INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`");
+        }
+        Ok(())
+    }
+
+    /// Writes a local setting and makes it durable at once.
+    fn persist_local(&mut self, key: &str, value: Option<&str>) -> Result<(), EngineError> {
+        self.batch()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .set_local(key, value)?;
+        self.commit_batch();
+        self.sync_now();
+        if let Some(store) = self.store.as_mut() {
+            store.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// The node's role name.
+    pub fn role_name(&self) -> &'static str {
+        if self.opts.slave {
+            "slave"
+        } else {
+            "master"
+        }
+    }
+
+    /// Why this node was fenced, if it was.
+    pub fn fenced(&self) -> Option<&str> {
+        self.fenced.as_deref()
+    }
+
+    /// A master that learnt of a newer one stops taking writes (persisted until rejoin).
+    pub fn fence(&mut self, why: String) {
+        if self.opts.slave || self.fenced.is_some() {
+            return;
+        }
+        log::error!("INCIDENT fenced: {why}; this node refuses writes until `hotbackup rejoin`");
+        if let Err(e) = self.persist_local("fenced", Some(&why)) {
+            log::error!("cannot persist the fencing: {e}");
+        }
+        self.fenced = Some(why);
+    }
+
+    /// At start, a master with peers refuses writes (TRYAGAIN) until it has heard from them.
+    pub fn set_checking_peers(&mut self, on: bool) {
+        self.checking_peers = on;
+    }
+
+    /// Promotes this slave: a new generation starts at the next LSN, the node becomes a
+    /// writable master. Durable when this returns.
+    pub fn promote(&mut self, name: &str) -> Result<u64, RoleError> {
+        if let Some(why) = &self.fenced {
+            return Err(RoleError::Fenced(why.clone()));
+        }
+        if !self.opts.slave {
+            return Err(RoleError::AlreadyMaster(self.generation));
+        }
+        // Whatever the turn has applied goes first, under the old generation.
+        self.end_turn();
+        let generation = self
+            .history()
+            .last()
+            .map_or(1, |g| g.generation)
+            .max(self.generation)
+            + 1;
+        let first_lsn = self.journal.next_lsn();
+        self.generation = generation;
+        let op = crate::txn::Op::NewGeneration {
+            generation,
+            first_lsn,
+            node: self.node_id.to_vec(),
+            name: name.to_string(),
+            time_ms: crate::txn::now_ms(),
+        };
+        self.turn_dirty = true;
+        let batch = self
+            .batch()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        batch.set_lsn(first_lsn);
+        batch.apply(&op)?;
+        self.txn_ops.push(op);
+        self.end_txn();
+        if let TurnOutcome::Failed { message, .. } = self.end_turn() {
+            return Err(StoreError::Corrupt(format!("cannot write the promotion: {message}")).into());
+        }
+        self.opts.slave = false;
+        self.persist_local("role", Some("master"))?;
+        log::warn!(
+            "INCIDENT promoted: this node is the master, generation {generation} from LSN {first_lsn}"
+        );
+        Ok(generation)
+    }
+
+    /// Turns this master (fenced or not) into a slave that waits for the new master. What it
+    /// holds beyond the fork point is exported when the new master connects.
+    pub fn become_slave(&mut self) -> Result<(), RoleError> {
+        if self.opts.slave {
+            return Err(RoleError::AlreadySlave);
+        }
+        self.end_turn();
+        self.opts.slave = true;
+        self.fenced = None;
+        self.persist_local("fenced", None)?;
+        self.persist_local("role", Some("slave"))?;
+        log::warn!("rejoin: this node is now a slave and waits for its master");
+        Ok(())
+    }
+
     /// Whether this node is a slave (read-only for clients).
     pub fn is_slave(&self) -> bool {
         self.opts.slave
@@ -120,6 +277,7 @@ impl Engine {
             history: self.history(),
             lsn,
             catalog,
+            client_addr: String::new(),
         }
     }
 
