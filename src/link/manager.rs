@@ -40,13 +40,15 @@ pub enum ReplicaSync {
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
-    pub slave: bool,
     /// This node's link port (None: no listener).
     pub listen: Option<SocketAddr>,
-    /// Who this node dials and feeds: a master its peers, a slave its downstream.
-    pub dial: Vec<String>,
-    /// Who may connect to the link port: the configured peers ("host:port").
-    pub accept_from: Vec<String>,
+    /// The partner nodes: a master dials and feeds them; a slave follows one of them.
+    pub peers: Vec<String>,
+    /// Slaves a slave feeds itself (cascading).
+    pub downstream: Vec<String>,
+    /// Where clients reach this node ("host:port"; an unspecified host means the address the
+    /// peer sees this node at).
+    pub client_addr: String,
     pub key: Option<Vec<u8>>,
     pub name: String,
     pub heartbeat: Duration,
@@ -64,10 +66,10 @@ pub struct LinkSettings {
 impl Default for LinkSettings {
     fn default() -> Self {
         LinkSettings {
-            slave: false,
             listen: None,
-            dial: Vec::new(),
-            accept_from: Vec::new(),
+            peers: Vec::new(),
+            downstream: Vec::new(),
+            client_addr: String::new(),
             key: None,
             name: String::new(),
             heartbeat: Duration::from_secs(1),
@@ -101,11 +103,15 @@ struct Conn {
     token: Token,
     /// The slave's node id (for its slot), once identified.
     node: Option<[u8; 16]>,
+    /// Where clients reach the peer (from its IDENT).
+    client_addr: String,
     last_slot_write: Instant,
 }
 
 struct Target {
     addr: String,
+    /// Whether this peer was heard from (IDENT exchanged) since the process started.
+    heard: bool,
     next_try: Instant,
     backoff: Duration,
     conn: Option<usize>,
@@ -118,6 +124,8 @@ struct Target {
 pub struct PeerStatus {
     pub addr: String,
     pub name: String,
+    /// Where clients reach it ("" when unknown).
+    pub client_addr: String,
     /// "slave" (we feed it) or "master" (we follow it), or "-" while unidentified.
     pub role: &'static str,
     pub state: String,
@@ -164,6 +172,10 @@ pub struct Link {
     pub stats: LinkStats,
     /// A sync-mode write timed out and the policy is to refuse: since when.
     pub refusing_since: Option<Instant>,
+    /// The role the dial targets were made for (None: not yet made).
+    dialling_as_slave: Option<bool>,
+    /// The master this slave follows: (name, client address), once identified.
+    master: Option<(String, String)>,
 }
 
 const READ_LIMIT: usize = 16 << 20;
@@ -192,19 +204,6 @@ impl Link {
                 log::info!("link: listening on {a}");
             }
         }
-        let now = Instant::now();
-        let targets = settings
-            .dial
-            .iter()
-            .map(|addr| Target {
-                addr: addr.clone(),
-                next_try: now,
-                backoff: settings.reconnect_min,
-                conn: None,
-                last_error: None,
-                failures: 0,
-            })
-            .collect();
         Ok(Link {
             me: PeerId {
                 node_id,
@@ -215,11 +214,156 @@ impl Link {
             listener_token,
             base,
             conns: Vec::new(),
-            targets,
+            targets: Vec::new(),
             scratch: vec![0u8; 256 * 1024],
             stats: LinkStats::default(),
             refusing_since: None,
+            dialling_as_slave: None,
+            master: None,
         })
+    }
+
+    /// Makes the dial targets fit the engine's role (which promote and rejoin change while
+    /// running): a master dials its peers, a slave its downstream. Connections made for the
+    /// other role are closed; both sides reconnect in their new roles.
+    fn sync_role(&mut self, eng: &mut Engine, registry: &Registry) {
+        let slave = eng.is_slave();
+        if self.dialling_as_slave == Some(slave) {
+            return;
+        }
+        let first = self.dialling_as_slave.is_none();
+        self.dialling_as_slave = Some(slave);
+        if !first {
+            log::info!("link: this node is now a {}; reconnecting", eng.role_name());
+            for slot in 0..self.conns.len() {
+                if let Some(c) = self.conns[slot].take() {
+                    self.close(c, "the role of this node changed", eng, registry);
+                }
+            }
+            self.master = None;
+        }
+        let now = Instant::now();
+        let dial = if slave {
+            &self.settings.downstream
+        } else {
+            &self.settings.peers
+        };
+        self.targets = dial
+            .iter()
+            .map(|addr| Target {
+                addr: addr.clone(),
+                heard: false,
+                next_try: now,
+                backoff: self.settings.reconnect_min,
+                conn: None,
+                last_error: None,
+                failures: 0,
+            })
+            .collect();
+    }
+
+    /// At start, a master that has fed a slave before does not take writes until it has
+    /// heard from a peer: the peer may have been promoted meanwhile (then this node is fenced).
+    /// `hotbackup promote` on it ends the wait by hand.
+    pub fn start_peer_check(&mut self, eng: &mut Engine) {
+        if eng.is_slave() || self.settings.peers.is_empty() || !eng.has_fed_slaves() {
+            return;
+        }
+        log::warn!(
+            "this master has fed a slave before: it takes no writes until it has heard from a peer ({}) — the peer may have been promoted meanwhile; `hotbackup promote` ends the wait",
+            self.settings.peers.join(", ")
+        );
+        eng.set_checking_peers(true);
+    }
+
+    /// Where clients reach this node (the bound client port, known once it is bound).
+    pub fn set_client_addr(&mut self, addr: String) {
+        self.settings.client_addr = addr;
+    }
+
+    /// The IDENT this node sends.
+    fn ident(&self, eng: &mut Engine) -> Ident {
+        let mut i = eng.ident();
+        i.client_addr = self.settings.client_addr.clone();
+        i
+    }
+
+    /// Where clients reach the peer: its advertised address, with an unspecified host replaced
+    /// by the address we reach it at.
+    fn client_addr_of(theirs: &Ident, peer_addr: Option<SocketAddr>) -> String {
+        match (theirs.client_addr.parse::<SocketAddr>(), peer_addr) {
+            (Ok(a), Some(p)) if a.ip().is_unspecified() => {
+                SocketAddr::new(p.ip(), a.port()).to_string()
+            }
+            _ => theirs.client_addr.clone(),
+        }
+    }
+
+    /// The master this slave follows: (name, client address).
+    pub fn master(&self) -> Option<&(String, String)> {
+        self.master.as_ref()
+    }
+
+    /// Compares the peer's generation with ours when this node is a master. A newer master
+    /// (or a peer that has seen a newer generation) fences this node; an older master is told
+    /// so by our IDENT and fences itself. Err: do not go on with this connection.
+    fn check_generation(
+        &mut self,
+        c: &Conn,
+        eng: &mut Engine,
+        theirs: &Ident,
+    ) -> Result<(), String> {
+        if eng.is_slave() {
+            return Ok(());
+        }
+        let ours = eng
+            .history()
+            .last()
+            .map_or(1, |g| g.generation)
+            .max(eng.generation());
+        let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+        let name = c.peer.label();
+        let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
+        if their_gen > ours {
+            let why = format!(
+                "{name} is {} at generation {their_gen} (this node: generation {ours}); the master's clients address is {client}",
+                match theirs.role {
+                    Role::Master => "the master",
+                    Role::Slave => "a slave",
+                }
+            );
+            eng.fence(why.clone());
+            eng.set_fenced_master(Some(client));
+            eng.set_checking_peers(false);
+            return Err(format!("this node is fenced: {why}"));
+        }
+        if theirs.role == Role::Master {
+            if their_gen < ours {
+                return Err(format!(
+                    "{name} is an older master (generation {their_gen}, this node {ours}); it fences itself when it reads this node's IDENT"
+                ));
+            }
+            let why = format!(
+                "INCIDENT two masters of generation {ours}: this node and {name}; neither feeds the other — promote one (`hotbackup promote`) and rejoin the other (`hotbackup rejoin`)"
+            );
+            log::error!("{why}");
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// A peer answered (and is not newer): a starting master may take writes.
+    fn mark_heard(&mut self, c: &Conn, eng: &mut Engine) {
+        if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
+            t.heard = true;
+        }
+        if eng.checking_peers() && eng.fenced().is_none() {
+            log::info!(
+                "link {}: heard from a peer; this master takes writes",
+                c.peer.label()
+            );
+            eng.set_checking_peers(false);
+        }
     }
 
     /// The address the link port is bound to.
@@ -262,10 +406,12 @@ impl Link {
         );
         for (what, changed) in [
             ("listen", old.listen != new.listen),
-            ("peers/downstream", old.dial != new.dial),
+            (
+                "peers/downstream",
+                old.peers != new.peers || old.downstream != new.downstream,
+            ),
             ("key_file", old.key != new.key),
             ("max_frame", old.max_frame != new.max_frame),
-            ("role", old.slave != new.slave),
         ] {
             if changed {
                 notes.push(format!(
@@ -327,7 +473,8 @@ impl Link {
             v4 => v4,
         };
         let ip = canon(ip);
-        self.settings.accept_from.iter().any(|p| {
+        let accept = self.settings.peers.iter().chain(&self.settings.downstream);
+        accept.into_iter().any(|p| {
             p.to_socket_addrs()
                 .map(|mut addrs| addrs.any(|a| canon(a.ip()) == ip))
                 .unwrap_or(false)
@@ -357,6 +504,7 @@ impl Link {
             target,
             token,
             node: None,
+            client_addr: String::new(),
             last_slot_write: Instant::now(),
         });
         Some(slot)
@@ -461,7 +609,8 @@ impl Link {
                 c.peer.send(auth::T_PROOF, &proof);
                 c.peer.authenticate(&session);
                 c.peer.who = Some(who);
-                c.peer.send(msg::T_IDENT, &eng.ident().encode());
+                let mine = self.ident(eng);
+                c.peer.send(msg::T_IDENT, &mine.encode());
                 c.peer.phase = Phase::Ident;
                 Ok(())
             }
@@ -507,6 +656,7 @@ impl Link {
                 }
                 let theirs = Ident::decode(payload).map_err(|e| e.to_string())?;
                 c.node = c.peer.who.as_ref().map(|w| w.node_id);
+                c.client_addr = Self::client_addr_of(&theirs, c.peer.stream.peer_addr().ok());
                 match c.peer.side {
                     Side::Dialer => self.start_feed(c, eng, &theirs),
                     Side::Listener => self.answer_ident(c, eng, &theirs),
@@ -518,6 +668,13 @@ impl Link {
 
     /// We dialled: the peer should be a slave we feed.
     fn start_feed(&mut self, c: &mut Conn, eng: &mut Engine, theirs: &Ident) -> Result<(), String> {
+        self.check_generation(c, eng, theirs)?;
+        if let Some(why) = eng.fenced() {
+            return Err(format!(
+                "this node is fenced ({why}); it feeds no one until `hotbackup rejoin`"
+            ));
+        }
+        self.mark_heard(c, eng);
         match Feed::start(eng, &mut c.peer, theirs) {
             Ok(feed) => {
                 if feed.full_sync {
@@ -530,6 +687,7 @@ impl Link {
                     t.last_error = None;
                 }
                 c.job = Job::Feed(Box::new(feed));
+                eng.note_fed_slave();
                 self.write_slot(c, eng, true);
                 Ok(())
             }
@@ -552,13 +710,22 @@ impl Link {
         eng: &mut Engine,
         theirs: &Ident,
     ) -> Result<(), String> {
-        let mine = eng.ident();
+        let mine = self.ident(eng);
         c.peer.send(msg::T_IDENT, &mine.encode());
         // Whoever dials feeds: a master, or a slave passing the stream on (cascading).
         if !eng.is_slave() {
+            if let Err(why) = self.check_generation(c, eng, theirs) {
+                c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+                return Err(why);
+            }
+            self.mark_heard(c, eng);
             let why = format!(
-                "this node is a master (generation {}); it does not follow another master",
-                eng.generation()
+                "this node is a master (generation {}); it does not follow a {}",
+                eng.generation(),
+                match theirs.role {
+                    Role::Master => "master",
+                    Role::Slave => "slave",
+                },
             );
             log::error!(
                 "INCIDENT link {}: a {} (generation {}) dialled this master to feed it: {why}",
@@ -569,6 +736,18 @@ impl Link {
                 },
                 theirs.history.last().map_or(0, |g| g.generation)
             );
+            c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+            return Err(why);
+        }
+        // Never follow a stream from an older generation than this node's.
+        let ours = eng.history().last().map_or(1, |g| g.generation);
+        let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+        if their_gen < ours {
+            let why = format!(
+                "this node is at generation {ours}; it does not follow {} at the older generation {their_gen}",
+                c.peer.label()
+            );
+            log::error!("INCIDENT link: {why}");
             c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
             return Err(why);
         }
@@ -591,6 +770,9 @@ impl Link {
             o.peer.closed = true;
         }
         log::info!("link {}: following this master", c.peer.label());
+        let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
+        self.master = Some((c.peer.label(), client.clone()));
+        eng.set_master_addr(Some(client));
         c.job = Job::Follow(Box::default());
         Ok(())
     }
@@ -674,6 +856,7 @@ impl Link {
 
     /// After a turn: ship what became durable, acknowledge what arrived, flush.
     pub fn after_turn(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.sync_role(eng, registry);
         self.reap(eng, registry);
         for slot in 0..self.conns.len() {
             let Some(mut c) = self.conns[slot].take() else {
@@ -700,6 +883,7 @@ impl Link {
 
     /// Timers: dial what is due, heartbeats, silent peers.
     pub fn tick(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.sync_role(eng, registry);
         let now = Instant::now();
         for i in 0..self.targets.len() {
             if self.targets[i].conn.is_some() || self.targets[i].next_try > now {
@@ -855,6 +1039,7 @@ impl Link {
             let mut s = PeerStatus {
                 addr: p.addr.clone(),
                 name: p.who.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
+                client_addr: c.client_addr.clone(),
                 role: "-",
                 state: match p.phase {
                     Phase::Connecting => "connecting".into(),
@@ -914,6 +1099,7 @@ impl Link {
                 out.push(PeerStatus {
                     addr: t.addr.clone(),
                     name: String::new(),
+                    client_addr: String::new(),
                     role: "slave",
                     state: format!(
                         "down{}",

@@ -6,4 +6,5 @@ pub mod journal_cmd;
 pub mod json;
 pub mod local_pair;
 pub mod port_check;
+pub mod role_cmd;
 pub mod status;

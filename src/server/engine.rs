@@ -90,6 +90,21 @@ pub enum EngineError {
         "the journal starts at LSN {first} but the store needs LSN {needed} onwards: journal segments are missing"
     )]
     JournalMissing { first: Lsn, needed: Lsn },
+    #[error("{0}")]
+    Role(String),
+}
+
+/// Where the master is, for a refused write's message (empty when unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MasterHint(pub Option<String>);
+
+impl std::fmt::Display for MasterHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(a) => write!(f, " The master is at {a}."),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why a write was refused before anything was done.
@@ -106,13 +121,15 @@ pub enum WriteRefused {
     #[error("writes are refused: {0}")]
     Unavailable(String),
     /// This node is a slave.
-    #[error("READONLY You can't write against a read only replica.")]
-    ReadOnly,
+    #[error("READONLY You can't write against a read only replica.{0}")]
+    ReadOnly(MasterHint),
     /// This node was a master and learnt that a newer one exists.
     #[error("READONLY You can't write against a read only replica. This node was fenced: {0}")]
     Fenced(String),
     /// A master checking with its peers at start whether it is still the master.
-    #[error("TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly")]
+    #[error(
+        "TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly"
+    )]
     CheckingPeers,
     /// A sync mode's slaves did not acknowledge in time and the policy is to refuse.
     #[error("NOREPLICAS Not enough good replicas to write.")]
@@ -186,6 +203,8 @@ pub struct Engine {
     no_replicas: bool,
     /// Set when a newer master exists: why (persisted until rejoin).
     fenced: Option<String>,
+    /// Where clients reach the master (a slave's master, or the master that fenced this node).
+    master_addr: Option<String>,
     /// A master at start, until it has heard from its peers (or given up waiting).
     checking_peers: bool,
     /// The oldest LSN a slave may still need (journal retention).
@@ -340,6 +359,7 @@ impl Engine {
             checkpoint_postponed: false,
             no_replicas: false,
             fenced: None,
+            master_addr: None,
             checking_peers: false,
             retention_floor: None,
             sync_started: None,
@@ -429,6 +449,20 @@ impl Engine {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.data
+    }
+
+    /// Why this node's role refuses writes now (slave, fenced, checking with its peers).
+    pub fn role_refusal(&self) -> Option<WriteRefused> {
+        if self.opts.slave {
+            return Some(WriteRefused::ReadOnly(MasterHint(self.master_addr.clone())));
+        }
+        if let Some(why) = &self.fenced {
+            return Some(WriteRefused::Fenced(why.clone()));
+        }
+        if self.checking_peers {
+            return Some(WriteRefused::CheckingPeers);
+        }
+        None
     }
 
     pub fn generation(&self) -> u64 {
@@ -549,14 +583,8 @@ impl Engine {
     /// Applies one op of the current transaction. Data ops on a file that does not exist yet
     /// first create it, with the logged flag the config globs give.
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
-        if self.opts.slave {
-            return Err(WriteRefused::ReadOnly.into());
-        }
-        if let Some(why) = &self.fenced {
-            return Err(WriteRefused::Fenced(why.clone()).into());
-        }
-        if self.checking_peers {
-            return Err(WriteRefused::CheckingPeers.into());
+        if let Some(r) = self.role_refusal() {
+            return Err(r.into());
         }
         if !self.turn_dirty {
             // The first write of a turn: is writing possible at all (disk space, store)?

@@ -217,7 +217,7 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
 
 impl Server {
     /// Binds the listeners. The engine is already open (recovery done).
-    pub fn new(eng: Engine, settings: Settings) -> Result<Server, ServerError> {
+    pub fn new(mut eng: Engine, settings: Settings) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let mut tcp = None;
         let mut port = 0;
@@ -260,7 +260,7 @@ impl Server {
                 None
             }
         };
-        let link = crate::link::manager::Link::new(
+        let mut link = crate::link::manager::Link::new(
             settings.link.clone(),
             eng.node_id(),
             poll.registry(),
@@ -279,6 +279,10 @@ impl Server {
             ),
             source,
         })?;
+        if let Some(a) = tcp.as_ref().and_then(|t| t.local_addr().ok()) {
+            link.set_client_addr(a.to_string());
+        }
+        link.start_peer_check(&mut eng);
         let waker = std::sync::Arc::new(
             mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
         );

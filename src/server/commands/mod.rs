@@ -11,6 +11,7 @@ mod connection;
 mod hashes;
 pub mod keys;
 mod native;
+mod role;
 pub mod server;
 mod strings;
 mod transactions;
@@ -175,6 +176,10 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.logged", -2, READ, NOKEY, native::logged),
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
+    // roles
+    spec("role", 1, FAST, NOKEY, role::role),
+    spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),
+    spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
@@ -228,7 +233,7 @@ impl From<WriteError> for CmdError {
         match e {
             WriteError::Refused(
                 r @ (WriteRefused::NoReplicas
-                | WriteRefused::ReadOnly
+                | WriteRefused::ReadOnly(_)
                 | WriteRefused::Fenced(_)
                 | WriteRefused::CheckingPeers),
             ) => CmdError::Msg(r.to_string()),
@@ -353,12 +358,14 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args) -> Class {
         encode::error(ctx.out, &CmdError::NoAuth.to_string());
         return Class::Other;
     }
-    if spec.flags & WRITE != 0 && ctx.eng.is_slave() {
-        if ctx.conn.multi.is_some() {
-            ctx.conn.multi_dirty = true;
+    if spec.flags & WRITE != 0 {
+        if let Some(refusal) = ctx.eng.role_refusal() {
+            if ctx.conn.multi.is_some() {
+                ctx.conn.multi_dirty = true;
+            }
+            encode::error(ctx.out, &refusal.to_string());
+            return Class::Other;
         }
-        encode::error(ctx.out, READONLY);
-        return Class::Other;
     }
     let arity_ok = if spec.arity >= 0 {
         args.len() == spec.arity as usize

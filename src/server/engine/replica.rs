@@ -24,6 +24,10 @@ pub enum ApplyError {
     Gap { expected: Lsn, got: Lsn },
     #[error("record LSN {lsn} does not decode: {what}")]
     Decode { lsn: Lsn, what: String },
+    #[error(
+        "this node is no longer a slave (it was promoted): nothing more is applied from the old master"
+    )]
+    NotSlave,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -127,7 +131,9 @@ impl Engine {
         }
         self.fenced = fenced;
         if let Some(why) = &self.fenced {
-            log::error!("INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`");
+            log::error!(
+                "INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`"
+            );
         }
         Ok(())
     }
@@ -147,11 +153,7 @@ impl Engine {
 
     /// The node's role name.
     pub fn role_name(&self) -> &'static str {
-        if self.opts.slave {
-            "slave"
-        } else {
-            "master"
-        }
+        if self.opts.slave { "slave" } else { "master" }
     }
 
     /// Why this node was fenced, if it was.
@@ -174,6 +176,43 @@ impl Engine {
     /// At start, a master with peers refuses writes (TRYAGAIN) until it has heard from them.
     pub fn set_checking_peers(&mut self, on: bool) {
         self.checking_peers = on;
+    }
+
+    pub fn checking_peers(&self) -> bool {
+        self.checking_peers
+    }
+
+    /// Where clients reach the master this slave follows (or the master that fenced it).
+    pub fn set_master_addr(&mut self, addr: Option<String>) {
+        self.master_addr = addr;
+    }
+
+    pub fn master_addr(&self) -> Option<&str> {
+        self.master_addr.as_deref()
+    }
+
+    /// Records the new master's client address for a fenced node's messages.
+    pub fn set_fenced_master(&mut self, addr: Option<String>) {
+        self.master_addr = addr;
+    }
+
+    /// Whether this node has ever fed a slave (or was promoted): then some other node may
+    /// hold this database and be promoted, so a restarting master checks with its peers.
+    pub fn has_fed_slaves(&self) -> bool {
+        self.store
+            .as_ref()
+            .and_then(|s| s.local("fed").ok().flatten())
+            .is_some()
+    }
+
+    /// Notes (once, durably) that this node fed a slave.
+    pub fn note_fed_slave(&mut self) {
+        if self.has_fed_slaves() {
+            return;
+        }
+        if let Err(e) = self.persist_local("fed", Some("1")) {
+            log::warn!("cannot record that this node feeds a slave: {e}");
+        }
     }
 
     /// Promotes this slave: a new generation starts at the next LSN, the node becomes a
@@ -211,10 +250,14 @@ impl Engine {
         self.txn_ops.push(op);
         self.end_txn();
         if let TurnOutcome::Failed { message, .. } = self.end_turn() {
-            return Err(StoreError::Corrupt(format!("cannot write the promotion: {message}")).into());
+            return Err(
+                StoreError::Corrupt(format!("cannot write the promotion: {message}")).into(),
+            );
         }
         self.opts.slave = false;
         self.persist_local("role", Some("master"))?;
+        // Another node holds this database: a restart checks with the peers first.
+        self.persist_local("fed", Some("1"))?;
         log::warn!(
             "INCIDENT promoted: this node is the master, generation {generation} from LSN {first_lsn}"
         );
@@ -284,6 +327,9 @@ impl Engine {
     /// Applies one record from the master: journaled with its own LSN and generation, applied
     /// to the open batch. It becomes durable with the turn's group commit.
     pub fn apply_remote(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
+        if !self.opts.slave {
+            return Err(ApplyError::NotSlave);
+        }
         let expected = self.journal.next_lsn();
         if rec.lsn != expected {
             return Err(ApplyError::Gap {
@@ -390,6 +436,12 @@ impl Engine {
     /// Completes a full sync: makes the new copy durable, switches to it atomically, and goes
     /// on from its LSN. The old copy is removed.
     pub fn finish_full_sync(&mut self, mut fs: FullSync) -> Result<(), EngineError> {
+        if !self.opts.slave {
+            self.abort_full_sync(fs);
+            return Err(EngineError::Role(
+                "this node was promoted during a full sync: the new copy is discarded".into(),
+            ));
+        }
         fs.commit()?;
         if let Some(store) = fs.store.as_mut() {
             store.checkpoint()?;

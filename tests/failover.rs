@@ -1,0 +1,218 @@
+//! Failover between real processes on loopback: promote, fencing of an old master (also across
+//! a cut link), rejoin with exported lost transactions, switchover, and repeated cycles.
+//!
+//! Each pair's link goes through proxies (one towards each node) so that tests can cut it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pair::*;
+use common::proxy::Proxy;
+use common::{Node, cli, free_port, key_file, wait_until};
+
+/// A and B, each reaching the other through a proxy: A starts as master, B as its slave.
+struct Duo {
+    a: Node,
+    b: Node,
+    /// Forwards to A's link port (B dials A through it).
+    to_a: Proxy,
+    /// Forwards to B's link port (A dials B through it).
+    to_b: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+impl Duo {
+    fn start(extra: &str) -> Duo {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_file(dir.path(), "pair.key", KEY);
+        let (la, lb) = (free_port(), free_port());
+        let to_a = Proxy::start(format!("127.0.0.1:{la}").parse().unwrap());
+        let to_b = Proxy::start(format!("127.0.0.1:{lb}").parse().unwrap());
+        node_config(
+            &dir.path().join("b"),
+            "slave",
+            lb,
+            &[to_a.addr().to_string()],
+            &key,
+            extra,
+        );
+        let b = Node::start_in(&dir.path().join("b"));
+        node_config(
+            &dir.path().join("a"),
+            "master",
+            la,
+            &[to_b.addr().to_string()],
+            &key,
+            extra,
+        );
+        let a = Node::start_in(&dir.path().join("a"));
+        Duo {
+            a,
+            b,
+            to_a,
+            to_b,
+            _dir: dir,
+        }
+    }
+
+    /// Cuts the link both ways: current connections die, new ones are refused.
+    fn cut(&self) {
+        self.to_a.refuse(true);
+        self.to_b.refuse(true);
+        self.to_a.cut();
+        self.to_b.cut();
+    }
+
+    fn heal(&self) {
+        self.to_a.refuse(false);
+        self.to_b.refuse(false);
+    }
+}
+
+fn config_of(n: &Node) -> String {
+    n.config.display().to_string()
+}
+
+/// `hotbackup promote` on a node: (exit code, stdout, stderr).
+fn promote(n: &Node) -> (i32, String, String) {
+    cli(&["promote", "--config", &config_of(n)])
+}
+
+/// A SET; Err is the error as the `redis` crate shows it (its kind, e.g. "ReadOnly", then the
+/// server's text).
+fn try_set(n: &Node, k: &str, v: &str) -> Result<(), String> {
+    let mut c = n.client();
+    redis::cmd("SET")
+        .arg(k)
+        .arg(v)
+        .query::<()>(&mut c)
+        .map_err(|e| e.to_string())
+}
+
+fn get(n: &Node, k: &str) -> Option<String> {
+    let mut c = n.client();
+    redis::cmd("GET").arg(k).query(&mut c).unwrap()
+}
+
+fn wait_state(n: &Node, state: &str, within: Duration) {
+    let ok = wait_until(within, || writes_state(n) == state);
+    assert!(
+        ok,
+        "{} never reached writes:{state}: {}\n--- log\n{}",
+        n.addr,
+        info(n, "replication"),
+        n.log_text()
+    );
+}
+
+#[test]
+fn promote_makes_the_slave_a_writable_master_and_the_restarted_old_master_is_fenced() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 2000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+
+    // A slave refuses writes, naming its master.
+    let e = try_set(&d.b, "x", "1").unwrap_err();
+    assert!(e.to_lowercase().contains("readonly"), "{e}");
+    assert!(e.contains(&format!("The master is at {}", d.a.addr)), "{e}");
+
+    let t = Instant::now();
+    let (code, out, err) = promote(&d.b);
+    let took = t.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("now the master, generation 2"), "{out}");
+    try_set(&d.b, "after", "promotion").unwrap();
+    eprintln!("promote: writable {took:?} after the command started");
+    assert_eq!(
+        field(&info(&d.b, "replication"), "generation").as_deref(),
+        Some("2")
+    );
+    // Promoting again is harmless.
+    let (code, out, _) = promote(&d.b);
+    assert_eq!(code, 0);
+    assert!(out.contains("already the master"), "{out}");
+
+    // The old master comes back: it learns of generation 2 from B and is fenced.
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let e = try_set(&d.a, "y", "1").unwrap_err();
+    assert!(e.contains("fenced"), "{e}");
+    assert!(
+        e.contains(&d.b.addr.to_string()),
+        "the error names the new master's client address {}: {e}",
+        d.b.addr
+    );
+    // Still readable.
+    assert!(get(&d.a, "k0000001").is_some());
+    assert!(d.a.log_text().contains("INCIDENT fenced"));
+    // A fenced node cannot be promoted: it must rejoin.
+    let (code, _, err) = promote(&d.a);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("rejoin"), "{err}");
+    // The fencing survives a restart.
+    assert_eq!(d.a.stop(), Some(0));
+    d.a.launch();
+    assert_eq!(writes_state(&d.a), "fenced");
+    // B took every write meanwhile.
+    try_set(&d.b, "still", "master").unwrap();
+}
+
+#[test]
+fn an_old_master_restarted_while_the_link_is_cut_takes_no_write_and_is_fenced_when_it_heals() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+    d.cut();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    try_set(&d.b, "b-only", "1").unwrap();
+
+    d.a.launch();
+    // Cut off from its peer, the restarted master does not know whether it is still the master:
+    // it takes no write, however long the cut lasts (bounded here to 3 s of attempts).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut attempts = 0;
+    while Instant::now() < deadline {
+        let e = try_set(&d.a, "a-only", "1").unwrap_err();
+        assert!(e.to_lowercase().contains("tryagain"), "{e}");
+        attempts += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(attempts > 10);
+    assert_eq!(writes_state(&d.a), "checking_peers");
+
+    d.heal();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    assert!(try_set(&d.a, "a-only", "1").is_err());
+    assert_eq!(get(&d.a, "a-only"), None);
+    assert_eq!(writes_state(&d.b), "ok");
+}
+
+#[test]
+fn a_master_cut_off_while_its_slave_is_promoted_is_fenced_within_a_heartbeat_timeout_of_contact() {
+    let d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both take writes while they cannot see each other (async mode: A's are lost to B, and
+    // are exported when A rejoins).
+    try_set(&d.a, "a-side", "1").unwrap();
+    try_set(&d.b, "b-side", "1").unwrap();
+
+    d.heal();
+    let healed = Instant::now();
+    // peer_timeout is 2 s in these configs; A must be fenced within it of the link working.
+    wait_state(&d.a, "fenced", Duration::from_secs(10));
+    let dual = healed.elapsed();
+    eprintln!("two writable masters for {dual:?} after the link healed");
+    assert!(
+        dual < Duration::from_secs(2) + Duration::from_millis(600),
+        "two writable masters for {dual:?} after contact"
+    );
+    assert_eq!(writes_state(&d.b), "ok");
+}
