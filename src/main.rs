@@ -83,19 +83,22 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum JournalCmd {
     /// Verify every segment and record: exit 0 if start-up would succeed, 1 if corrupt.
+    /// A single file (tape, archived segment) must be whole and continuous.
     Check {
         /// The instance's config file (its data_dir's journal is checked).
         #[arg(
             short,
             long,
             value_name = "FILE",
-            conflicts_with = "dir",
-            required_unless_present = "dir"
+            conflicts_with_all = ["dir", "path"],
+            required_unless_present_any = ["dir", "path"]
         )]
         config: Option<PathBuf>,
         /// A journal directory to check instead.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "path")]
         dir: Option<PathBuf>,
+        /// A journal directory or a single journal file (tape, segment) to check instead.
+        path: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -171,9 +174,14 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             Ok(ExitCode::from(st.exit_code() as u8))
         }
         Cmd::Journal { cmd } => match cmd {
-            JournalCmd::Check { config, dir, json } => {
-                let dir = journal_dir(config, dir)?;
-                let report = journal_cmd::check(&dir);
+            JournalCmd::Check {
+                config,
+                dir,
+                path,
+                json,
+            } => {
+                let dir = journal_dir(config, dir.or(path))?;
+                let report = journal_cmd::check_path(&dir);
                 if json {
                     println!("{}", report.to_json(&dir));
                 } else {

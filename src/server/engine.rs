@@ -112,7 +112,9 @@ pub enum WriteRefused {
     #[error("READONLY You can't write against a read only replica. This node was fenced: {0}")]
     Fenced(String),
     /// A master checking with its peers at start whether it is still the master.
-    #[error("TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly")]
+    #[error(
+        "TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly"
+    )]
     CheckingPeers,
     /// A sync mode's slaves did not acknowledge in time and the policy is to refuse.
     #[error("NOREPLICAS Not enough good replicas to write.")]

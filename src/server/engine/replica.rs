@@ -127,7 +127,9 @@ impl Engine {
         }
         self.fenced = fenced;
         if let Some(why) = &self.fenced {
-            log::error!("INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`");
+            log::error!(
+                "INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`"
+            );
         }
         Ok(())
     }
@@ -147,11 +149,7 @@ impl Engine {
 
     /// The node's role name.
     pub fn role_name(&self) -> &'static str {
-        if self.opts.slave {
-            "slave"
-        } else {
-            "master"
-        }
+        if self.opts.slave { "slave" } else { "master" }
     }
 
     /// Why this node was fenced, if it was.
@@ -211,7 +209,9 @@ impl Engine {
         self.txn_ops.push(op);
         self.end_txn();
         if let TurnOutcome::Failed { message, .. } = self.end_turn() {
-            return Err(StoreError::Corrupt(format!("cannot write the promotion: {message}")).into());
+            return Err(
+                StoreError::Corrupt(format!("cannot write the promotion: {message}")).into(),
+            );
         }
         self.opts.slave = false;
         self.persist_local("role", Some("master"))?;
