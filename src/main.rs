@@ -39,7 +39,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Look inside the journal (read-only; safe while the daemon runs).
+    /// The journal: look inside (read-only; safe while the daemon runs), export and load tapes.
     Journal {
         #[command(subcommand)]
         cmd: JournalCmd,
@@ -125,6 +125,20 @@ enum JournalCmd {
         /// One JSON object per record instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Copy journal records (an LSN range) to a tape file; safe while the daemon runs. Only
+    /// durable records are exported.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// First LSN to export.
+        #[arg(long)]
+        from: u64,
+        /// Last LSN to export (default: the last durable one).
+        #[arg(long)]
+        to: Option<u64>,
+        /// The tape to write (must not exist).
+        file: PathBuf,
     },
 }
 
@@ -213,6 +227,24 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     Err(e) => {
                         drop(out);
                         eprintln!("hotbackup: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+            JournalCmd::Export {
+                config,
+                from,
+                to,
+                file,
+            } => {
+                let cfg = load(&config.config)?;
+                match hotbackup::ops::export::export_node(&cfg, from, to, &file) {
+                    Ok(s) => {
+                        println!("{}", hotbackup::ops::export::describe(&s));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("hotbackup: journal export: {e}");
                         Err(ExitCode::FAILURE)
                     }
                 }
