@@ -63,7 +63,7 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
-    /// Look inside the journal (read-only; safe while the daemon runs).
+    /// The journal: look inside (read-only; safe while the daemon runs), export and load tapes.
     Journal {
         #[command(subcommand)]
         cmd: JournalCmd,
@@ -107,19 +107,22 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum JournalCmd {
     /// Verify every segment and record: exit 0 if start-up would succeed, 1 if corrupt.
+    /// A single file (tape, archived segment) must be whole and continuous.
     Check {
         /// The instance's config file (its data_dir's journal is checked).
         #[arg(
             short,
             long,
             value_name = "FILE",
-            conflicts_with = "dir",
-            required_unless_present = "dir"
+            conflicts_with_all = ["dir", "path"],
+            required_unless_present_any = ["dir", "path"]
         )]
         config: Option<PathBuf>,
         /// A journal directory to check instead.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "path")]
         dir: Option<PathBuf>,
+        /// A journal directory or a single journal file (tape, segment) to check instead.
+        path: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -146,6 +149,20 @@ enum JournalCmd {
         /// One JSON object per record instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Copy journal records (an LSN range) to a tape file; safe while the daemon runs. Only
+    /// durable records are exported.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// First LSN to export.
+        #[arg(long)]
+        from: u64,
+        /// Last LSN to export (default: the last durable one).
+        #[arg(long)]
+        to: Option<u64>,
+        /// The tape to write (must not exist).
+        file: PathBuf,
     },
 }
 
@@ -227,9 +244,14 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             )))
         }
         Cmd::Journal { cmd } => match cmd {
-            JournalCmd::Check { config, dir, json } => {
-                let dir = journal_dir(config, dir)?;
-                let report = journal_cmd::check(&dir);
+            JournalCmd::Check {
+                config,
+                dir,
+                path,
+                json,
+            } => {
+                let dir = journal_dir(config, dir.or(path))?;
+                let report = journal_cmd::check_path(&dir);
                 if json {
                     println!("{}", report.to_json(&dir));
                 } else {
@@ -261,6 +283,24 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     Err(e) => {
                         drop(out);
                         eprintln!("hotbackup: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+            JournalCmd::Export {
+                config,
+                from,
+                to,
+                file,
+            } => {
+                let cfg = load(&config.config)?;
+                match hotbackup::ops::export::export_node(&cfg, from, to, &file) {
+                    Ok(s) => {
+                        println!("{}", hotbackup::ops::export::describe(&s));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("hotbackup: journal export: {e}");
                         Err(ExitCode::FAILURE)
                     }
                 }

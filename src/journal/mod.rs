@@ -3,7 +3,8 @@
 //! Append-only segment files of framed records (length, CRC32C, LSN strictly +1, generation,
 //! payload). This module owns the files under `DATA_DIR/journal/`: their format ([`format`]),
 //! writing with group commit ([`writer`]), recovery of a torn tail ([`recovery`]) and reading by
-//! LSN ([`reader`]). It knows nothing of what a payload means (see [`crate::txn`]) and never
+//! LSN ([`reader`]), and tapes: the same format in a file of its own, carried between nodes
+//! ([`tape`]). It knows nothing of what a payload means (see [`crate::txn`]) and never
 //! imports the store, the server or the link.
 
 pub mod format;
@@ -12,6 +13,7 @@ pub mod reader;
 pub mod recovery;
 pub mod segment;
 pub mod syncer;
+pub mod tape;
 pub mod writer;
 
 use std::io;

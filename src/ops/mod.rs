@@ -2,6 +2,8 @@
 //! value that renders itself for humans and as JSON; `main.rs` only dispatches and prints.
 
 pub mod client;
+pub mod daemon;
+pub mod export;
 pub mod journal_cmd;
 pub mod json;
 pub mod local_pair;
