@@ -804,8 +804,8 @@ impl Engine {
     /// Takes a syncer result. A failed sync is fatal: returns the message.
     pub fn on_sync(&mut self, o: SyncOutcome) {
         match o {
-            SyncOutcome::Synced(lsn) => {
-                self.journal.mark_durable(lsn);
+            SyncOutcome::Synced { journal, upto } => {
+                self.journal.mark_durable(journal, upto);
                 if let Some(t) = self.sync_started.take() {
                     self.stats.syncs += 1;
                     self.stats.sync_us += t.elapsed().as_micros() as u64;
