@@ -15,8 +15,8 @@
 //! HEARTBEAT   both: I am alive; my durable LSN and wall clock
 //! ```
 
-use thiserror::Error;
 
+pub use crate::codec::{MsgError, Reader, Writer};
 use crate::journal::{DbId, Lsn};
 
 pub const T_IDENT: u8 = 16;
@@ -28,12 +28,6 @@ pub const T_RECORDS: u8 = 21;
 pub const T_ACK: u8 = 22;
 pub const T_HEARTBEAT: u8 = 23;
 
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("malformed {what} message: {why}")]
-pub struct MsgError {
-    pub what: &'static str,
-    pub why: &'static str,
-}
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,105 +92,6 @@ pub struct Heartbeat {
     pub durable: Lsn,
 }
 
-/// Appends little-endian fields.
-#[derive(Default)]
-pub struct Writer(pub Vec<u8>);
-
-impl Writer {
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-        self
-    }
-    pub fn raw(&mut self, b: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(b);
-        self
-    }
-}
-
-/// Reads fields back, checking every length.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
-        Reader { buf, pos: 0, what }
-    }
-    fn err(&self, why: &'static str) -> MsgError {
-        MsgError {
-            what: self.what,
-            why,
-        }
-    }
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], MsgError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(self.err("truncated"))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    pub fn u8(&mut self) -> Result<u8, MsgError> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u32(&mut self) -> Result<u32, MsgError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub fn u64(&mut self) -> Result<u64, MsgError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub fn bytes(&mut self) -> Result<&'a [u8], MsgError> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    pub fn string(&mut self) -> Result<String, MsgError> {
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
-    }
-    pub fn db_id(&mut self) -> Result<DbId, MsgError> {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(self.take(16)?);
-        Ok(id)
-    }
-    /// A count of items each at least `min` bytes long, checked against what is left.
-    pub fn count(&mut self, min: usize) -> Result<usize, MsgError> {
-        let n = self.u32()? as usize;
-        if n.saturating_mul(min.max(1)) > self.buf.len() - self.pos {
-            return Err(self.err("count larger than the message"));
-        }
-        Ok(n)
-    }
-    pub fn end(&self) -> Result<(), MsgError> {
-        if self.pos != self.buf.len() {
-            return Err(self.err("trailing bytes"));
-        }
-        Ok(())
-    }
-    pub fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
-    }
-}
 
 fn put_history(w: &mut Writer, h: &[GenStart]) {
     w.u32(h.len() as u32);
