@@ -216,3 +216,141 @@ fn a_master_cut_off_while_its_slave_is_promoted_is_fenced_within_a_heartbeat_tim
     );
     assert_eq!(writes_state(&d.b), "ok");
 }
+
+/// `hotbackup rejoin` on a node: (exit code, stdout, stderr).
+fn rejoin(n: &Node, extra: &[&str]) -> (i32, String, String) {
+    let config = config_of(n);
+    let mut args = vec!["rejoin", "--config", config.as_str(), "--timeout", "60"];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+fn cmd(n: &Node, args: &[&str]) -> Result<redis::Value, String> {
+    let mut c = n.client();
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut c).map_err(|e| e.to_string())
+}
+
+fn link_stat(n: &Node, name: &str) -> u64 {
+    field(&info(n, "replication"), name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 3000);
+    let _ = cmd(&d.a, &["HSET", "h", "f1", "v1", "f2", "v2"]);
+    let _ = cmd(&d.a, &["SET", "counter", "10"]);
+    let _ = cmd(&d.a, &["SET", "log", "a"]);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // The link fails; A takes writes B never gets (acknowledged: async mode).
+    d.cut();
+    for i in 0..20 {
+        try_set(&d.a, &format!("a-only-{i}"), "x").unwrap();
+    }
+    try_set(&d.a, "k0000001", "changed-on-a").unwrap();
+    cmd(&d.a, &["DEL", "k0000002"]).unwrap();
+    cmd(&d.a, &["APPEND", "log", "-a1"]).unwrap();
+    cmd(&d.a, &["INCR", "counter"]).unwrap();
+    cmd(&d.a, &["HSET", "h", "f3", "on-a"]).unwrap();
+    cmd(&d.a, &["HB.CREATE", "scratch"]).unwrap();
+    cmd(&d.a, &["HB.WRITE", "scratch", "s1", "x"]).unwrap();
+    let a_durable = durable(&d.a);
+    d.a.kill9();
+
+    // B is promoted and takes writes of its own, some to the same items.
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    try_set(&d.b, "k0000001", "changed-on-b").unwrap();
+    cmd(&d.b, &["APPEND", "log", "-b1"]).unwrap();
+    cmd(&d.b, &["INCR", "counter"]).unwrap();
+    cmd(&d.b, &["HSET", "h", "f4", "on-b"]).unwrap();
+    for i in 0..50 {
+        try_set(&d.b, &format!("b-{i}"), "y").unwrap();
+    }
+
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("were never sent to the new master") || out.contains("were never sent"),
+        "the rejoin names the lost transactions:\n{out}\n{err}"
+    );
+    // More writes on B while A catches up, touching repaired items again.
+    cmd(&d.b, &["APPEND", "log", "-b2"]).unwrap();
+    try_set(&d.b, "a-only-3", "now-on-b").unwrap();
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(get(&d.a, "log").as_deref(), Some("a-b1-b2"));
+    assert_eq!(get(&d.a, "counter").as_deref(), Some("11"));
+    assert_eq!(get(&d.a, "k0000001").as_deref(), Some("changed-on-b"));
+    assert!(get(&d.a, "k0000002").is_some(), "A's delete was rewound");
+    assert_eq!(get(&d.a, "a-only-5"), None);
+    let files_a = cmd(&d.a, &["HB.FILES"]).unwrap();
+    assert!(
+        !format!("{files_a:?}").contains("scratch"),
+        "A's file was rewound: {files_a:?}"
+    );
+    assert_eq!(
+        cmd(&d.a, &["HB.READ", "scratch", "s1"]),
+        Ok(redis::Value::Nil)
+    );
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
+    assert!(link_stat(&d.b, "link_partial_syncs") >= 1);
+
+    // The lost transactions are on a tape in A's data dir, readable with `journal dump`.
+    let data = d.a.dir.join("data");
+    let tapes: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("lost-g1-")
+        })
+        .collect();
+    assert_eq!(tapes.len(), 1, "{tapes:?}");
+    let (code, dump, err) = cli(&["journal", "dump", tapes[0].to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "a-only-0",
+        "a-only-19",
+        "changed-on-a",
+        "-a1",
+        "on-a",
+        "scratch",
+    ] {
+        assert!(dump.contains(needle), "{needle} not in the dump:\n{dump}");
+    }
+    let last: u64 = dump
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .trim_start_matches("LSN")
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "lost tape {} ends at LSN {last}; A was durable to {a_durable}",
+        tapes[0].display()
+    );
+    // A is an ordinary slave now: it refuses writes naming B.
+    let e = try_set(&d.a, "x", "1").unwrap_err();
+    assert!(e.contains(&d.b.addr.to_string()), "{e}");
+    // And rejoin again is harmless.
+    let (code, out, err) = rejoin(&d.a, &["--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already a slave"), "{out}");
+}

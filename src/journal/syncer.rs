@@ -138,10 +138,16 @@ mod tests {
             journal: 1,
         });
         let r = wait_results(&s, 1);
-        assert!(matches!(r[..], [SyncOutcome::Synced {
-                journal: 1,
-                upto: 7
-            }]), "{r:?}");
+        assert!(
+            matches!(
+                r[..],
+                [SyncOutcome::Synced {
+                    journal: 1,
+                    upto: 7
+                }]
+            ),
+            "{r:?}"
+        );
         assert!(notified.load(Ordering::SeqCst) >= 1);
         s.request(SyncRequest {
             handle: Arc::new(Counting(calls.clone(), true)),

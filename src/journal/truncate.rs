@@ -11,7 +11,7 @@ use std::path::Path;
 use super::JournalError;
 use super::format::{self, DbId, Lsn};
 use super::fs::Fs;
-use super::segment::{Step, SegmentReader, list_segments};
+use super::segment::{SegmentReader, Step, list_segments};
 
 /// What [`truncate_after`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -21,7 +21,10 @@ pub struct Truncated {
     pub bytes_cut: u64,
 }
 
-fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+fn io_err<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
         op,
@@ -54,7 +57,8 @@ pub fn truncate_after(
     }
     // Whole segments past `keep`, newest first.
     for seg in segments.iter().rev().filter(|s| s.first_lsn > keep) {
-        fs.remove(&seg.path).map_err(io_err(&seg.path, "remove segment"))?;
+        fs.remove(&seg.path)
+            .map_err(io_err(&seg.path, "remove segment"))?;
         fs.sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
         out.segments_removed += 1;
     }
@@ -90,7 +94,9 @@ pub fn truncate_after(
                     continue;
                 }
                 // rec.lsn == keep: the new end.
-                let mut f = fs.open_write(path).map_err(io_err(path, "open for writing"))?;
+                let mut f = fs
+                    .open_write(path)
+                    .map_err(io_err(path, "open for writing"))?;
                 let new_len = if rec.group_first.is_some() {
                     end
                 } else {
@@ -103,15 +109,23 @@ pub fn truncate_after(
                 };
                 out.bytes_cut = reader.file_len.saturating_sub(new_len);
                 f.set_len(new_len).map_err(io_err(path, "truncate"))?;
-                f.sync_data().map_err(io_err(path, "sync after truncation"))?;
+                f.sync_data()
+                    .map_err(io_err(path, "sync after truncation"))?;
                 return Ok(out);
             }
             Step::End | Step::Zeros { .. } | Step::Damaged { .. } => {
+                // The journal ends at or before `keep`: nothing to cut (a torn tail after it
+                // is recovery's business).
+                if keep + 1 >= reader.next_lsn {
+                    return Ok(out);
+                }
                 return Err(JournalError::Corrupt {
                     segment: path.clone(),
                     offset: reader.offset,
                     lsn: Some(reader.next_lsn),
-                    reason: format!("cannot cut the journal back to LSN {keep}: the segment ends before it"),
+                    reason: format!(
+                        "cannot cut the journal back to LSN {keep}: the segment ends before it"
+                    ),
                 });
             }
         }
@@ -193,6 +207,9 @@ mod tests {
         write(tmp.path(), 3, 2);
         let t = truncate_after(tmp.path(), &DB, 6, &RealFs).unwrap();
         assert_eq!(t.segments_removed, 0);
+        assert_eq!(lsns(tmp.path()), (1..=6).collect::<Vec<_>>());
+        // Cutting beyond the end changes nothing either.
+        truncate_after(tmp.path(), &DB, 60, &RealFs).unwrap();
         assert_eq!(lsns(tmp.path()), (1..=6).collect::<Vec<_>>());
         // Cutting to "before the first record" empties the journal.
         truncate_after(tmp.path(), &DB, 0, &RealFs).unwrap();

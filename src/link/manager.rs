@@ -710,6 +710,20 @@ impl Link {
         eng: &mut Engine,
         theirs: &Ident,
     ) -> Result<(), String> {
+        // A slave whose history forks from its master's exports and rewinds what it holds past
+        // the fork before it says where it is.
+        if eng.is_slave() {
+            let ours = eng.history().last().map_or(1, |g| g.generation);
+            let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+            if their_gen >= ours {
+                if let Err(e) = eng.prepare_rejoin(&theirs.history, &c.peer.label()) {
+                    let why = format!("cannot rejoin: {e}");
+                    log::error!("INCIDENT link {}: {why}", c.peer.label());
+                    c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+                    return Err(why);
+                }
+            }
+        }
         let mine = self.ident(eng);
         c.peer.send(msg::T_IDENT, &mine.encode());
         // Whoever dials feeds: a master, or a slave passing the stream on (cascading).

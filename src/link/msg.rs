@@ -13,11 +13,15 @@
 //! RECORDS     master → slave: journal records (LSN, generation, payload), in LSN order
 //! ACK         slave → master: received / durable / applied LSN
 //! HEARTBEAT   both: I am alive; my durable LSN and wall clock
+//! REPAIR_KEYS   master → rejoining slave: values (at LSN M) of items its divergent suffix touched
+//! REPAIR_FILE   master → rejoining slave: a file to repair whole: absent, or its logged flag
+//! REPAIR_ITEMS  master → rejoining slave: lz4 block of such a file's items
+//! REPAIR_END    master → rejoining slave: the repair is complete at LSN M (counts to check)
 //! ```
-
 
 pub use crate::codec::{MsgError, Reader, Writer};
 use crate::journal::{DbId, Lsn};
+use crate::store::rewind::RewindState;
 
 pub const T_IDENT: u8 = 16;
 pub const T_STREAM: u8 = 17;
@@ -27,7 +31,10 @@ pub const T_SYNC_END: u8 = 20;
 pub const T_RECORDS: u8 = 21;
 pub const T_ACK: u8 = 22;
 pub const T_HEARTBEAT: u8 = 23;
-
+pub const T_REPAIR_KEYS: u8 = 24;
+pub const T_REPAIR_FILE: u8 = 25;
+pub const T_REPAIR_ITEMS: u8 = 26;
+pub const T_REPAIR_END: u8 = 27;
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +62,34 @@ pub struct Ident {
     pub catalog: Vec<(String, bool)>,
     /// Where clients reach this node ("host:port"; an unspecified host means: my link address).
     pub client_addr: String,
+    /// A rejoining slave: what its exported divergent suffix touched (to be repaired).
+    pub rewind: Option<RewindState>,
+}
+
+/// One item's repair: its value at the master (`None`: absent there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairKey {
+    pub file: String,
+    pub id: Vec<u8>,
+    pub raw: Option<Vec<u8>>,
+}
+
+/// A whole file's repair: absent at the master, or present with this logged flag (its items
+/// follow in REPAIR_ITEMS when logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairFile {
+    pub file: String,
+    pub logged: Option<bool>,
+}
+
+/// The repair is complete: its values are those of the master's LSN `upto`; `files` were
+/// repaired whole (the slave's own list and those the master added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairEnd {
+    pub upto: Lsn,
+    pub files: Vec<String>,
+    pub keys: u64,
+    pub items: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +126,6 @@ pub struct Heartbeat {
     pub time_ms: u64,
     pub durable: Lsn,
 }
-
 
 fn put_history(w: &mut Writer, h: &[GenStart]) {
     w.u32(h.len() as u32);
@@ -146,6 +180,14 @@ impl Ident {
         w.u64(self.lsn);
         put_catalog(&mut w, &self.catalog);
         w.bytes(self.client_addr.as_bytes());
+        match &self.rewind {
+            None => {
+                w.u8(0);
+            }
+            Some(r) => {
+                w.u8(1).bytes(&r.encode());
+            }
+        }
         w.0
     }
 
@@ -161,6 +203,11 @@ impl Ident {
         let lsn = r.u64()?;
         let catalog = get_catalog(&mut r)?;
         let client_addr = r.string()?;
+        let rewind = match r.u8()? {
+            0 => None,
+            1 => Some(RewindState::decode(r.bytes()?)?),
+            _ => return Err(r.err("bad rewind flag")),
+        };
         r.end()?;
         Ok(Ident {
             role,
@@ -169,6 +216,98 @@ impl Ident {
             lsn,
             catalog,
             client_addr,
+            rewind,
+        })
+    }
+}
+
+pub fn encode_repair_keys(keys: &[RepairKey]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u32(keys.len() as u32);
+    for k in keys {
+        w.bytes(k.file.as_bytes()).bytes(&k.id);
+        match &k.raw {
+            None => {
+                w.u8(0);
+            }
+            Some(raw) => {
+                w.u8(1).bytes(raw);
+            }
+        }
+    }
+    w.0
+}
+
+pub fn decode_repair_keys(b: &[u8]) -> Result<Vec<RepairKey>, MsgError> {
+    let mut r = Reader::new(b, "REPAIR_KEYS");
+    let n = r.count(9)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let file = r.string()?;
+        let id = r.bytes()?.to_vec();
+        let raw = match r.u8()? {
+            0 => None,
+            1 => Some(r.bytes()?.to_vec()),
+            _ => return Err(r.err("bad value flag")),
+        };
+        out.push(RepairKey { file, id, raw });
+    }
+    r.end()?;
+    Ok(out)
+}
+
+impl RepairFile {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.bytes(self.file.as_bytes()).u8(match self.logged {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RepairFile, MsgError> {
+        let mut r = Reader::new(b, "REPAIR_FILE");
+        let file = r.string()?;
+        let logged = match r.u8()? {
+            0 => None,
+            1 => Some(false),
+            2 => Some(true),
+            _ => return Err(r.err("bad file state")),
+        };
+        r.end()?;
+        Ok(RepairFile { file, logged })
+    }
+}
+
+impl RepairEnd {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.upto).u64(self.keys).u64(self.items);
+        w.u32(self.files.len() as u32);
+        for f in &self.files {
+            w.bytes(f.as_bytes());
+        }
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RepairEnd, MsgError> {
+        let mut r = Reader::new(b, "REPAIR_END");
+        let upto = r.u64()?;
+        let keys = r.u64()?;
+        let items = r.u64()?;
+        let n = r.count(4)?;
+        let mut files = Vec::with_capacity(n);
+        for _ in 0..n {
+            files.push(r.string()?);
+        }
+        r.end()?;
+        Ok(RepairEnd {
+            upto,
+            files,
+            keys,
+            items,
         })
     }
 }
@@ -343,7 +482,44 @@ mod tests {
             lsn: 1043,
             catalog: vec![("main".into(), true), ("tmp/x".into(), false)],
             client_addr: "10.0.0.1:7379".into(),
+            rewind: None,
         };
+        let mut with_rewind = ident.clone();
+        let mut st = RewindState {
+            fork: 1044,
+            ..Default::default()
+        };
+        st.keys.insert(("main".into(), b"k".to_vec()));
+        with_rewind.rewind = Some(st);
+        assert_eq!(
+            Ident::decode(&with_rewind.encode()),
+            Ok(with_rewind.clone())
+        );
+        let keys = vec![
+            RepairKey {
+                file: "main".into(),
+                id: b"a".to_vec(),
+                raw: Some(b"sv".to_vec()),
+            },
+            RepairKey {
+                file: "main".into(),
+                id: b"b".to_vec(),
+                raw: None,
+            },
+        ];
+        assert_eq!(decode_repair_keys(&encode_repair_keys(&keys)), Ok(keys));
+        let f = RepairFile {
+            file: "tmp".into(),
+            logged: Some(true),
+        };
+        assert_eq!(RepairFile::decode(&f.encode()), Ok(f));
+        let e = RepairEnd {
+            upto: 99,
+            files: vec!["tmp".into()],
+            keys: 2,
+            items: 5,
+        };
+        assert_eq!(RepairEnd::decode(&e.encode()), Ok(e));
         assert_eq!(Ident::decode(&ident.encode()), Ok(ident.clone()));
         let b = SyncBegin {
             lsn: 9,

@@ -205,6 +205,10 @@ pub struct Engine {
     fenced: Option<String>,
     /// Where clients reach the master (a slave's master, or the master that fenced this node).
     master_addr: Option<String>,
+    /// A rejoin's rewind in progress (see `rejoin.rs`).
+    rewind: Option<crate::store::rewind::RewindState>,
+    /// What the last rejoin exported.
+    rejoin_report: Option<String>,
     /// A master at start, until it has heard from its peers (or given up waiting).
     checking_peers: bool,
     /// The oldest LSN a slave may still need (journal retention).
@@ -250,6 +254,7 @@ fn apply_records(
     batch: &mut Batch,
     from: Lsn,
     upto: Lsn,
+    rewind: Option<&crate::store::rewind::RewindState>,
 ) -> Result<u64, EngineError> {
     let mut reader = JournalReader::open(journal.dir(), from, Some(upto))?;
     let mut count = 0;
@@ -261,6 +266,9 @@ fn apply_records(
         })?;
         batch.set_lsn(rec.lsn);
         for op in &txn.ops {
+            if rewind.is_some_and(|r| r.skips(rec.lsn, op)) {
+                continue;
+            }
             batch.apply(op)?;
         }
         last = rec.lsn;
@@ -317,6 +325,23 @@ impl Engine {
             },
         )?;
         let meta = *store.meta();
+        let rewind = store.rewind()?;
+        if let Some(r) = rewind.as_ref().filter(|r| r.upto.is_none()) {
+            // A rejoin exported the records from r.fork and set the store back before it; the
+            // journal may still hold them if the process stopped before cutting it.
+            let cut = crate::journal::truncate::truncate_after(
+                &state_dir.join(JOURNAL_DIR),
+                &meta.db_id,
+                r.fork - 1,
+                fs.as_ref(),
+            )?;
+            if cut != Default::default() {
+                log::warn!(
+                    "rejoin: the journal was cut back to LSN {} at start (an interrupted rewind)",
+                    r.fork - 1
+                );
+            }
+        }
         let fs_for_later = fs.clone();
         let (journal, recovery) = Journal::open(
             &state_dir.join(JOURNAL_DIR),
@@ -360,6 +385,8 @@ impl Engine {
             no_replicas: false,
             fenced: None,
             master_addr: None,
+            rewind,
+            rejoin_report: None,
             checking_peers: false,
             retention_floor: None,
             sync_started: None,
@@ -405,7 +432,7 @@ impl Engine {
         while from <= written {
             let upto = written.min(from + REPLAY_BATCH - 1);
             let mut batch = store.begin()?;
-            count += apply_records(&self.journal, &mut batch, from, upto)?;
+            count += apply_records(&self.journal, &mut batch, from, upto, self.rewind.as_ref())?;
             store.commit(batch, upto)?;
             from = upto + 1;
             crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
@@ -689,7 +716,7 @@ impl Engine {
             .begin()
             .map_err(EngineError::from)
             .and_then(|mut batch| {
-                let n = apply_records(&self.journal, &mut batch, from, upto)?;
+                let n = apply_records(&self.journal, &mut batch, from, upto, self.rewind.as_ref())?;
                 Ok((batch, n))
             });
         match result {
@@ -1004,7 +1031,9 @@ impl Drop for Engine {
     }
 }
 
+mod rejoin;
 mod replica;
+pub use rejoin::{RewindReport, fork_point};
 pub use replica::{ApplyError, FullSync, RoleError};
 
 #[cfg(test)]

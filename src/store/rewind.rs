@@ -14,8 +14,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Batch, FileInfo, GENERATIONS, META, PROMOTIONS, Store, StoreError, redb_err};
 use super::{Reader as _, item, item_table, table_name};
-use crate::journal::Lsn;
 use crate::codec::{MsgError, Reader, Writer};
+use crate::journal::Lsn;
 use crate::txn::Op;
 
 const REWIND: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.rewind");
@@ -297,6 +297,11 @@ mod tests {
         assert!(!st.skips(11, &put("main", b"other")));
         assert!(st.skips(11, &put("tmp", b"any")));
         assert!(st.skips(11, &Op::DropFile { file: "tmp".into() }));
-        assert!(!st.skips(11, &Op::ClearFile { file: "main".into() }));
+        assert!(!st.skips(
+            11,
+            &Op::ClearFile {
+                file: "main".into()
+            }
+        ));
     }
 }

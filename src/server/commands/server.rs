@@ -360,6 +360,19 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             if let Some(why) = ctx.eng.fenced() {
                 kv(t, "fenced_reason", &why.replace(['\r', '\n'], " "));
             }
+            if let Some(r) = ctx.eng.rejoin_report() {
+                kv(t, "rejoin_report", &r.replace(['\r', '\n'], " "));
+            }
+            if let Some(r) = ctx.eng.rewind_state() {
+                kv(
+                    t,
+                    "rewind",
+                    &match r.upto {
+                        None => format!("waiting for the repair (fork at LSN {})", r.fork),
+                        Some(u) => format!("repaired at LSN {u}; catching up"),
+                    },
+                );
+            }
             if ctx.eng.is_slave() {
                 let master = peers.iter().find(|p| p.role == "master");
                 // Where clients reach the master (what Redis tools expect here).

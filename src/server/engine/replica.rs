@@ -28,6 +28,8 @@ pub enum ApplyError {
         "this node is no longer a slave (it was promoted): nothing more is applied from the old master"
     )]
     NotSlave,
+    #[error("records arrived before the repair of this rejoining node was complete")]
+    RepairPending,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -321,6 +323,11 @@ impl Engine {
             lsn,
             catalog,
             client_addr: String::new(),
+            rewind: self
+                .rewind
+                .as_ref()
+                .filter(|r| r.upto.is_none() && self.opts.slave)
+                .cloned(),
         }
     }
 
@@ -329,6 +336,9 @@ impl Engine {
     pub fn apply_remote(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
         if !self.opts.slave {
             return Err(ApplyError::NotSlave);
+        }
+        if self.rewind.as_ref().is_some_and(|r| r.upto.is_none()) {
+            return Err(ApplyError::RepairPending);
         }
         let expected = self.journal.next_lsn();
         if rec.lsn != expected {
@@ -342,12 +352,20 @@ impl Engine {
             what: e.to_string(),
         })?;
         self.turn_dirty = true;
+        let skip: Vec<bool> = txn
+            .ops
+            .iter()
+            .map(|op| self.rewind_skips(rec.lsn, op))
+            .collect();
         let batch = match self.batch() {
             Ok(b) => b,
             Err(e) => return Err(StoreError::Corrupt(e.to_string()).into()),
         };
         batch.set_lsn(rec.lsn);
-        for op in &txn.ops {
+        for (op, skip) in txn.ops.iter().zip(skip) {
+            if skip {
+                continue;
+            }
             if let Err(e) = batch.apply(op) {
                 let msg = e.to_string();
                 self.batch_error = Some(e);
@@ -362,6 +380,7 @@ impl Engine {
         if let Some(b) = self.batch.as_mut() {
             b.set_lsn(self.journal.next_lsn());
         }
+        self.maybe_end_rewind();
         Ok(())
     }
 
