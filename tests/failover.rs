@@ -354,3 +354,52 @@ fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("already a slave"), "{out}");
 }
+
+#[test]
+fn rejoin_falls_back_to_a_full_sync_when_the_new_master_no_longer_has_the_fork_point() {
+    let extra = "\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n";
+    let mut d = Duo::start(extra);
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    try_set(&d.a, "a-only", "x").unwrap();
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    let fork = durable(&d.b);
+    // Enough writes on B that its journal drops the fork point after checkpoints.
+    let ok = wait_until(Duration::from_secs(60), || {
+        load(&d.b, "b", 5000);
+        link_stat(&d.b, "journal_first_lsn") > fork
+    });
+    assert!(
+        ok,
+        "B's journal still starts at {}",
+        link_stat(&d.b, "journal_first_lsn")
+    );
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(get(&d.a, "a-only"), None);
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 1);
+    let lost = std::fs::read_dir(d.a.dir.join("data"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("lost-g1-")
+        })
+        .count();
+    assert_eq!(lost, 1);
+    // After the full sync the node is still a slave across a restart (its role moved with it).
+    assert_eq!(d.a.stop(), Some(0));
+    d.a.launch();
+    assert_eq!(writes_state(&d.a), "readonly");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+}

@@ -563,11 +563,7 @@ type Items = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The items of `file` after key `after` (from the start if None), up to [`CHUNK_BYTES`];
 /// and whether more follow.
-fn next_chunk(
-    view: &View,
-    file: &str,
-    after: Option<&[u8]>,
-) -> Result<(Items, bool), String> {
+fn next_chunk(view: &View, file: &str, after: Option<&[u8]>) -> Result<(Items, bool), String> {
     let mut items: Items = Vec::new();
     let mut bytes = 0;
     let mut more = false;

@@ -463,6 +463,14 @@ impl Engine {
         }
         fs.commit()?;
         if let Some(store) = fs.store.as_mut() {
+            // This node's own settings go with it to the new copy (it is a slave; whether it
+            // fed slaves before decides whether a restart as master checks with its peers).
+            let mut b = store.begin()?;
+            b.set_local("role", Some("slave"))?;
+            if self.has_fed_slaves() {
+                b.set_local("fed", Some("1"))?;
+            }
+            store.commit(b, fs.lsn)?;
             store.checkpoint()?;
         }
         fs.store = None;
@@ -517,6 +525,8 @@ impl Engine {
         self.store = Some(store);
         self.journal = journal;
         self.store_broken = None;
+        // A rewind in progress belonged to the old copy.
+        self.rewind = None;
         log::info!(
             "full sync complete: {items} items at LSN {} in {:.2}s; this copy is live",
             meta.applied_lsn,
