@@ -63,6 +63,15 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
+    /// Planned role swap with zero loss, run against either node: the master pauses writes,
+    /// waits until its slave has everything, the slave takes over, the old master follows it.
+    /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (e.g. no slave
+    /// streaming), 4 aborted (the slave did not catch up within link.switchover_timeout; the
+    /// old master resumed).
+    Switchover {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// The journal: look inside (read-only; safe while the daemon runs), export and load tapes.
     Journal {
         #[command(subcommand)]
@@ -240,6 +249,13 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             Ok(role_exit(role_cmd::rejoin(
                 &cfg,
                 &opts,
+                &mut std::io::stderr(),
+            )))
+        }
+        Cmd::Switchover { config } => {
+            let cfg = load(&config.config)?;
+            Ok(role_exit(role_cmd::switchover(
+                &cfg,
                 &mut std::io::stderr(),
             )))
         }

@@ -403,3 +403,125 @@ fn rejoin_falls_back_to_a_full_sync_when_the_new_master_no_longer_has_the_fork_p
     assert_eq!(writes_state(&d.a), "readonly");
     wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
 }
+
+/// Writes keys `{prefix}{i}` one by one to whichever node takes them (starting with `first`),
+/// until `stop` is set or `max` keys; returns the keys acknowledged and the longest time
+/// between two acknowledgements (the pause clients saw).
+fn writer(
+    nodes: [std::net::SocketAddr; 2],
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    max: usize,
+) -> std::thread::JoinHandle<(Vec<String>, Duration)> {
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        let mut longest = Duration::ZERO;
+        let mut last_ack = Instant::now();
+        let mut which = 0;
+        let connect = |i: usize| {
+            redis::Client::open(format!("redis://{}/", nodes[i]))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        };
+        let mut conn = connect(which).ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        while i < max
+            && !stop.load(std::sync::atomic::Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            let key = format!("{prefix}{i}");
+            let r: Result<(), String> = match conn.as_mut() {
+                Some(c) => redis::cmd("SET")
+                    .arg(&key)
+                    .arg(i)
+                    .query(c)
+                    .map_err(|e| e.to_string()),
+                None => Err("not connected".into()),
+            };
+            match r {
+                Ok(()) => {
+                    longest = longest.max(last_ack.elapsed());
+                    last_ack = Instant::now();
+                    acked.push(key);
+                    i += 1;
+                }
+                Err(_) => {
+                    // Not the master (any more), or gone: try the other node.
+                    which = 1 - which;
+                    conn = connect(which).ok();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        (acked, longest)
+    })
+}
+
+#[test]
+fn switchover_under_write_load_loses_no_acknowledged_write_and_reports_the_pause() {
+    let d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer([d.a.addr, d.b.addr], "w".into(), stop.clone(), 1_000_000);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.a) > 1500));
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("switchover done"), "{out}");
+    eprintln!("{}", out.trim());
+    // Writes go on on B.
+    let b_start = durable(&d.b);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.b) > b_start + 500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, longest) = w.join().unwrap();
+    eprintln!(
+        "switchover under load: {} writes acknowledged, longest pause seen by the client {longest:?}",
+        acked.len()
+    );
+    assert_eq!(writes_state(&d.b), "ok");
+    assert_eq!(writes_state(&d.a), "readonly");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(20));
+    let mut c = d.b.client();
+    let mut missing = Vec::new();
+    for chunk in acked.chunks(1000) {
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
+        missing.extend(
+            chunk
+                .iter()
+                .zip(vals)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert_same(&d.b, &d.a, &["main"]);
+    // And back again, from B's config this time.
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.b)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(writes_state(&d.a), "ok");
+    try_set(&d.a, "back", "on-a").unwrap();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    assert_same(&d.a, &d.b, &["main"]);
+}
+
+#[test]
+fn a_switchover_whose_slave_cannot_catch_up_is_aborted_and_the_master_resumes() {
+    let d = Duo::start("switchover_timeout = \"500ms\"\n");
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    // The slave stops receiving (the link stays up but forwards nothing).
+    d.to_b.pause();
+    try_set(&d.a, "behind", "1").unwrap();
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(err.contains("aborted"), "{err}");
+    assert_eq!(writes_state(&d.a), "ok");
+    try_set(&d.a, "after-abort", "1").unwrap();
+    d.to_b.resume();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    assert_eq!(writes_state(&d.b), "readonly");
+}

@@ -61,6 +61,9 @@ pub struct LinkSettings {
     pub min_sync_slaves: usize,
     pub sync_timeout: Duration,
     pub refuse_on_timeout: bool,
+    /// Switchover: new writes get TRYAGAIN (else they wait).
+    pub switchover_refuse: bool,
+    pub switchover_timeout: Duration,
 }
 
 impl Default for LinkSettings {
@@ -82,6 +85,8 @@ impl Default for LinkSettings {
             min_sync_slaves: 1,
             sync_timeout: Duration::from_secs(1),
             refuse_on_timeout: false,
+            switchover_refuse: false,
+            switchover_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -176,7 +181,16 @@ pub struct Link {
     dialling_as_slave: Option<bool>,
     /// The master this slave follows: (name, client address), once identified.
     master: Option<(String, String)>,
+    /// A switchover in progress (this node is the master handing over).
+    switchover: Option<switchover::Switchover>,
+    /// What the last switchover came to.
+    switchover_outcome: Option<String>,
+    /// The link broke after this master asked its slave to take over: the next contact
+    /// settles who is the master.
+    handing_over: bool,
 }
+
+mod switchover;
 
 const READ_LIMIT: usize = 16 << 20;
 
@@ -220,6 +234,9 @@ impl Link {
             refusing_since: None,
             dialling_as_slave: None,
             master: None,
+            switchover: None,
+            switchover_outcome: None,
+            handing_over: false,
         })
     }
 
@@ -324,6 +341,21 @@ impl Link {
         let their_gen = theirs.history.last().map_or(1, |g| g.generation);
         let name = c.peer.label();
         let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
+        if their_gen > ours && self.handing_over && theirs.role == Role::Master {
+            // The slave did take over before the link broke: follow it.
+            self.handing_over = false;
+            eng.set_checking_peers(false);
+            if let Err(e) = eng.become_slave() {
+                log::error!("switchover: cannot become a slave: {e}");
+            }
+            eng.set_master_addr(Some(client.clone()));
+            let outcome = format!(
+                "done: {name} ({client}) took over, generation {their_gen} (confirmed when the link came back)"
+            );
+            log::warn!("switchover {outcome}; this node is now its slave");
+            self.switchover_outcome = Some(outcome);
+            return Err("this node is now a slave (switchover)".into());
+        }
         if their_gen > ours {
             let why = format!(
                 "{name} is {} at generation {their_gen} (this node: generation {ours}); the master's clients address is {client}",
@@ -356,6 +388,15 @@ impl Link {
     fn mark_heard(&mut self, c: &Conn, eng: &mut Engine) {
         if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
             t.heard = true;
+        }
+        if self.handing_over {
+            self.handing_over = false;
+            let outcome = format!(
+                "aborted: {} did not take over before the link broke; this node stays the master",
+                c.peer.label()
+            );
+            log::warn!("INCIDENT switchover {outcome}");
+            self.switchover_outcome = Some(outcome);
         }
         if eng.checking_peers() && eng.fenced().is_none() {
             log::info!(
@@ -402,7 +443,9 @@ impl Link {
             sync,
             min_sync_slaves,
             sync_timeout,
-            refuse_on_timeout
+            refuse_on_timeout,
+            switchover_refuse,
+            switchover_timeout
         );
         for (what, changed) in [
             ("listen", old.listen != new.listen),
@@ -798,6 +841,14 @@ impl Link {
         payload: &[u8],
         eng: &mut Engine,
     ) -> Result<(), String> {
+        match (&c.job, ty) {
+            (Job::Follow(_), msg::T_PROMOTE) => {
+                self.on_promote(c, eng, payload);
+                return Ok(());
+            }
+            (Job::Feed(_), msg::T_PROMOTED) => return self.on_promoted(c, eng, payload),
+            _ => {}
+        }
         match &mut c.job {
             Job::Follow(f) => f.on_frame(ty, payload, eng),
             Job::Feed(feed) => match ty {
@@ -870,6 +921,7 @@ impl Link {
 
     /// After a turn: ship what became durable, acknowledge what arrived, flush.
     pub fn after_turn(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.drive_switchover(eng);
         self.sync_role(eng, registry);
         self.reap(eng, registry);
         for slot in 0..self.conns.len() {
@@ -897,6 +949,7 @@ impl Link {
 
     /// Timers: dial what is due, heartbeats, silent peers.
     pub fn tick(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.drive_switchover(eng);
         self.sync_role(eng, registry);
         let now = Instant::now();
         for i in 0..self.targets.len() {

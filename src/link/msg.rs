@@ -17,6 +17,8 @@
 //! REPAIR_FILE   master → rejoining slave: a file to repair whole: absent, or its logged flag
 //! REPAIR_ITEMS  master → rejoining slave: lz4 block of such a file's items
 //! REPAIR_END    master → rejoining slave: the repair is complete at LSN M (counts to check)
+//! PROMOTE       master → slave (switchover): take over; you must hold exactly up to LSN n
+//! PROMOTED      slave → master: done (new generation) or refused (why)
 //! ```
 
 pub use crate::codec::{MsgError, Reader, Writer};
@@ -35,6 +37,8 @@ pub const T_REPAIR_KEYS: u8 = 24;
 pub const T_REPAIR_FILE: u8 = 25;
 pub const T_REPAIR_ITEMS: u8 = 26;
 pub const T_REPAIR_END: u8 = 27;
+pub const T_PROMOTE: u8 = 28;
+pub const T_PROMOTED: u8 = 29;
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +316,41 @@ impl RepairEnd {
     }
 }
 
+/// The slave's answer to PROMOTE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    pub ok: bool,
+    pub generation: u64,
+    pub message: String,
+}
+
+impl Promoted {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(self.ok as u8)
+            .u64(self.generation)
+            .bytes(self.message.as_bytes());
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Promoted, MsgError> {
+        let mut r = Reader::new(b, "PROMOTED");
+        let ok = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(r.err("bad flag")),
+        };
+        let generation = r.u64()?;
+        let message = r.string()?;
+        r.end()?;
+        Ok(Promoted {
+            ok,
+            generation,
+            message,
+        })
+    }
+}
+
 pub fn encode_stream(from: Lsn) -> Vec<u8> {
     from.to_le_bytes().to_vec()
 }
@@ -520,6 +559,13 @@ mod tests {
             items: 5,
         };
         assert_eq!(RepairEnd::decode(&e.encode()), Ok(e));
+        let p = Promoted {
+            ok: true,
+            generation: 3,
+            message: "promoted".into(),
+        };
+        assert_eq!(Promoted::decode(&p.encode()), Ok(p));
+        assert!(Promoted::decode(&[2, 0]).is_err());
         assert_eq!(Ident::decode(&ident.encode()), Ok(ident.clone()));
         let b = SyncBegin {
             lsn: 9,

@@ -193,6 +193,110 @@ pub fn rejoin(cfg: &Config, o: &RejoinOpts, progress: &mut dyn std::io::Write) -
     wait_in_sync(&mut c, o.timeout, progress, what)
 }
 
+/// INFO replication of a client's node, as (field, value) lines.
+fn replication_info(c: &mut Client) -> Result<String, String> {
+    match c.call(&[b"INFO", b"replication"]) {
+        Ok(Value::Bulk(b)) | Ok(Value::Verbatim(_, b)) => {
+            Ok(String::from_utf8_lossy(&b).into_owned())
+        }
+        Ok(Value::Error(e)) => Err(e),
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => Err(format!("the daemon did not answer: {e}")),
+    }
+}
+
+fn info_field(info: &str, k: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `hotbackup switchover`: run against either node of the pair; the master hands over to
+/// its slave. Exit 0 done, 1 failed or unsettled, 3 refused, 4 aborted (the slave did not
+/// catch up in time: the old master resumed, nothing changed).
+pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
+    let Some(mut c) = daemon(cfg) else {
+        return outcome(
+            Exit::Failed,
+            format!(
+                "{} is not running: a switchover needs both nodes up",
+                cfg.instance
+            ),
+        );
+    };
+    let info = match replication_info(&mut c) {
+        Ok(i) => i,
+        Err(e) => return outcome(Exit::Failed, e),
+    };
+    let mut master = if info_field(&info, "role") == "slave" {
+        let host = info_field(&info, "master_host");
+        let port = info_field(&info, "master_port");
+        let addr = format!("{host}:{port}");
+        let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
+            return outcome(
+                Exit::Refused,
+                format!(
+                    "{} is a slave that does not know its master's address yet ({addr:?}); is the link up?",
+                    cfg.instance
+                ),
+            );
+        };
+        let _ = writeln!(
+            progress,
+            "{} is a slave; its master is at {sa}",
+            cfg.instance
+        );
+        let mut m = match Client::tcp(sa, TIMEOUT) {
+            Ok(m) => m,
+            Err(e) => {
+                return outcome(
+                    Exit::Failed,
+                    format!("cannot reach the master at {sa}: {e}"),
+                );
+            }
+        };
+        if let Some(pass) = &cfg.client.requirepass {
+            let _ = m.call(&[b"AUTH", pass.as_bytes()]);
+        }
+        m
+    } else {
+        c
+    };
+    match master.call(&[b"HB.SWITCHOVER"]) {
+        Ok(Value::Error(e)) => return outcome(Exit::Refused, e),
+        Ok(Value::Simple(s)) => {
+            let _ = writeln!(progress, "{s}");
+        }
+        Ok(other) => return outcome(Exit::Failed, format!("unexpected reply {other:?}")),
+        Err(e) => return outcome(Exit::Failed, format!("the master did not answer: {e}")),
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = match replication_info(&mut master) {
+            Ok(i) => i,
+            Err(e) => return outcome(Exit::Failed, e),
+        };
+        let o = info_field(&info, "switchover");
+        if o.starts_with("done") {
+            return outcome(Exit::Done, format!("switchover {o}"));
+        }
+        if o.starts_with("aborted") {
+            return outcome(Exit::TimedOut, format!("switchover {o}"));
+        }
+        if o.starts_with("unsettled") {
+            return outcome(Exit::Failed, format!("switchover {o}"));
+        }
+        if Instant::now() >= deadline {
+            return outcome(
+                Exit::Failed,
+                format!("the switchover did not finish in time: {o}"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls INFO replication until the slave streams from its master, showing progress.
 fn wait_in_sync(
     c: &mut Client,

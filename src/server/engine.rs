@@ -126,6 +126,11 @@ pub enum WriteRefused {
     /// This node was a master and learnt that a newer one exists.
     #[error("READONLY You can't write against a read only replica. This node was fenced: {0}")]
     Fenced(String),
+    /// A master handing over to its slave (switchover) with `switchover_writes = "refuse"`.
+    #[error(
+        "TRYAGAIN a switchover is in progress; retry in a moment (on the new master if it completes)"
+    )]
+    Paused,
     /// A master checking with its peers at start whether it is still the master.
     #[error(
         "TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly"
@@ -205,6 +210,9 @@ pub struct Engine {
     fenced: Option<String>,
     /// Where clients reach the master (a slave's master, or the master that fenced this node).
     master_addr: Option<String>,
+    /// A switchover's pause of new writes: Some(refuse) while it lasts (refuse: TRYAGAIN at
+    /// once; else they wait in the event loop).
+    write_pause: Option<bool>,
     /// A rejoin's rewind in progress (see `rejoin.rs`).
     rewind: Option<crate::store::rewind::RewindState>,
     /// What the last rejoin exported.
@@ -387,6 +395,7 @@ impl Engine {
             master_addr: None,
             rewind,
             rejoin_report: None,
+            write_pause: None,
             checking_peers: false,
             retention_floor: None,
             sync_started: None,
@@ -488,6 +497,9 @@ impl Engine {
         }
         if self.checking_peers {
             return Some(WriteRefused::CheckingPeers);
+        }
+        if self.write_pause == Some(true) {
+            return Some(WriteRefused::Paused);
         }
         None
     }

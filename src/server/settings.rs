@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role};
+use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role, SwitchoverWrites};
 use crate::journal::SyncMode;
 use crate::link::manager::{self, LinkSettings};
 use crate::resp;
@@ -76,6 +76,8 @@ fn link_settings(c: &Config) -> LinkSettings {
         min_sync_slaves: l.min_sync_slaves,
         sync_timeout: l.sync_timeout,
         refuse_on_timeout: l.on_sync_timeout == OnSyncTimeout::Refuse,
+        switchover_refuse: l.switchover_writes == SwitchoverWrites::Refuse,
+        switchover_timeout: l.switchover_timeout,
     }
 }
 

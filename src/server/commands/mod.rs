@@ -180,6 +180,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("role", 1, FAST, NOKEY, role::role),
     spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),
     spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
+    spec("hb.switchover", 1, ADMIN | NOQUEUE, NOKEY, role::switchover),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
@@ -235,7 +236,8 @@ impl From<WriteError> for CmdError {
                 r @ (WriteRefused::NoReplicas
                 | WriteRefused::ReadOnly(_)
                 | WriteRefused::Fenced(_)
-                | WriteRefused::CheckingPeers),
+                | WriteRefused::CheckingPeers
+                | WriteRefused::Paused),
             ) => CmdError::Msg(r.to_string()),
             WriteError::Refused(r) => CmdError::Refused(r),
             WriteError::Store(s) => CmdError::Store(s),

@@ -110,6 +110,13 @@ fn role_error(e: RoleError) -> CmdError {
     }
 }
 
+/// HB.SWITCHOVER: starts a planned hand-over to the slave (the event loop does it with the
+/// link and replies "OK <slave>" or an error); progress and outcome in INFO `switchover`.
+pub fn switchover(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    ctx.conn.link_action = Some(crate::server::conn::LinkAction::Switchover);
+    Ok(())
+}
+
 /// Splits "host:port" (IPv6 hosts in brackets or not) for Redis-style replies.
 pub fn split_addr(addr: &str) -> (String, i64) {
     match addr.rsplit_once(':') {

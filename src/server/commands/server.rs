@@ -360,6 +360,9 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             if let Some(why) = ctx.eng.fenced() {
                 kv(t, "fenced_reason", &why.replace(['\r', '\n'], " "));
             }
+            if let Some(o) = ctx.srv.link.switchover_outcome() {
+                kv(t, "switchover", &o.replace(['\r', '\n'], " "));
+            }
             if let Some(r) = ctx.eng.rejoin_report() {
                 kv(t, "rejoin_report", &r.replace(['\r', '\n'], " "));
             }

@@ -184,6 +184,16 @@ impl Engine {
         self.checking_peers
     }
 
+    /// A switchover pauses new writes (Some(refuse)) or lets them go again (None).
+    pub fn set_write_pause(&mut self, pause: Option<bool>) {
+        self.write_pause = pause;
+    }
+
+    /// Whether new writes must wait (a switchover in `wait` mode).
+    pub fn writes_wait(&self) -> bool {
+        self.write_pause == Some(false)
+    }
+
     /// Where clients reach the master this slave follows (or the master that fenced it).
     pub fn set_master_addr(&mut self, addr: Option<String>) {
         self.master_addr = addr;
