@@ -525,3 +525,145 @@ fn a_switchover_whose_slave_cannot_catch_up_is_aborted_and_the_master_resumes() 
     wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
     assert_eq!(writes_state(&d.b), "readonly");
 }
+
+/// Keys of `keys` that `n` does not hold.
+fn missing_on(n: &Node, keys: &[String]) -> Vec<String> {
+    let mut c = n.client();
+    let mut missing = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
+        missing.extend(
+            chunk
+                .iter()
+                .zip(vals)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    missing
+}
+
+/// Kills A under load, promotes B, lets the writer go on on B; returns the acknowledged keys.
+fn fail_over_under_load(d: &mut Duo) -> Vec<String> {
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer([d.a.addr, d.b.addr], "w".into(), stop.clone(), 1_000_000);
+    let start = durable(&d.a);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.a) > start + 1000));
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    let b_start = durable(&d.b);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.b) > b_start + 300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, longest) = w.join().unwrap();
+    eprintln!(
+        "failover under load: {} writes acknowledged; longest gap seen by the client {longest:?}",
+        acked.len()
+    );
+    acked
+}
+
+#[test]
+fn kill9_under_load_in_durable_mode_every_acknowledged_write_is_on_the_new_master() {
+    let mut d = Duo::start("sync = \"durable\"\nsync_timeout = \"5s\"\n");
+    let acked = fail_over_under_load(&mut d);
+    let missing = missing_on(&d.b, &acked);
+    assert!(
+        missing.is_empty(),
+        "lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn kill9_under_load_in_async_mode_every_acknowledged_write_is_on_the_new_master_or_exported() {
+    let mut d = Duo::start("");
+    // The slave lags behind (100 ms on its link), so that A acknowledges writes B never gets.
+    d.to_b.delay(Duration::from_millis(100));
+    let acked = fail_over_under_load(&mut d);
+    d.to_b.delay(Duration::ZERO);
+    let missing = missing_on(&d.b, &acked);
+    eprintln!(
+        "{} acknowledged writes not on the new master",
+        missing.len()
+    );
+    assert!(
+        !missing.is_empty(),
+        "the slave did not lag: the test proves nothing"
+    );
+    // The old master comes back fenced and rejoins: what B lacks is in its lost tape.
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut dump = String::new();
+    for e in std::fs::read_dir(d.a.dir.join("data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("lost-")
+        {
+            let (code, text, err) = cli(&["journal", "dump", p.to_str().unwrap()]);
+            assert_eq!(code, 0, "{err}");
+            dump.push_str(&text);
+        }
+    }
+    let vanished: Vec<_> = missing
+        .iter()
+        .filter(|k| !dump.contains(&format!("\"{k}\"")) && !dump.contains(&format!(" {k} ")))
+        .collect();
+    assert!(
+        vanished.is_empty(),
+        "acknowledged writes neither on the new master nor exported: {:?}\n{}",
+        &vanished[..vanished.len().min(10)],
+        &dump[..dump.len().min(2000)]
+    );
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
+}
+
+#[test]
+fn ten_failover_rejoin_and_switchover_cycles_with_writes_end_with_equal_data() {
+    let d = Duo::start("");
+    let mut nodes = [d.a, d.b];
+    let (mut m, mut s) = (0usize, 1usize);
+    let mut expected = 0;
+    for cycle in 0..10 {
+        load(&nodes[m], &format!("c{cycle}-m-"), 300);
+        expected += 300;
+        wait_caught_up(&nodes[m], &nodes[s], Duration::from_secs(30));
+        if cycle % 2 == 0 {
+            // Failover: the master dies, the slave is promoted, the old master rejoins.
+            nodes[m].kill9();
+            let (code, out, err) = promote(&nodes[s]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+            load(&nodes[s], &format!("c{cycle}-s-"), 300);
+            expected += 300;
+            nodes[m].launch();
+            wait_state(&nodes[m], "fenced", Duration::from_secs(15));
+            let (code, out, err) = rejoin(&nodes[m], &[]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+        } else {
+            let (code, out, err) = cli(&["switchover", "--config", &config_of(&nodes[s])]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+        }
+        std::mem::swap(&mut m, &mut s);
+        assert_eq!(writes_state(&nodes[m]), "ok", "cycle {cycle}");
+        assert_eq!(writes_state(&nodes[s]), "readonly", "cycle {cycle}");
+        wait_caught_up(&nodes[m], &nodes[s], Duration::from_secs(30));
+    }
+    let generation: u64 = field(&info(&nodes[m], "replication"), "generation")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        generation, 11,
+        "one generation per failover and per switchover"
+    );
+    let mut c = nodes[m].client();
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, expected, "every write of every cycle is there");
+    assert_same(&nodes[m], &nodes[s], &["main"]);
+}
