@@ -341,17 +341,23 @@ impl Link {
         let their_gen = theirs.history.last().map_or(1, |g| g.generation);
         let name = c.peer.label();
         let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
-        if their_gen > ours && self.handing_over && theirs.role == Role::Master {
-            // The slave did take over before the link broke: follow it.
+        if their_gen > ours && self.expecting_takeover() && theirs.role == Role::Master {
+            // The slave we asked to take over did (its answer may still be on the way, or was
+            // lost with the link): follow it.
             self.handing_over = false;
+            let paused = self
+                .switchover
+                .take()
+                .map(|sw| format!("; writes paused {} ms", sw.started.elapsed().as_millis()))
+                .unwrap_or_default();
+            eng.set_write_pause(None);
             eng.set_checking_peers(false);
             if let Err(e) = eng.become_slave() {
                 log::error!("switchover: cannot become a slave: {e}");
             }
             eng.set_master_addr(Some(client.clone()));
-            let outcome = format!(
-                "done: {name} ({client}) took over, generation {their_gen} (confirmed when the link came back)"
-            );
+            let outcome =
+                format!("done: {name} ({client}) took over, generation {their_gen}{paused}");
             log::warn!("switchover {outcome}; this node is now its slave");
             self.switchover_outcome = Some(outcome);
             return Err("this node is now a slave (switchover)".into());

@@ -272,6 +272,7 @@ pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
         Err(e) => return outcome(Exit::Failed, format!("the master did not answer: {e}")),
     }
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reported_unsettled = false;
     loop {
         let info = match replication_info(&mut master) {
             Ok(i) => i,
@@ -284,8 +285,10 @@ pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
         if o.starts_with("aborted") {
             return outcome(Exit::TimedOut, format!("switchover {o}"));
         }
-        if o.starts_with("unsettled") {
-            return outcome(Exit::Failed, format!("switchover {o}"));
+        if o.starts_with("unsettled") && !reported_unsettled {
+            // Settled at the next contact between the two: keep watching.
+            let _ = writeln!(progress, "switchover {o}");
+            reported_unsettled = true;
         }
         if Instant::now() >= deadline {
             return outcome(

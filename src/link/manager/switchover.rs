@@ -30,7 +30,7 @@ pub(super) struct Switchover {
     target: [u8; 16],
     target_name: String,
     target_client: String,
-    started: Instant,
+    pub(super) started: Instant,
     deadline: Instant,
     phase: Phase,
 }
@@ -151,6 +151,10 @@ impl Link {
     ) -> Result<(), String> {
         let p = Promoted::decode(payload).map_err(|e| e.to_string())?;
         let Some(sw) = &self.switchover else {
+            if p.ok && eng.is_slave() {
+                // The takeover was already seen (the new master dialled first).
+                return Ok(());
+            }
             return Err("PROMOTED without a switchover".into());
         };
         if c.node != Some(sw.target) {
@@ -207,6 +211,19 @@ impl Link {
         );
         log::error!("INCIDENT switchover {outcome}");
         self.switchover_outcome = Some(outcome);
+    }
+
+    /// Whether this master asked its slave to take over and has not heard back: a newer
+    /// master met now is that slave, having taken over.
+    pub(super) fn expecting_takeover(&self) -> bool {
+        self.handing_over
+            || matches!(
+                &self.switchover,
+                Some(Switchover {
+                    phase: Phase::Promoting { .. },
+                    ..
+                })
+            )
     }
 
     /// What the last switchover came to (INFO `switchover`).
