@@ -140,6 +140,15 @@ enum JournalCmd {
         /// The tape to write (must not exist).
         file: PathBuf,
     },
+    /// Append tapes (or archived segments) to a STOPPED node's journal, keeping their LSNs:
+    /// checks the database id, continuity and generations; records already there are skipped.
+    Load {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Tape files, in any order (they are taken by LSN).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -245,6 +254,19 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     }
                     Err(e) => {
                         eprintln!("hotbackup: journal export: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+            JournalCmd::Load { config, files } => {
+                let cfg = load(&config.config)?;
+                match hotbackup::ops::load::load(&cfg, &files) {
+                    Ok(r) => {
+                        print!("{}", r.render_human());
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("hotbackup: journal load: {e}");
                         Err(ExitCode::FAILURE)
                     }
                 }

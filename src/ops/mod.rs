@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod export;
 pub mod journal_cmd;
 pub mod json;
+pub mod load;
 pub mod local_pair;
 pub mod port_check;
 pub mod status;
