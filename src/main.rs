@@ -142,9 +142,23 @@ enum JournalCmd {
     },
     /// Append tapes (or archived segments) to a STOPPED node's journal, keeping their LSNs:
     /// checks the database id, continuity and generations; records already there are skipped.
+    /// With --to, replay them instead on a RUNNING master as new transactions (new LSNs).
     Load {
-        #[command(flatten)]
-        config: ConfigArg,
+        /// The stopped node's config file.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "to",
+            required_unless_present = "to"
+        )]
+        config: Option<PathBuf>,
+        /// Replay on the master at HOST:PORT (its client port) as new transactions (HB.APPLY).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: Option<String>,
+        /// The master's password (requirepass), with --to.
+        #[arg(long, requires = "to")]
+        password: Option<String>,
         /// Tape files, in any order (they are taken by LSN).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -258,8 +272,32 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     }
                 }
             }
-            JournalCmd::Load { config, files } => {
-                let cfg = load(&config.config)?;
+            JournalCmd::Load {
+                to: Some(to),
+                password,
+                files,
+                ..
+            } => match hotbackup::ops::replay::replay(&to, password.as_deref(), &files) {
+                Ok(r) => {
+                    println!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: journal load --to: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            },
+            JournalCmd::Load {
+                config,
+                to: None,
+                files,
+                ..
+            } => {
+                let Some(config) = config else {
+                    eprintln!("hotbackup: journal load: give --config FILE or --to HOST:PORT");
+                    return Err(ExitCode::from(2));
+                };
+                let cfg = load(&config)?;
                 match hotbackup::ops::load::load(&cfg, &files) {
                     Ok(r) => {
                         print!("{}", r.render_human());

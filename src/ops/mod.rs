@@ -9,4 +9,5 @@ pub mod json;
 pub mod load;
 pub mod local_pair;
 pub mod port_check;
+pub mod replay;
 pub mod status;

@@ -7,6 +7,7 @@
 //! lookup, authentication, arity, MULTI queueing, error replies, and ending the journal
 //! transaction after a command (or after EXEC).
 
+mod apply;
 mod connection;
 mod hashes;
 pub mod keys;
@@ -175,6 +176,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.logged", -2, READ, NOKEY, native::logged),
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
+    spec("hb.apply", 2, WRITE, NOKEY, apply::apply),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {

@@ -1,0 +1,452 @@
+//! Tapes, the seed's offline path, with real processes: journal export and load, replaying
+//! tapes on a running master (journal load --to, HB.APPLY), save and restore, the archive of
+//! journal segments, and the iterative procedure (restore, load tapes while more are written,
+//! brief stop, last tape, start).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{Node, cli, write_config};
+use hotbackup::journal::tape::{TapeWriter, read_tape};
+use hotbackup::txn::{Op, Transaction, Value};
+
+/// Every item of every file: (file, id) -> value as text (hashes as sorted field=value).
+fn contents(n: &Node) -> BTreeMap<(String, String), String> {
+    let mut c = n.client();
+    let files: Vec<redis::Value> = redis::cmd("HB.FILES").query(&mut c).unwrap();
+    let mut names = Vec::new();
+    for f in files {
+        let pairs: Vec<(String, redis::Value)> = match f {
+            redis::Value::Map(m) => m
+                .into_iter()
+                .map(|(k, v)| (redis::from_redis_value(k).unwrap(), v))
+                .collect(),
+            redis::Value::Array(a) => a
+                .chunks(2)
+                .map(|p| (redis::from_redis_value(p[0].clone()).unwrap(), p[1].clone()))
+                .collect(),
+            other => panic!("HB.FILES entry {other:?}"),
+        };
+        for (k, v) in pairs {
+            if k == "name" {
+                names.push(redis::from_redis_value::<String>(v).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for file in names {
+        if file.starts_with("sys/") {
+            continue;
+        }
+        redis::cmd("SELECT").arg(&file).exec(&mut c).unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        for k in keys {
+            let t: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+            let v = if t == "hash" {
+                let h: BTreeMap<String, String> =
+                    redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap();
+                format!("{h:?}")
+            } else {
+                redis::cmd("GET").arg(&k).query::<String>(&mut c).unwrap()
+            };
+            out.insert((file.clone(), k), v);
+        }
+    }
+    out
+}
+
+fn set(n: &Node, k: &str, v: &str) {
+    let mut c = n.client();
+    redis::cmd("SET").arg(k).arg(v).exec(&mut c).unwrap();
+}
+
+/// The node's last durable LSN (HB.STATUS).
+fn durable_lsn(n: &Node) -> u64 {
+    let mut c = n.client();
+    let m: BTreeMap<String, String> = redis::cmd("HB.STATUS").query(&mut c).unwrap();
+    m["journal_durable_lsn"].parse().unwrap()
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    cli(args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A config for a node that is not started yet (its data dir does not exist).
+fn new_node_dir(root: &Path, name: &str, extra: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_config(&dir, extra);
+    dir
+}
+
+const FAST: &str = "[durability]\nmode = \"none\"\n";
+
+fn payload(ops: Vec<Op>) -> Vec<u8> {
+    Transaction { time_ms: 1, ops }.encode()
+}
+
+fn put(file: &str, id: &str, v: &str) -> Op {
+    Op::Put {
+        file: file.into(),
+        id: id.as_bytes().to_vec(),
+        value: Value::Str(v.as_bytes().to_vec()),
+    }
+}
+
+#[test]
+fn tapes_build_a_copy_and_loading_twice_changes_nothing() {
+    let a = Node::start(FAST);
+    for i in 0..50 {
+        set(&a, &format!("k{i}"), &format!("v{i}"));
+    }
+    let root = tempfile::tempdir().unwrap();
+    let t1 = root.path().join("t1.hbt");
+    let (code, out, err) = run(&[
+        "journal",
+        "export",
+        "-c",
+        s(&a.config),
+        "--from",
+        "1",
+        s(&t1),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("LSN 1..50"), "{out}");
+    // The tape reads like a journal.
+    let (code, out, _) = run(&["journal", "check", s(&t1)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = run(&["journal", "dump", s(&t1), "--limit", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("put main \"k0\" = \"v0\""), "{out}");
+
+    // A new node, built from the tape alone (it starts at LSN 1).
+    let bdir = new_node_dir(root.path(), "b", FAST);
+    let bcfg = bdir.join("node.toml");
+    let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t1)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("50 loaded"), "{out}");
+    // Again: nothing changes.
+    let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t1)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 loaded, 50 already here"), "{out}");
+
+    // More writes, a second tape (overlapping the first), loaded with the first again.
+    for i in 50..80 {
+        set(&a, &format!("k{i}"), &format!("w{i}"));
+    }
+    set(&a, "k3", "changed");
+    let t2 = root.path().join("t2.hbt");
+    let (code, out, err) = run(&[
+        "journal",
+        "export",
+        "-c",
+        s(&a.config),
+        "--from",
+        "40",
+        s(&t2),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t2), s(&t1)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("31 loaded"), "{out}");
+
+    let b = Node::start_in(&bdir);
+    assert_eq!(contents(&a), contents(&b));
+    assert_eq!(durable_lsn(&a), durable_lsn(&b));
+
+    // A running node refuses an offline load.
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t2)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is running") && err.contains("stop it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tape_with_a_gap_or_from_another_database_or_history_is_refused() {
+    let a = Node::start(FAST);
+    for i in 0..20 {
+        set(&a, &format!("k{i}"), "a");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let t1 = root.path().join("t1.hbt");
+    let t_gap = root.path().join("gap.hbt");
+    assert_eq!(
+        run(&[
+            "journal",
+            "export",
+            "-c",
+            s(&a.config),
+            "--from",
+            "1",
+            "--to",
+            "10",
+            s(&t1)
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        run(&[
+            "journal",
+            "export",
+            "-c",
+            s(&a.config),
+            "--from",
+            "15",
+            s(&t_gap)
+        ])
+        .0,
+        0
+    );
+    let bdir = new_node_dir(root.path(), "b", FAST);
+    let bcfg = bdir.join("node.toml");
+    assert_eq!(run(&["journal", "load", "-c", s(&bcfg), s(&t1)]).0, 0);
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t_gap)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("starts at LSN 15") && err.contains("ends at LSN 10"),
+        "{err}"
+    );
+    assert!(err.contains("--from 11"), "{err}");
+
+    // Export a range the journal does not hold: the error says what it holds.
+    let (code, _, err) = run(&[
+        "journal",
+        "export",
+        "-c",
+        s(&a.config),
+        "--from",
+        "99",
+        s(&root.path().join("x")),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ends at LSN 20"), "{err}");
+
+    // Another database.
+    let other = Node::start(FAST);
+    set(&other, "x", "y");
+    let t_other = root.path().join("other.hbt");
+    assert_eq!(
+        run(&[
+            "journal",
+            "export",
+            "-c",
+            s(&other.config),
+            "--from",
+            "1",
+            s(&t_other)
+        ])
+        .0,
+        0
+    );
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&t_other)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("another database"), "{err}");
+
+    // Another history: the same database and LSNs, other contents (a tape written by hand).
+    let db_id = read_tape(&t1).unwrap().header.db_id;
+    let fork = root.path().join("fork.hbt");
+    let mut w = TapeWriter::create(&fork, db_id, 9).unwrap();
+    w.append(9, 1, &payload(vec![put("main", "k8", "forked")]))
+        .unwrap();
+    w.append(10, 1, &payload(vec![put("main", "k9", "forked")]))
+        .unwrap();
+    w.append(11, 1, &payload(vec![put("main", "k10", "forked")]))
+        .unwrap();
+    w.finish().unwrap();
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&fork)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("another history") && err.contains("LSN 9"),
+        "{err}"
+    );
+
+    // Another generation: generation 2 without its promotion record.
+    let g2 = root.path().join("g2.hbt");
+    let mut w = TapeWriter::create(&g2, db_id, 11).unwrap();
+    w.append(11, 2, &payload(vec![put("main", "g", "2")]))
+        .unwrap();
+    w.finish().unwrap();
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&g2)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("another history") && err.contains("generation 2"),
+        "{err}"
+    );
+    // With its promotion record, generation 2 is taken; then generation 1 is refused.
+    let promo = root.path().join("promo.hbt");
+    let mut w = TapeWriter::create(&promo, db_id, 11).unwrap();
+    w.append(
+        11,
+        2,
+        &payload(vec![Op::NewGeneration {
+            generation: 2,
+            first_lsn: 11,
+            node: vec![7; 16],
+            name: "other".into(),
+            time_ms: 1,
+        }]),
+    )
+    .unwrap();
+    w.append(12, 2, &payload(vec![put("main", "g", "2")]))
+        .unwrap();
+    w.finish().unwrap();
+    let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&promo)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("generation 2"), "{out}");
+    let old = root.path().join("old.hbt");
+    let mut w = TapeWriter::create(&old, db_id, 13).unwrap();
+    w.append(13, 1, &payload(vec![put("main", "g", "1")]))
+        .unwrap();
+    w.finish().unwrap();
+    let (code, _, err) = run(&["journal", "load", "-c", s(&bcfg), s(&old)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("below this node's current generation 2"),
+        "{err}"
+    );
+    // The node starts with what was accepted.
+    let b = Node::start_in(&bdir);
+    let mut c = b.client();
+    let g: String = redis::cmd("GET").arg("g").query(&mut c).unwrap();
+    assert_eq!(g, "2");
+}
+
+#[test]
+fn journal_load_to_replays_a_tape_on_a_running_master_as_new_transactions() {
+    let a = Node::start(FAST);
+    for i in 0..10 {
+        set(&a, &format!("k{i}"), "a");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let lost = root.path().join("lost.hbt");
+    assert_eq!(
+        run(&[
+            "journal",
+            "export",
+            "-c",
+            s(&a.config),
+            "--from",
+            "5",
+            s(&lost)
+        ])
+        .0,
+        0
+    );
+    let m = Node::start(FAST);
+    set(&m, "other", "x");
+    let before = durable_lsn(&m);
+    let addr = m.addr.to_string();
+    let (code, out, err) = run(&["journal", "load", "--to", &addr, s(&lost)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "applied 6 transaction(s) on {addr}: tape LSN 5..10 became LSN {}..{}",
+            before + 1,
+            before + 6
+        )),
+        "{out}"
+    );
+    let mut c = m.client();
+    let v: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&["k3", "k4", "k9", "other"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        v,
+        vec![None, Some("a".into()), Some("a".into()), Some("x".into())]
+    );
+}
+
+#[test]
+fn hb_apply_is_atomic_and_refuses_promotions_and_reserved_files() {
+    let m = Node::start(FAST);
+    let mut c = m.client();
+    redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("1")
+        .exec(&mut c)
+        .unwrap();
+    // The second op would APPEND to a hash: nothing of the transaction is applied.
+    let bad = payload(vec![
+        put("main", "new", "1"),
+        Op::Append {
+            file: "main".into(),
+            id: b"h".to_vec(),
+            data: b"x".to_vec(),
+        },
+    ]);
+    let e = redis::cmd("HB.APPLY").arg(bad).exec(&mut c).unwrap_err();
+    assert!(e.to_string().contains("op 2 (append)"), "{e}");
+    assert!(e.to_string().contains("nothing was applied"), "{e}");
+    let got: Option<String> = redis::cmd("GET").arg("new").query(&mut c).unwrap();
+    assert_eq!(got, None);
+    // Ops see the effect of the ops before them.
+    let good = payload(vec![
+        Op::CreateFile {
+            file: "acct/x".into(),
+            logged: true,
+        },
+        put("acct/x", "a", "1"),
+        Op::Append {
+            file: "acct/x".into(),
+            id: b"a".to_vec(),
+            data: b"2".to_vec(),
+        },
+        Op::Delete {
+            file: "main".into(),
+            id: b"h".to_vec(),
+        },
+    ]);
+    let lsn: u64 = redis::cmd("HB.APPLY").arg(good).query(&mut c).unwrap();
+    assert_eq!(lsn, durable_lsn(&m));
+    let v: String = redis::cmd("HB.READ")
+        .arg("acct/x")
+        .arg("a")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "12");
+    let promo = payload(vec![Op::NewGeneration {
+        generation: 5,
+        first_lsn: 1,
+        node: vec![],
+        name: String::new(),
+        time_ms: 0,
+    }]);
+    let e = redis::cmd("HB.APPLY").arg(promo).exec(&mut c).unwrap_err();
+    assert!(e.to_string().contains("promotion record"), "{e}");
+    let sys = payload(vec![put("sys/canary", "x", "1")]);
+    let e = redis::cmd("HB.APPLY").arg(sys).exec(&mut c).unwrap_err();
+    assert!(e.to_string().contains("reserved"), "{e}");
+    let e = redis::cmd("HB.APPLY").arg("junk").exec(&mut c).unwrap_err();
+    assert!(e.to_string().contains("not an encoded transaction"), "{e}");
+
+    // Refused on a slave like any write.
+    let root = tempfile::tempdir().unwrap();
+    let key = common::key_file(root.path(), "k.key", "0123456789abcdef-tapes-secret");
+    let cfg = write_config(
+        root.path(),
+        &format!(
+            "{FAST}\n[link]\nlisten = \"127.0.0.1:0\"\npeers = [\"127.0.0.1:1\"]\nkey_file = \"{}\"\n",
+            key.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("role = \"slave\"\n{text}")).unwrap();
+    let sl = Node::start_in(root.path());
+    let mut c = sl.client();
+    let e = redis::cmd("HB.APPLY")
+        .arg(payload(vec![put("main", "a", "b")]))
+        .exec(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("read only replica"), "{e}");
+}
