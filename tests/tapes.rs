@@ -450,3 +450,196 @@ fn hb_apply_is_atomic_and_refuses_promotions_and_reserved_files() {
         .unwrap_err();
     assert!(e.to_string().contains("read only replica"), "{e}");
 }
+
+/// The number after `word` in `text` ("at LSN 42" -> 42 for "at LSN ").
+fn number_after(text: &str, word: &str) -> u64 {
+    let rest = text
+        .split(word)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {word:?} in {text:?}"));
+    rest.chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {word:?} in {text:?}"))
+}
+
+/// Exports from `from` to a new tape; returns the LSN to export from next time.
+fn export_from(a: &Node, from: u64, tape: &Path) -> u64 {
+    let (code, out, err) = run(&[
+        "journal",
+        "export",
+        "-c",
+        s(&a.config),
+        "--from",
+        &from.to_string(),
+        s(tape),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    if out.contains("exported no records") {
+        return from;
+    }
+    number_after(&out, &format!("LSN {from}..")) + 1
+}
+
+#[test]
+fn save_restore_then_tapes_in_rounds_under_writes_give_the_masters_data() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let a = Node::start(FAST);
+    {
+        let mut c = a.client();
+        for i in 0..3000 {
+            redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(format!("{i:0>100}"))
+                .exec(&mut c)
+                .unwrap();
+        }
+        redis::cmd("HSET")
+            .arg("h")
+            .arg("f")
+            .arg("1")
+            .exec(&mut c)
+            .unwrap();
+        redis::cmd("HB.CREATE")
+            .arg("acct/quiet")
+            .arg("UNLOGGED")
+            .exec(&mut c)
+            .unwrap();
+        redis::cmd("HB.WRITE")
+            .arg("acct/quiet")
+            .arg("x")
+            .arg("y")
+            .exec(&mut c)
+            .unwrap();
+    }
+    // Writes go on during the whole procedure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, done) = (stop.clone(), done.clone());
+        let mut c = a.client();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                redis::cmd("SET")
+                    .arg(format!("w{}", i % 500))
+                    .arg(i)
+                    .exec(&mut c)
+                    .unwrap();
+                redis::cmd("INCR").arg("counter").exec(&mut c).unwrap();
+                redis::cmd("HSET")
+                    .arg("h")
+                    .arg(format!("f{}", i % 7))
+                    .arg(i)
+                    .exec(&mut c)
+                    .unwrap();
+                if i % 50 == 0 {
+                    redis::cmd("DEL").arg(format!("k{i}")).exec(&mut c).unwrap();
+                }
+                i += 1;
+                done.store(i, Ordering::SeqCst);
+            }
+        })
+    };
+    let progressed = |since: u64| {
+        common::wait_until(Duration::from_secs(20), || {
+            done.load(Ordering::SeqCst) >= since + 100
+        })
+    };
+    assert!(progressed(0));
+
+    let root = tempfile::tempdir().unwrap();
+    let save = root.path().join("a.hbs");
+    let (code, out, err) = run(&["save", "-c", s(&a.config), "--to", s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let l = number_after(&out, "at LSN ");
+    assert!(out.contains("item(s) of 2 file(s)"), "{out}");
+
+    let bdir = new_node_dir(root.path(), "b", FAST);
+    let bcfg = bdir.join("node.toml");
+    let (code, out, err) = run(&["restore", "-c", s(&bcfg), s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("at LSN {l}")), "{out}");
+
+    // Rounds of tapes while the writes go on.
+    let mut next = l + 1;
+    for round in 0..3 {
+        assert!(progressed(done.load(Ordering::SeqCst)));
+        let tape = root.path().join(format!("round{round}.hbt"));
+        let from = next;
+        next = export_from(&a, from, &tape);
+        let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&tape)]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains(&format!("now ends at LSN {}", next - 1)),
+            "round {round}: {out}"
+        );
+    }
+    // Brief stop of the writes, the last tape, start the restored node.
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let last = root.path().join("last.hbt");
+    next = export_from(&a, next, &last);
+    let (code, out, err) = run(&["journal", "load", "-c", s(&bcfg), s(&last)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(next - 1, durable_lsn(&a));
+    let b = Node::start_in(&bdir);
+    assert_eq!(durable_lsn(&b), durable_lsn(&a));
+    let (ca, cb) = (contents(&a), contents(&b));
+    assert!(ca.len() > 3000);
+    assert_eq!(ca, cb);
+    // The restored node carries the saved identity: a tape of the master still loads (nothing
+    // new) once it is stopped again.
+    drop(b);
+}
+
+#[test]
+fn restore_refuses_a_non_empty_data_dir_and_a_damaged_save_leaves_it_empty() {
+    let a = Node::start(FAST);
+    for i in 0..200 {
+        set(&a, &format!("k{i}"), "v");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let save = root.path().join("a.hbs");
+    let (code, out, err) = run(&["save", "-c", s(&a.config), "--to", s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    // An existing file is not replaced without --force.
+    let (code, _, err) = run(&["save", "-c", s(&a.config), "--to", s(&save)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exists already"), "{err}");
+
+    // Restoring onto a node's data dir is refused.
+    let (code, _, err) = run(&["restore", "-c", s(&a.config), s(&save)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not empty"), "{err}");
+
+    let bytes = std::fs::read(&save).unwrap();
+    let bdir = new_node_dir(root.path(), "b", FAST);
+    let bcfg = bdir.join("node.toml");
+    let data = bdir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let cut = root.path().join("cut.hbs");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let (code, _, err) = run(&["restore", "-c", s(&bcfg), s(&cut)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    let mut bad = bytes.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    let badp = root.path().join("bad.hbs");
+    std::fs::write(&badp, &bad).unwrap();
+    let (code, _, err) = run(&["restore", "-c", s(&bcfg), s(&badp)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    // The good file restores, and the node starts with the data.
+    let (code, out, err) = run(&["restore", "-c", s(&bcfg), s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let b = Node::start_in(&bdir);
+    assert_eq!(contents(&a), contents(&b));
+}

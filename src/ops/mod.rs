@@ -9,5 +9,8 @@ pub mod json;
 pub mod load;
 pub mod local_pair;
 pub mod port_check;
+pub mod progress;
 pub mod replay;
+pub mod restore;
+pub mod save;
 pub mod status;

@@ -1,10 +1,11 @@
 //! The state of one client connection that commands see and change.
 //!
 //! Socket buffers live in the event loop; this is what a command may touch: the current file,
-//! the protocol version, authentication, the client's name, a MULTI queue.
+//! the protocol version, authentication, the client's name, a MULTI queue, a snapshot being read.
 
 use std::time::Instant;
 
+use super::commands::snapshot::SnapshotCursor;
 use crate::files::DEFAULT_FILE;
 use crate::resp::Proto;
 
@@ -36,6 +37,8 @@ pub struct ConnState {
     pub last_active: Instant,
     pub last_cmd: &'static str,
     pub commands: u64,
+    /// A snapshot being pulled by `hotbackup save` (HB.SNAPSHOT).
+    pub snapshot: Option<Box<SnapshotCursor>>,
 }
 
 impl ConnState {
@@ -59,6 +62,7 @@ impl ConnState {
             last_active: now,
             last_cmd: "NULL",
             commands: 0,
+            snapshot: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod hashes;
 pub mod keys;
 mod native;
 pub mod server;
+pub mod snapshot;
 mod strings;
 mod transactions;
 
@@ -177,6 +178,13 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
     spec("hb.apply", 2, WRITE, NOKEY, apply::apply),
+    spec(
+        "hb.snapshot",
+        -2,
+        ADMIN | NOQUEUE,
+        NOKEY,
+        snapshot::snapshot,
+    ),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
