@@ -643,3 +643,124 @@ fn restore_refuses_a_non_empty_data_dir_and_a_damaged_save_leaves_it_empty() {
     let b = Node::start_in(&bdir);
     assert_eq!(contents(&a), contents(&b));
 }
+
+fn segments_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "hbj"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// About 4 MiB of writes, pipelined.
+fn fill(n: &Node, rounds: usize) {
+    let mut c = n.client();
+    let value = "x".repeat(1000);
+    for r in 0..rounds {
+        let mut p = redis::pipe();
+        for i in 0..100 {
+            p.cmd("SET").arg(format!("k{r}-{i}")).arg(&value).ignore();
+        }
+        p.exec(&mut c).unwrap();
+    }
+}
+
+#[test]
+fn segments_are_archived_before_removal_and_archived_segments_load() {
+    use std::time::Duration;
+    let root = tempfile::tempdir().unwrap();
+    let arch = root.path().join("archive");
+    let extra = format!(
+        "[durability]\nmode = \"none\"\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n\n[journal]\narchive_dir = \"{}\"\n",
+        arch.display()
+    );
+    let a = Node::start(&extra);
+    fill(&a, 40);
+    let jdir = a.dir.join("data/current/journal");
+    // Checkpoints remove what the store holds, once archived.
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let mut c = a.client();
+            redis::cmd("SAVE").exec(&mut c).unwrap();
+            // Writes have stopped: once every sealed segment is archived and removed, only
+            // the current one is left, and nothing moves any more.
+            segments_in(&jdir).len() == 1 && segments_in(&arch).len() >= 3
+        }),
+        "journal {:?}, archive {:?}",
+        segments_in(&jdir),
+        segments_in(&arch)
+    );
+    // Everything removed from the journal is in the archive.
+    let first_kept: u64 = segments_in(&jdir)[0]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let archived = segments_in(&arch);
+    assert!(archived[0].ends_with("00000000000000000001.hbj"));
+    let last_archived: u64 = archived
+        .last()
+        .and_then(|p| p.file_stem())
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(last_archived < first_kept);
+    // A new node from the archive and a tape of the rest.
+    let rest = root.path().join("rest.hbt");
+    let (code, out, err) = run(&[
+        "journal",
+        "export",
+        "-c",
+        s(&a.config),
+        "--from",
+        &first_kept.to_string(),
+        s(&rest),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bdir = new_node_dir(root.path(), "b", FAST);
+    let bcfg = bdir.join("node.toml");
+    let mut args: Vec<String> = vec![
+        "journal".into(),
+        "load".into(),
+        "-c".into(),
+        s(&bcfg).into(),
+    ];
+    args.extend(archived.iter().map(|p| s(p).to_string()));
+    args.push(s(&rest).into());
+    let argv: Vec<&str> = args.iter().map(|x| x.as_str()).collect();
+    let (code, out, err) = run(&argv);
+    assert_eq!(code, 0, "{out}{err}");
+    let b = Node::start_in(&bdir);
+    assert_eq!(durable_lsn(&a), durable_lsn(&b));
+    assert_eq!(contents(&a), contents(&b));
+}
+
+#[test]
+fn a_failing_archive_keeps_the_segments_and_raises_an_incident() {
+    use std::time::Duration;
+    let extra = "[durability]\nmode = \"none\"\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n\n[journal]\narchive_command = \"echo archive is broken >&2; exit 1 # %p\"\n";
+    let a = Node::start(extra);
+    fill(&a, 30);
+    assert!(a.wait_log("INCIDENT journal archive failed", Duration::from_secs(20)));
+    assert!(a.log_text().contains("archive is broken"));
+    let jdir = a.dir.join("data/current/journal");
+    let before = segments_in(&jdir).len();
+    assert!(before >= 3);
+    let mut c = a.client();
+    redis::cmd("SAVE").exec(&mut c).unwrap();
+    // Checkpoints come and go (SAVE, then the 1 s interval): no segment is removed.
+    let ck = |n: &Node| {
+        let m: BTreeMap<String, String> = redis::cmd("HB.STATUS").query(&mut n.client()).unwrap();
+        m["checkpoint_lsn"].parse::<u64>().unwrap()
+    };
+    assert!(common::wait_until(Duration::from_secs(10), || ck(&a) == durable_lsn(&a)));
+    redis::cmd("SAVE").exec(&mut c).unwrap();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        a.log_text().contains("journal archive still failing")
+    }));
+    assert_eq!(segments_in(&jdir).len(), before);
+}

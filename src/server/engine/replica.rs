@@ -442,6 +442,8 @@ impl Engine {
             },
             self.fs.clone(),
         )?;
+        let mut journal = journal;
+        super::attach_archiver(&mut journal, &self.opts)?;
         self.generation = meta.generation;
         self.store = Some(store);
         self.journal = journal;
