@@ -39,7 +39,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// The journal: look inside (read-only; safe while the daemon runs), export and load tapes.
+    /// The journal: check and dump (read-only, safe while the daemon runs), export tapes (safe
+    /// while it runs), load tapes.
     Journal {
         #[command(subcommand)]
         cmd: JournalCmd,
