@@ -764,3 +764,67 @@ fn a_failing_archive_keeps_the_segments_and_raises_an_incident() {
     }));
     assert_eq!(segments_in(&jdir).len(), before);
 }
+
+/// A master and its slave (real processes, loopback), with `extra` in both configs.
+fn pair(root: &Path, extra: &str) -> (Node, Node) {
+    let key = common::key_file(root, "pair.key", "0123456789abcdef-tapes-pair");
+    let (mp, sp) = (common::free_port(), common::free_port());
+    let write = |name: &str, role: &str, me: u16, peer: u16| {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "role = \"{role}\"\ndata_dir = \"{}\"\n\n[client]\nlisten = \"127.0.0.1:{}\"\n\n[link]\nlisten = \"127.0.0.1:{me}\"\npeers = [\"127.0.0.1:{peer}\"]\nkey_file = \"{}\"\nheartbeat_interval = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n{extra}\n",
+            dir.join("data").display(),
+            common::free_port(),
+            key.display()
+        );
+        std::fs::write(dir.join("node.toml"), text).unwrap();
+        dir
+    };
+    let sdir = write("slave", "slave", sp, mp);
+    let slave = Node::start_in(&sdir);
+    let mdir = write("master", "master", mp, sp);
+    let master = Node::start_in(&mdir);
+    (master, slave)
+}
+
+#[test]
+fn a_slave_saves_while_its_master_writes_and_tapes_of_the_master_continue_the_copy() {
+    use std::time::Duration;
+    let root = tempfile::tempdir().unwrap();
+    let (m, sl) = pair(root.path(), FAST);
+    fill(&m, 10);
+    assert!(common::wait_until(Duration::from_secs(20), || durable_lsn(
+        &sl
+    )
+        == durable_lsn(&m)));
+    // The master keeps writing while the slave saves.
+    let writer = {
+        let mut c = m.client();
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                redis::cmd("SET")
+                    .arg(format!("during{i}"))
+                    .arg(i)
+                    .exec(&mut c)
+                    .unwrap();
+            }
+        })
+    };
+    let save = root.path().join("slave.hbs");
+    let (code, out, err) = run(&["save", "-c", s(&sl.config), "--to", s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let l = number_after(&out, "at LSN ");
+    writer.join().unwrap();
+    let cdir = new_node_dir(root.path(), "c", FAST);
+    let ccfg = cdir.join("node.toml");
+    let (code, out, err) = run(&["restore", "-c", s(&ccfg), s(&save)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let tape = root.path().join("t.hbt");
+    export_from(&m, l + 1, &tape);
+    let (code, out, err) = run(&["journal", "load", "-c", s(&ccfg), s(&tape)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let c = Node::start_in(&cdir);
+    assert_eq!(durable_lsn(&c), durable_lsn(&m));
+    assert_eq!(contents(&c), contents(&m));
+}
