@@ -194,6 +194,21 @@ pub struct LinkConfig {
     pub sync_timeout: Duration,
     /// What happens when they do not come in time.
     pub on_sync_timeout: OnSyncTimeout,
+    /// During a switchover, what new writes on the old master do while it hands over.
+    pub switchover_writes: SwitchoverWrites,
+    /// How long a switchover waits for the slave to catch up before it gives up (> 0).
+    pub switchover_timeout: Duration,
+}
+
+/// `link.switchover_writes`: new writes on a master that is handing over to its slave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SwitchoverWrites {
+    /// They wait (the client sees a pause), then run on the old master if the switchover is
+    /// aborted, or get READONLY naming the new master. The default.
+    #[default]
+    Wait,
+    /// They get a retryable error at once (TRYAGAIN).
+    Refuse,
 }
 
 /// `link.sync`: which slave acknowledgement a client's write waits for. (Named so as not to
@@ -293,6 +308,8 @@ impl Default for LinkConfig {
             min_sync_slaves: 1,
             sync_timeout: Duration::from_secs(1),
             on_sync_timeout: OnSyncTimeout::Async,
+            switchover_writes: SwitchoverWrites::Wait,
+            switchover_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -549,6 +566,8 @@ struct RawLink {
     min_sync_slaves: Option<Spanned<u64>>,
     sync_timeout: Option<Spanned<Interval>>,
     on_sync_timeout: Option<Spanned<String>>,
+    switchover_writes: Option<Spanned<String>>,
+    switchover_timeout: Option<Spanned<Interval>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -635,6 +654,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "min_sync_slaves",
             "sync_timeout",
             "on_sync_timeout",
+            "switchover_writes",
+            "switchover_timeout",
         ],
     ),
     (
@@ -873,6 +894,29 @@ impl RawLink {
                     ));
                 }
             };
+        }
+        if let Some(w) = &self.switchover_writes {
+            l.switchover_writes = match w.get_ref().as_str() {
+                "wait" => SwitchoverWrites::Wait,
+                "refuse" => SwitchoverWrites::Refuse,
+                _ => {
+                    return Err(src.invalid(
+                        w.span(),
+                        "link.switchover_writes",
+                        "expected \"wait\" or \"refuse\"",
+                    ));
+                }
+            };
+        }
+        if let Some(t) = &self.switchover_timeout {
+            if t.get_ref().0.is_zero() {
+                return Err(src.invalid(
+                    t.span(),
+                    "link.switchover_timeout",
+                    "expected a duration > 0",
+                ));
+            }
+            l.switchover_timeout = t.get_ref().0;
         }
         self.check_together(src, &l, role, role_span)?;
         // Last, once everything in the text is known to be right: read the key.
@@ -1878,6 +1922,8 @@ mod tests {
         assert_eq!(l.min_sync_slaves, 1);
         assert_eq!(l.sync_timeout, Duration::from_secs(1));
         assert_eq!(l.on_sync_timeout, OnSyncTimeout::Async);
+        assert_eq!(l.switchover_writes, SwitchoverWrites::Wait);
+        assert_eq!(l.switchover_timeout, Duration::from_secs(10));
         assert_eq!(c.link, LinkConfig::default());
     }
 
@@ -1903,6 +1949,8 @@ sync = "durable"
 min_sync_slaves = 2
 sync_timeout = "250ms"
 on_sync_timeout = "refuse"
+switchover_writes = "refuse"
+switchover_timeout = "3s"
 [client]
 listen = "[::1]:6000"
 unix_socket = "/run/hb.sock"
@@ -1951,6 +1999,8 @@ level = "debug"
         assert_eq!(l.min_sync_slaves, 2);
         assert_eq!(l.sync_timeout, Duration::from_millis(250));
         assert_eq!(l.on_sync_timeout, OnSyncTimeout::Refuse);
+        assert_eq!(l.switchover_writes, SwitchoverWrites::Refuse);
+        assert_eq!(l.switchover_timeout, Duration::from_secs(3));
         assert_eq!(c.data_dir, Path::new("/srv/db"));
         assert_eq!(c.client.listen, Some("[::1]:6000".parse().unwrap()));
         assert_eq!(c.client.unix_socket, Some(PathBuf::from("/run/hb.sock")));
@@ -2988,6 +3038,11 @@ level = "debug"
             err_in("[link]\nsync = \"sync\"\n"),
             "/etc/hotbackup/db1.toml:3:8: invalid value for link.sync: expected \"async\", \
              \"received\", \"durable\" or \"applied\""
+        );
+        assert_eq!(
+            err_in("[link]\nswitchover_writes = \"later\"\n"),
+            "/etc/hotbackup/db1.toml:3:21: invalid value for link.switchover_writes: expected \
+             \"wait\" or \"refuse\""
         );
         assert_eq!(
             err_in("[link]\non_sync_timeout = \"wait\"\n"),

@@ -1,8 +1,10 @@
 //! hotbackup: a hot-standby database for Linux.
 //!
-//! Data flows one way: client → [`server`] → [`journal`] → [`store`] (→ link → slave, later).
-//! Lower layers ([`journal`], [`store`], [`resp`], [`txn`]) never import [`server`] or [`ops`].
+//! Data flows one way: client → [`server`] → [`journal`] → [`store`] → [`link`] → slave.
+//! Lower layers ([`codec`], [`journal`], [`store`], [`resp`], [`txn`]) never import [`server`],
+//! [`link`] or [`ops`].
 
+pub mod codec;
 pub mod config;
 pub mod datadir;
 pub mod files;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use hotbackup::config::Config;
 use hotbackup::datadir::DataDir;
-use hotbackup::ops::{journal_cmd, port_check, status};
+use hotbackup::ops::{journal_cmd, port_check, role_cmd, status};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,39 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Make this node the master (a slave: a new generation, writable at once; works when the
+    /// old master is unreachable, and on a stopped node). Exit codes: 0 done or already master,
+    /// 1 failed, 2 bad usage/config, 3 refused (this node was fenced: rejoin it instead).
+    Promote {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Make this node a slave of its configured peer (after it was fenced, or to rebuild a wiped
+    /// slave): what it holds that the master never got is exported to a lost-transactions file,
+    /// then it catches up. Exit codes: 0 in sync (or already a slave with --no-wait), 1 failed,
+    /// 2 bad usage/config, 3 refused (a writable master without --force), 4 timed out.
+    Rejoin {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also when this node is a writable master that was not fenced.
+        #[arg(long)]
+        force: bool,
+        /// Return once the node is a slave, without waiting until it is in sync.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait until it is in sync (seconds).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Planned role swap with zero loss, run against either node: the master pauses writes,
+    /// waits until its slave has everything, the slave takes over, the old master follows it.
+    /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (e.g. no slave
+    /// streaming), 4 aborted (the slave did not catch up within link.switchover_timeout; the
+    /// old master resumed).
+    Switchover {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// The journal: check and dump (read-only, safe while the daemon runs), export tapes (safe
     /// while it runs), load tapes.
@@ -204,6 +237,16 @@ fn journal_dir(config: Option<PathBuf>, other: Option<PathBuf>) -> Result<PathBu
     }
 }
 
+/// Prints a role command's message (stdout when done, stderr otherwise) and gives its code.
+fn role_exit(o: role_cmd::Outcome) -> ExitCode {
+    if o.exit == role_cmd::Exit::Done {
+        println!("{}", o.message);
+    } else {
+        eprintln!("hotbackup: {}", o.message);
+    }
+    ExitCode::from(o.exit as u8)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
     match cli.cmd {
         Cmd::Serve { config, log_level } => {
@@ -230,6 +273,35 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 print!("{}", st.render_human(&cfg));
             }
             Ok(ExitCode::from(st.exit_code() as u8))
+        }
+        Cmd::Promote { config } => {
+            let cfg = load(&config.config)?;
+            Ok(role_exit(role_cmd::promote(&cfg)))
+        }
+        Cmd::Rejoin {
+            config,
+            force,
+            no_wait,
+            timeout,
+        } => {
+            let cfg = load(&config.config)?;
+            let opts = role_cmd::RejoinOpts {
+                force,
+                no_wait,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            Ok(role_exit(role_cmd::rejoin(
+                &cfg,
+                &opts,
+                &mut std::io::stderr(),
+            )))
+        }
+        Cmd::Switchover { config } => {
+            let cfg = load(&config.config)?;
+            Ok(role_exit(role_cmd::switchover(
+                &cfg,
+                &mut std::io::stderr(),
+            )))
         }
         Cmd::Journal { cmd } => match cmd {
             JournalCmd::Check {

@@ -4,188 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::pair::*;
 use common::proxy::Proxy;
 use common::{Node, free_port, key_file, wait_until};
-
-const KEY: &str = "0123456789abcdef-pair-secret";
-
-/// Writes a node's config in `dir` (its own data dir inside).
-fn node_config(dir: &Path, role: &str, link_port: u16, peers: &[String], key: &Path, extra: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
-    let text = format!(
-        "role = \"{role}\"\ndata_dir = \"{data}\"\n\n[client]\nlisten = \"127.0.0.1:{client_port}\"\n\n[link]\nlisten = \"127.0.0.1:{link_port}\"\npeers = [{peers}]\nkey_file = \"{key}\"\nheartbeat_interval = \"200ms\"\npeer_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n{extra}\n\n[log]\nlevel = \"info\"\n",
-        data = dir.join("data").display(),
-        client_port = free_port(),
-        peers = peers.join(", "),
-        key = key.display(),
-    );
-    std::fs::write(dir.join("node.toml"), text).unwrap();
-}
-
-/// A master and its slave, each a real process.
-struct Pair {
-    master: Node,
-    slave: Node,
-    dir: tempfile::TempDir,
-    slave_port: u16,
-}
-
-impl Pair {
-    /// Starts a slave and a master that dials it (through `via`, if given).
-    fn start(master_extra: &str, slave_extra: &str) -> Pair {
-        Self::start_with(master_extra, slave_extra, |p| p)
-    }
-
-    fn start_with(master_extra: &str, slave_extra: &str, route: impl Fn(u16) -> u16) -> Pair {
-        let dir = tempfile::tempdir().unwrap();
-        let key = key_file(dir.path(), "pair.key", KEY);
-        let (mp, sp) = (free_port(), free_port());
-        node_config(
-            &dir.path().join("slave"),
-            "slave",
-            sp,
-            &[format!("127.0.0.1:{mp}")],
-            &key,
-            slave_extra,
-        );
-        let slave = Node::start_in(&dir.path().join("slave"));
-        node_config(
-            &dir.path().join("master"),
-            "master",
-            mp,
-            &[format!("127.0.0.1:{}", route(sp))],
-            &key,
-            master_extra,
-        );
-        let master = Node::start_in(&dir.path().join("master"));
-        Pair {
-            master,
-            slave,
-            dir,
-            slave_port: sp,
-        }
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("pair.key")
-    }
-}
-
-fn info(n: &Node, section: &str) -> String {
-    let mut c = n.client();
-    redis::cmd("INFO").arg(section).query(&mut c).unwrap()
-}
-
-fn field(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .map(|v| v.trim().to_string())
-}
-
-fn durable(n: &Node) -> u64 {
-    field(&info(n, "replication"), "durable_lsn")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Waits until the slave holds everything the master has made durable.
-fn wait_caught_up(master: &Node, slave: &Node, within: Duration) {
-    let ok = wait_until(within, || {
-        let m = durable(master);
-        let s: u64 = field(&info(slave, "replication"), "slave_repl_offset")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        m > 0 && s == m
-    });
-    assert!(
-        ok,
-        "slave did not catch up: master {}\nslave {}\n--- master log\n{}\n--- slave log\n{}",
-        info(master, "replication"),
-        info(slave, "replication"),
-        master.log_text(),
-        slave.log_text()
-    );
-}
-
-/// Every item of the given files: (file, id) -> type and value.
-fn contents(n: &Node, files: &[&str]) -> BTreeMap<(String, Vec<u8>), String> {
-    let mut out = BTreeMap::new();
-    for file in files {
-        let mut c = redis::Client::open(n.url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let _: () = redis::cmd("SELECT").arg(*file).query(&mut c).unwrap();
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("TYPE").arg(k);
-        }
-        let types: Vec<String> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query(&mut c).unwrap()
-        };
-        let mut pipe = redis::pipe();
-        for (k, t) in keys.iter().zip(&types) {
-            if t == "hash" {
-                pipe.cmd("HGETALL").arg(k);
-            } else {
-                pipe.cmd("GET").arg(k);
-            }
-        }
-        let values: Vec<redis::Value> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query(&mut c).unwrap()
-        };
-        for ((k, t), v) in keys.into_iter().zip(types).zip(values) {
-            out.insert((file.to_string(), k), format!("{t}:{v:?}"));
-        }
-    }
-    out
-}
-
-fn assert_same(master: &Node, slave: &Node, files: &[&str]) {
-    let m = contents(master, files);
-    let s = contents(slave, files);
-    assert_eq!(m.len(), s.len(), "item counts differ");
-    if m != s {
-        let diff: Vec<_> = m
-            .iter()
-            .filter(|(k, v)| s.get(*k) != Some(v))
-            .take(5)
-            .collect();
-        panic!("slave differs from master, e.g. {diff:?}");
-    }
-}
-
-fn set(n: &Node, k: &str, v: &str) {
-    let mut c = n.client();
-    let _: () = redis::cmd("SET").arg(k).arg(v).query(&mut c).unwrap();
-}
-
-fn load(n: &Node, prefix: &str, count: usize) {
-    let mut c = n.client();
-    let mut i = 0;
-    while i < count {
-        let mut cmd = redis::cmd("MSET");
-        for j in i..(i + 1000).min(count) {
-            cmd.arg(format!("{prefix}{j:07}"))
-                .arg(format!("value-{j}-{}", "x".repeat(j % 40)));
-        }
-        let _: () = cmd.query(&mut c).unwrap();
-        i += 1000;
-    }
-}
 
 #[test]
 fn a_slave_gets_every_write_and_refuses_writes() {
@@ -211,9 +38,13 @@ fn a_slave_gets_every_write_and_refuses_writes() {
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
     assert_same(&p.master, &p.slave, &["main"]);
     let mut sc = p.slave.raw();
+    // Redis's text, then where the master is.
     assert_eq!(
         sc.cmd(&["SET", "x", "2"]),
-        "-READONLY You can't write against a read only replica.\r\n"
+        format!(
+            "-READONLY You can't write against a read only replica. The master is at {}.\r\n",
+            p.master.addr
+        )
     );
     assert!(
         sc.cmd(&["HB.WRITE", "main", "k", "v"])
@@ -329,11 +160,15 @@ fn master_restart_with_the_slave_connected() {
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
     p.master.kill9();
     p.master.launch();
+    // A master that has fed a slave checks with it before taking writes.
+    assert_ne!(writes_state(&p.master), "fenced");
+    wait_writable(&p.master, Duration::from_secs(10));
     load(&p.master, "b", 1000);
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
     assert_same(&p.master, &p.slave, &["main"]);
     assert_eq!(p.master.stop(), Some(0));
     p.master.launch();
+    wait_writable(&p.master, Duration::from_secs(10));
     set(&p.master, "after", "restart");
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
     assert_same(&p.master, &p.slave, &["main"]);

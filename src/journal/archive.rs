@@ -11,9 +11,11 @@
 //! stays, the failure is logged as an INCIDENT, and the same segment is retried (backing off
 //! from 1 s to 1 min) before any later one; the journal then grows until it works again.
 //!
-//! `archive_dir`: the segment is copied to `DIR/NAME.tmp`, fsynced, renamed to `DIR/NAME`, and
-//! the directory fsynced. A file of that name with the same contents counts as archived; with
-//! other contents it is an error (never overwritten).
+//! `archive_dir`: the segment is copied to a temporary file in DIR, fsynced, linked as
+//! `DIR/NAME` (link(2): never replacing a file), and the directory fsynced. A file of that name
+//! with the same contents counts as archived. One of another database is an error (never
+//! overwritten); one of the same database with other contents is a segment rewritten after a
+//! rejoin cut this node's divergent history back: it is kept as `NAME.superseded-TIME`.
 //! `archive_command`: run by `/bin/sh -c` with `%p` replaced by the segment's path, `%f` by its
 //! file name (both shell-quoted) and `%%` by `%`; exit status 0 means archived.
 
@@ -97,6 +99,21 @@ fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
+/// The database id in a segment file's header, if it has a valid one.
+fn segment_db_id(p: &Path) -> Option<super::format::DbId> {
+    let mut head = Vec::with_capacity(super::format::HEADER_LEN);
+    File::open(p)
+        .ok()?
+        .take(super::format::HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    super::format::SegmentHeader::decode(&head)
+        .ok()
+        .map(|h| h.db_id)
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
 fn copy_to_dir(dir: &Path, src: &Path) -> Result<(), String> {
     let name = src
         .file_name()
@@ -108,24 +125,55 @@ fn copy_to_dir(dir: &Path, src: &Path) -> Result<(), String> {
     };
     std::fs::create_dir_all(dir).map_err(ctx("create", dir))?;
     let dst = dir.join(name);
-    if dst.exists() {
-        return match same_contents(src, &dst) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
-                "{} exists with other contents; it is not overwritten",
-                dst.display()
-            )),
-            Err(e) => Err(format!("cannot compare with {}: {e}", dst.display())),
-        };
+    if dst.exists() && same_contents(src, &dst).unwrap_or(false) {
+        return Ok(());
     }
+    // A name of our own: two archivers (an old journal's thread finishing while the new
+    // one's starts) never write the same temporary file.
     let mut tmp_name = name.to_owned();
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = dir.join(tmp_name);
-    std::fs::copy(src, &tmp).map_err(ctx("copy to", &tmp))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(ctx("fsync", &tmp))?;
-    std::fs::rename(&tmp, &dst).map_err(ctx("rename to", &dst))?;
+    let result = (|| {
+        std::fs::copy(src, &tmp).map_err(ctx("copy to", &tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(ctx("fsync", &tmp))?;
+        // link(2), not rename(2): an archived file is never replaced.
+        for _ in 0..2 {
+            match std::fs::hard_link(&tmp, &dst) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ctx("link to", &dst)(e)),
+            }
+            if same_contents(src, &dst).map_err(ctx("compare with", &dst))? {
+                return Ok(());
+            }
+            if segment_db_id(&dst) != segment_db_id(src) {
+                return Err(format!(
+                    "{} exists and belongs to another database (do two databases archive into one directory?); it is not overwritten",
+                    dst.display()
+                ));
+            }
+            // The same database, other contents: the segment was rewritten after this node's
+            // divergent history was cut back (rejoin). Keep the old one under another name.
+            let mut old = name.to_owned();
+            old.push(format!(".superseded-{}", crate::txn::now_ms()));
+            let old = dir.join(old);
+            std::fs::rename(&dst, &old).map_err(ctx("rename", &dst))?;
+            log::warn!(
+                "journal archive: {} held other contents of the same database (a history cut back by a rejoin); kept as {}",
+                dst.display(),
+                old.display()
+            );
+        }
+        Err(format!("{} keeps changing; not archived", dst.display()))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(ctx("fsync", dir))?;
@@ -305,9 +353,36 @@ mod tests {
             std::fs::read(d.path().join("arch/00000000000000000001.hbj")).unwrap(),
             b"segment"
         );
+        // Not segments (no header): treated as of one database, the old one is kept aside.
         std::fs::write(&src, b"other").unwrap();
-        let e = a.archive(&src).unwrap_err();
-        assert!(e.contains("not overwritten"), "{e}");
+        a.archive(&src).unwrap();
+        let names: Vec<String> = std::fs::read_dir(d.path().join("arch"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().any(|n| n.contains(".superseded-")));
+        assert_eq!(
+            std::fs::read(d.path().join("arch/00000000000000000001.hbj")).unwrap(),
+            b"other"
+        );
+        // A segment of another database is never replaced.
+        let seg = |db: u8| {
+            let mut b = crate::journal::format::SegmentHeader {
+                first_lsn: 2,
+                db_id: [db; 16],
+            }
+            .encode()
+            .to_vec();
+            b.push(db);
+            b
+        };
+        let src2 = d.path().join("00000000000000000002.hbj");
+        std::fs::write(&src2, seg(1)).unwrap();
+        a.archive(&src2).unwrap();
+        std::fs::write(&src2, seg(2)).unwrap();
+        let e = a.archive(&src2).unwrap_err();
+        assert!(e.contains("another database"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod recovery;
 pub mod segment;
 pub mod syncer;
 pub mod tape;
+pub mod truncate;
 pub mod writer;
 
 use std::io;

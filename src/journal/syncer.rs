@@ -19,13 +19,16 @@ use super::fs::SyncHandle;
 pub struct SyncRequest {
     pub handle: Arc<dyn SyncHandle>,
     pub upto: Lsn,
+    /// Which opened journal asked ([`super::Journal::instance`]): a result for a journal
+    /// that was replaced since (full sync, rewind) must not count for the new one.
+    pub journal: u64,
 }
 
 /// What a sync came to.
 #[derive(Debug)]
 pub enum SyncOutcome {
-    /// Records up to this LSN are durable.
-    Synced(Lsn),
+    /// Records up to this LSN of that journal instance are durable.
+    Synced { journal: u64, upto: Lsn },
     /// fdatasync failed: nothing after the last success can be trusted.
     Failed(Lsn, io::Error),
 }
@@ -51,7 +54,10 @@ impl Syncer {
                         req = next;
                     }
                     let outcome = match req.handle.sync_data() {
-                        Ok(()) => SyncOutcome::Synced(req.upto),
+                        Ok(()) => SyncOutcome::Synced {
+                            journal: req.journal,
+                            upto: req.upto,
+                        },
                         Err(e) => SyncOutcome::Failed(req.upto, e),
                     };
                     if rtx.send(outcome).is_err() {
@@ -129,13 +135,24 @@ mod tests {
         s.request(SyncRequest {
             handle: Arc::new(Counting(calls.clone(), false)),
             upto: 7,
+            journal: 1,
         });
         let r = wait_results(&s, 1);
-        assert!(matches!(r[..], [SyncOutcome::Synced(7)]), "{r:?}");
+        assert!(
+            matches!(
+                r[..],
+                [SyncOutcome::Synced {
+                    journal: 1,
+                    upto: 7
+                }]
+            ),
+            "{r:?}"
+        );
         assert!(notified.load(Ordering::SeqCst) >= 1);
         s.request(SyncRequest {
             handle: Arc::new(Counting(calls.clone(), true)),
             upto: 9,
+            journal: 1,
         });
         let r = wait_results(&s, 1);
         assert!(matches!(r[..], [SyncOutcome::Failed(9, _)]), "{r:?}");

@@ -89,7 +89,11 @@ pub struct Journal {
     bytes_since_mark: u64,
     /// Sealed segments are archived before removal (see [`super::archive`]).
     archive: Option<ArchiveHandle>,
+    /// Unique per opened journal (see [`SyncRequest::journal`]).
+    instance: u64,
 }
+
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering a torn tail.
@@ -153,6 +157,7 @@ impl Journal {
             sync_handle: None,
             bytes_since_mark: 0,
             archive: None,
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         Ok((journal, recovery))
     }
@@ -266,6 +271,7 @@ impl Journal {
                 Some(SyncRequest {
                     handle,
                     upto: self.written_lsn,
+                    journal: self.instance,
                 })
             }
             Err(e) => {
@@ -289,9 +295,18 @@ impl Journal {
         self.durable_lsn < self.requested_lsn
     }
 
-    /// Records that a sync covering `lsn` completed.
-    pub fn mark_durable(&mut self, lsn: Lsn) {
+    /// Records that a sync covering `lsn` completed (ignored when it was asked by another
+    /// opened journal, one this replaced).
+    pub fn mark_durable(&mut self, instance: u64, lsn: Lsn) {
+        if instance != self.instance {
+            return;
+        }
         self.durable_lsn = self.durable_lsn.max(lsn.min(self.written_lsn));
+    }
+
+    /// This opened journal's number, unique in the process.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// Records that a sync failed: the journal is unusable until restart.

@@ -12,12 +12,14 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::filter::LoggedFilter;
-use super::msg::{self, Ack, Ident, Role, SyncBegin, SyncEnd, Writer};
+use super::msg::{
+    self, Ack, Ident, RepairEnd, RepairFile, RepairKey, Role, SyncBegin, SyncEnd, Writer,
+};
 use super::peer::Peer;
 use crate::journal::{JournalReader, Lsn};
 use crate::server::Engine;
 use crate::store::{Reader, View};
-use crate::txn::Transaction;
+use crate::txn::{Op, Transaction};
 
 /// Stop producing frames for a slave while this much is queued for it.
 pub const FEED_HIGH_WATER: usize = 4 << 20;
@@ -25,6 +27,8 @@ pub const FEED_HIGH_WATER: usize = 4 << 20;
 const CHUNK_BYTES: usize = 256 << 10;
 
 enum State {
+    /// Repairing a rejoining slave's rewound items before streaming from its fork point.
+    Repair(Box<Repair>),
     /// Shipping the snapshot.
     Snapshot(Box<Snapshot>),
     /// All chunks sent; SYNC_END waits until the snapshot's LSN is durable here.
@@ -41,6 +45,25 @@ struct Snapshot {
     after: Option<Vec<u8>>,
     items: u64,
     chunks: u64,
+}
+
+/// The repair of a rejoining slave: the values at LSN `upto` of the items its exported
+/// records touched (whole files where a file-level op is involved).
+struct Repair {
+    view: View,
+    upto: Lsn,
+    /// Items still to send.
+    keys: Vec<(String, Vec<u8>)>,
+    /// Whole files still to send, and whether the current one's REPAIR_FILE went out.
+    files: Vec<String>,
+    file_started: bool,
+    after: Option<Vec<u8>>,
+    /// Every file repaired whole (for REPAIR_END).
+    whole: Vec<String>,
+    keys_sent: u64,
+    items_sent: u64,
+    /// Where streaming starts (the fork point).
+    from: Lsn,
 }
 
 pub struct Feed {
@@ -74,6 +97,16 @@ pub enum Refusal {
         slave: Lsn,
         master: Lsn,
     },
+    /// The slave's history forks from this master's and it holds records past the fork.
+    SlaveDiverged {
+        fork: Lsn,
+        slave: Lsn,
+    },
+    /// The slave has seen a newer generation than this master.
+    SlaveNewer {
+        slave: u64,
+        master: u64,
+    },
     Internal(String),
 }
 
@@ -84,6 +117,14 @@ impl std::fmt::Display for Refusal {
             Refusal::SlaveAhead { slave, master } => write!(
                 f,
                 "the slave holds LSN {slave} but this master only has up to LSN {master}: it must rejoin"
+            ),
+            Refusal::SlaveDiverged { fork, slave } => write!(
+                f,
+                "the slave's history forks from this master's at LSN {fork} and it holds up to LSN {slave}: it must rejoin (it exports what it holds past the fork)"
+            ),
+            Refusal::SlaveNewer { slave, master } => write!(
+                f,
+                "the slave has seen generation {slave}, newer than this master's {master}: this master is outdated"
             ),
             Refusal::Internal(e) => write!(f, "{e}"),
         }
@@ -106,11 +147,29 @@ impl Feed {
                 master: durable,
             });
         }
+        let my_gen = me.history.last().map_or(1, |g| g.generation);
+        let slave_gen = slave.history.last().map_or(1, |g| g.generation);
+        if same_db && slave_gen > my_gen {
+            return Err(Refusal::SlaveNewer {
+                slave: slave_gen,
+                master: my_gen,
+            });
+        }
+        let fork = crate::server::engine::fork_point(&slave.history, &me.history);
+        if same_db && fork.is_some_and(|f| slave.lsn >= f) {
+            return Err(Refusal::SlaveDiverged {
+                fork: fork.unwrap_or(0),
+                slave: slave.lsn,
+            });
+        }
         let history_ok = slave
             .history
             .iter()
             .all(|g| me.history.iter().any(|m| m == g));
         let now = Instant::now();
+        if same_db && history_ok && slave.lsn + 1 >= journal_first && slave.rewind.is_some() {
+            return Self::start_repair(eng, peer, slave, now);
+        }
         if same_db && history_ok && slave.lsn + 1 >= journal_first {
             let from = slave.lsn + 1;
             let follower = JournalReader::follow(eng.journal().dir(), from, durable)
@@ -191,6 +250,111 @@ impl Feed {
         })
     }
 
+    /// A rejoining slave whose fork point the journal covers: repair what its exported records
+    /// touched, then stream from the fork point.
+    fn start_repair(
+        eng: &mut Engine,
+        peer: &mut Peer,
+        slave: &Ident,
+        now: Instant,
+    ) -> Result<Feed, Refusal> {
+        let rw = slave.rewind.clone().unwrap_or_default();
+        let from = slave.lsn + 1;
+        let view = eng
+            .snapshot()
+            .map_err(|e| Refusal::Internal(format!("cannot take a snapshot: {e}")))?;
+        let upto = view.lsn();
+        // Files a file-level op touched since the fork: repaired whole (an item's value at
+        // `upto` says nothing of a drop or clear of its file in between).
+        let mut file_ops = std::collections::HashSet::new();
+        if upto >= from {
+            let mut r =
+                JournalReader::open(eng.journal().dir(), from, Some(upto)).map_err(|e| {
+                    Refusal::Internal(format!("reading the journal from LSN {from}: {e}"))
+                })?;
+            while let Some(rec) = r
+                .next_record()
+                .map_err(|e| Refusal::Internal(format!("reading the journal: {e}")))?
+            {
+                let txn = Transaction::decode(&rec.payload).map_err(|e| {
+                    Refusal::Internal(format!(
+                        "journal record LSN {} does not decode: {e}",
+                        rec.lsn
+                    ))
+                })?;
+                for op in &txn.ops {
+                    if matches!(
+                        op,
+                        Op::CreateFile { .. }
+                            | Op::SetLogged { .. }
+                            | Op::DropFile { .. }
+                            | Op::ClearFile { .. }
+                    ) {
+                        file_ops.insert(op.file().to_string());
+                    }
+                }
+            }
+        }
+        let mut whole: std::collections::BTreeSet<String> = rw.files.clone();
+        for (f, _) in &rw.keys {
+            if file_ops.contains(f) || view.file_info(f).is_none_or(|i| !i.logged) {
+                whole.insert(f.clone());
+            }
+        }
+        let keys: Vec<(String, Vec<u8>)> = rw
+            .keys
+            .iter()
+            .filter(|(f, _)| !whole.contains(f))
+            .cloned()
+            .collect();
+        // The filter starts from the slave's catalog, except for files repaired whole: their
+        // state is the master's (records before `upto` do not touch them on the slave).
+        let mut catalog = slave.catalog.clone();
+        for f in &whole {
+            catalog.retain(|(n, _)| n != f);
+            if let Some(i) = view.file_info(f) {
+                catalog.push((f.clone(), i.logged));
+            }
+        }
+        peer.send(msg::T_STREAM, &msg::encode_stream(from));
+        log::info!(
+            "link {}: rejoining slave: repairing {} item(s) and {} whole file(s) at LSN {upto}, then streaming from its fork point {from}",
+            peer.label(),
+            keys.len(),
+            whole.len()
+        );
+        let whole: Vec<String> = whole.into_iter().collect();
+        Ok(Feed {
+            state: State::Repair(Box::new(Repair {
+                view,
+                upto,
+                keys,
+                files: whole.clone(),
+                file_started: false,
+                after: None,
+                whole,
+                keys_sent: 0,
+                items_sent: 0,
+                from,
+            })),
+            follower: None,
+            filter: LoggedFilter::new(&catalog),
+            sent: slave.lsn,
+            ack: Ack {
+                received: slave.lsn,
+                durable: slave.lsn,
+                applied: slave.lsn,
+            },
+            ack_at: now,
+            full_sync: false,
+            started: now,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            inflight: Default::default(),
+            behind_since: Some(now),
+        })
+    }
+
     /// Takes the slave's acknowledgement.
     pub fn on_ack(&mut self, ack: Ack, durable_here: Lsn) {
         self.ack = ack;
@@ -223,6 +387,7 @@ impl Feed {
     /// The LSN journal retention must keep for this slave (the oldest it may still need).
     pub fn needs_from(&self) -> Lsn {
         match &self.state {
+            State::Repair(r) => r.from,
             State::Snapshot(s) => s.lsn + 1,
             State::SnapshotDone { lsn, .. } => lsn + 1,
             State::Streaming => self.ack.durable.min(self.sent) + 1,
@@ -231,6 +396,7 @@ impl Feed {
 
     pub fn state_name(&self) -> &'static str {
         match self.state {
+            State::Repair(_) => "repair",
             State::Snapshot(_) | State::SnapshotDone { .. } => "full sync",
             State::Streaming => "streaming",
         }
@@ -243,6 +409,30 @@ impl Feed {
                 return Ok(());
             }
             match &mut self.state {
+                State::Repair(r) => {
+                    if send_repair(r, peer)? {
+                        continue;
+                    }
+                    if eng.durable_lsn() < r.upto {
+                        return Ok(());
+                    }
+                    peer.send(
+                        msg::T_REPAIR_END,
+                        &RepairEnd {
+                            upto: r.upto,
+                            files: r.whole.clone(),
+                            keys: r.keys_sent,
+                            items: r.items_sent,
+                        }
+                        .encode(),
+                    );
+                    let from = r.from;
+                    let follower =
+                        JournalReader::follow(eng.journal().dir(), from, eng.durable_lsn())
+                            .map_err(|e| format!("the journal no longer holds LSN {from}: {e}"))?;
+                    self.follower = Some(follower);
+                    self.state = State::Streaming;
+                }
                 State::Snapshot(s) => {
                     if !send_chunk(s, peer)? {
                         let done = State::SnapshotDone {
@@ -313,30 +503,92 @@ impl Feed {
     }
 }
 
+/// Queues the next repair frame. Ok(false) when everything was sent.
+fn send_repair(r: &mut Repair, peer: &mut Peer) -> Result<bool, String> {
+    if !r.keys.is_empty() {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while bytes < CHUNK_BYTES {
+            let Some((file, id)) = r.keys.pop() else {
+                break;
+            };
+            let raw = r
+                .view
+                .get_raw(&file, &id)
+                .map_err(|e| format!("reading the snapshot: {e}"))?;
+            bytes += file.len() + id.len() + raw.as_ref().map_or(0, Vec::len) + 16;
+            batch.push(RepairKey { file, id, raw });
+        }
+        r.keys_sent += batch.len() as u64;
+        peer.send(msg::T_REPAIR_KEYS, &msg::encode_repair_keys(&batch));
+        return Ok(true);
+    }
+    let Some(file) = r.files.first().cloned() else {
+        return Ok(false);
+    };
+    if !r.file_started {
+        let logged = r.view.file_info(&file).map(|i| i.logged);
+        peer.send(
+            msg::T_REPAIR_FILE,
+            &RepairFile {
+                file: file.clone(),
+                logged,
+            }
+            .encode(),
+        );
+        r.file_started = true;
+        if logged != Some(true) {
+            r.files.remove(0);
+            r.file_started = false;
+        }
+        return Ok(true);
+    }
+    let (items, more) = next_chunk(&r.view, &file, r.after.as_deref())?;
+    if !items.is_empty() {
+        r.items_sent += items.len() as u64;
+        peer.send(msg::T_REPAIR_ITEMS, &msg::encode_chunk(&file, &items));
+    }
+    if more {
+        r.after = items.last().map(|(k, _)| k.clone());
+    } else {
+        r.files.remove(0);
+        r.file_started = false;
+        r.after = None;
+    }
+    Ok(true)
+}
+
+/// Items of a file: (id, raw stored item).
+type Items = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The items of `file` after key `after` (from the start if None), up to [`CHUNK_BYTES`];
+/// and whether more follow.
+fn next_chunk(view: &View, file: &str, after: Option<&[u8]>) -> Result<(Items, bool), String> {
+    let mut items: Items = Vec::new();
+    let mut bytes = 0;
+    let mut more = false;
+    view.scan_from(file, after.unwrap_or_default(), &mut |k, v| {
+        if after == Some(k) {
+            return ControlFlow::Continue(());
+        }
+        if bytes >= CHUNK_BYTES {
+            more = true;
+            return ControlFlow::Break(());
+        }
+        bytes += k.len() + v.len() + 8;
+        items.push((k.to_vec(), v.to_vec()));
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| format!("reading the snapshot: {e}"))?;
+    Ok((items, more))
+}
+
 /// Queues the next snapshot chunk. Ok(false) when the snapshot is all sent.
 fn send_chunk(s: &mut Snapshot, peer: &mut Peer) -> Result<bool, String> {
     let Some(file) = s.files.first().cloned() else {
         return Ok(false);
     };
-    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut bytes = 0;
-    let mut more = false;
-    let start = s.after.clone().unwrap_or_default();
-    let skip = s.after.clone();
-    s.view
-        .scan_from(&file, &start, &mut |k, v| {
-            if skip.as_deref() == Some(k) {
-                return ControlFlow::Continue(());
-            }
-            if bytes >= CHUNK_BYTES {
-                more = true;
-                return ControlFlow::Break(());
-            }
-            bytes += k.len() + v.len() + 8;
-            items.push((k.to_vec(), v.to_vec()));
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| format!("reading the snapshot: {e}"))?;
+    let (items, more) = next_chunk(&s.view, &file, s.after.as_deref())?;
     if !items.is_empty() {
         s.items += items.len() as u64;
         s.chunks += 1;

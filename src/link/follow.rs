@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::msg::{self, Ack, SyncBegin, SyncEnd};
+use super::msg::{self, Ack, RepairEnd, RepairFile, SyncBegin, SyncEnd};
 use super::peer::Peer;
 use crate::journal::Lsn;
 use crate::server::Engine;
@@ -29,6 +29,9 @@ pub struct Follow {
     pub full_syncs: u64,
     pub partial_syncs: u64,
     pub started: Instant,
+    /// A rejoin's repair: items and whole-file items received so far.
+    repair_keys: u64,
+    repair_items: u64,
 }
 
 impl Default for Follow {
@@ -40,6 +43,8 @@ impl Default for Follow {
             full_syncs: 0,
             partial_syncs: 0,
             started: Instant::now(),
+            repair_keys: 0,
+            repair_items: 0,
         }
     }
 }
@@ -118,6 +123,12 @@ impl Follow {
                 self.state = State::Streaming;
                 Ok(())
             }
+            msg::T_REPAIR_KEYS | msg::T_REPAIR_FILE | msg::T_REPAIR_ITEMS | msg::T_REPAIR_END => {
+                if !matches!(self.state, State::Streaming) {
+                    return Err("a repair before the stream was set up".into());
+                }
+                self.on_repair(ty, payload, eng)
+            }
             msg::T_RECORDS => {
                 if !matches!(self.state, State::Streaming) {
                     return Err("records before the stream was set up".into());
@@ -135,6 +146,37 @@ impl Follow {
                 Ok(())
             }
             other => Err(format!("unexpected frame type {other} from the master")),
+        }
+    }
+
+    /// A rejoin's repair frames (see `engine/rejoin.rs`).
+    fn on_repair(&mut self, ty: u8, payload: &[u8], eng: &mut Engine) -> Result<(), String> {
+        match ty {
+            msg::T_REPAIR_KEYS => {
+                let keys = msg::decode_repair_keys(payload).map_err(|e| e.to_string())?;
+                self.repair_keys += keys.len() as u64;
+                eng.apply_repair_keys(&keys)
+            }
+            msg::T_REPAIR_FILE => {
+                let f = RepairFile::decode(payload).map_err(|e| e.to_string())?;
+                eng.apply_repair_file(&f)
+            }
+            msg::T_REPAIR_ITEMS => {
+                let (file, items) =
+                    msg::decode_chunk(payload, 256 << 20).map_err(|e| e.to_string())?;
+                self.repair_items += items.len() as u64;
+                eng.apply_repair_items(&file, &items)
+            }
+            _ => {
+                let end = RepairEnd::decode(payload).map_err(|e| e.to_string())?;
+                if end.keys != self.repair_keys || end.items != self.repair_items {
+                    return Err(format!(
+                        "repair incomplete: {} item(s) and {} file item(s) received, the master sent {} and {}",
+                        self.repair_keys, self.repair_items, end.keys, end.items
+                    ));
+                }
+                eng.finish_repair(&end)
+            }
         }
     }
 

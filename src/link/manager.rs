@@ -40,13 +40,15 @@ pub enum ReplicaSync {
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
-    pub slave: bool,
     /// This node's link port (None: no listener).
     pub listen: Option<SocketAddr>,
-    /// Who this node dials and feeds: a master its peers, a slave its downstream.
-    pub dial: Vec<String>,
-    /// Who may connect to the link port: the configured peers ("host:port").
-    pub accept_from: Vec<String>,
+    /// The partner nodes: a master dials and feeds them; a slave follows one of them.
+    pub peers: Vec<String>,
+    /// Slaves a slave feeds itself (cascading).
+    pub downstream: Vec<String>,
+    /// Where clients reach this node ("host:port"; an unspecified host means the address the
+    /// peer sees this node at).
+    pub client_addr: String,
     pub key: Option<Vec<u8>>,
     pub name: String,
     pub heartbeat: Duration,
@@ -59,15 +61,18 @@ pub struct LinkSettings {
     pub min_sync_slaves: usize,
     pub sync_timeout: Duration,
     pub refuse_on_timeout: bool,
+    /// Switchover: new writes get TRYAGAIN (else they wait).
+    pub switchover_refuse: bool,
+    pub switchover_timeout: Duration,
 }
 
 impl Default for LinkSettings {
     fn default() -> Self {
         LinkSettings {
-            slave: false,
             listen: None,
-            dial: Vec::new(),
-            accept_from: Vec::new(),
+            peers: Vec::new(),
+            downstream: Vec::new(),
+            client_addr: String::new(),
             key: None,
             name: String::new(),
             heartbeat: Duration::from_secs(1),
@@ -80,6 +85,8 @@ impl Default for LinkSettings {
             min_sync_slaves: 1,
             sync_timeout: Duration::from_secs(1),
             refuse_on_timeout: false,
+            switchover_refuse: false,
+            switchover_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -101,11 +108,15 @@ struct Conn {
     token: Token,
     /// The slave's node id (for its slot), once identified.
     node: Option<[u8; 16]>,
+    /// Where clients reach the peer (from its IDENT).
+    client_addr: String,
     last_slot_write: Instant,
 }
 
 struct Target {
     addr: String,
+    /// Whether this peer was heard from (IDENT exchanged) since the process started.
+    heard: bool,
     next_try: Instant,
     backoff: Duration,
     conn: Option<usize>,
@@ -118,6 +129,8 @@ struct Target {
 pub struct PeerStatus {
     pub addr: String,
     pub name: String,
+    /// Where clients reach it ("" when unknown).
+    pub client_addr: String,
     /// "slave" (we feed it) or "master" (we follow it), or "-" while unidentified.
     pub role: &'static str,
     pub state: String,
@@ -164,7 +177,20 @@ pub struct Link {
     pub stats: LinkStats,
     /// A sync-mode write timed out and the policy is to refuse: since when.
     pub refusing_since: Option<Instant>,
+    /// The role the dial targets were made for (None: not yet made).
+    dialling_as_slave: Option<bool>,
+    /// The master this slave follows: (name, client address), once identified.
+    master: Option<(String, String)>,
+    /// A switchover in progress (this node is the master handing over).
+    switchover: Option<switchover::Switchover>,
+    /// What the last switchover came to.
+    switchover_outcome: Option<String>,
+    /// The link broke after this master asked its slave to take over: the next contact
+    /// settles who is the master.
+    handing_over: bool,
 }
+
+mod switchover;
 
 const READ_LIMIT: usize = 16 << 20;
 
@@ -192,19 +218,6 @@ impl Link {
                 log::info!("link: listening on {a}");
             }
         }
-        let now = Instant::now();
-        let targets = settings
-            .dial
-            .iter()
-            .map(|addr| Target {
-                addr: addr.clone(),
-                next_try: now,
-                backoff: settings.reconnect_min,
-                conn: None,
-                last_error: None,
-                failures: 0,
-            })
-            .collect();
         Ok(Link {
             me: PeerId {
                 node_id,
@@ -215,11 +228,183 @@ impl Link {
             listener_token,
             base,
             conns: Vec::new(),
-            targets,
+            targets: Vec::new(),
             scratch: vec![0u8; 256 * 1024],
             stats: LinkStats::default(),
             refusing_since: None,
+            dialling_as_slave: None,
+            master: None,
+            switchover: None,
+            switchover_outcome: None,
+            handing_over: false,
         })
+    }
+
+    /// Makes the dial targets fit the engine's role (which promote and rejoin change while
+    /// running): a master dials its peers, a slave its downstream. Connections made for the
+    /// other role are closed; both sides reconnect in their new roles.
+    fn sync_role(&mut self, eng: &mut Engine, registry: &Registry) {
+        let slave = eng.is_slave();
+        if self.dialling_as_slave == Some(slave) {
+            return;
+        }
+        let first = self.dialling_as_slave.is_none();
+        self.dialling_as_slave = Some(slave);
+        if !first {
+            log::info!("link: this node is now a {}; reconnecting", eng.role_name());
+            for slot in 0..self.conns.len() {
+                if let Some(c) = self.conns[slot].take() {
+                    self.close(c, "the role of this node changed", eng, registry);
+                }
+            }
+            self.master = None;
+        }
+        let now = Instant::now();
+        let dial = if slave {
+            &self.settings.downstream
+        } else {
+            &self.settings.peers
+        };
+        self.targets = dial
+            .iter()
+            .map(|addr| Target {
+                addr: addr.clone(),
+                heard: false,
+                next_try: now,
+                backoff: self.settings.reconnect_min,
+                conn: None,
+                last_error: None,
+                failures: 0,
+            })
+            .collect();
+    }
+
+    /// At start, a master that has fed a slave before does not take writes until it has
+    /// heard from a peer: the peer may have been promoted meanwhile (then this node is fenced).
+    /// `hotbackup promote` on it ends the wait by hand.
+    pub fn start_peer_check(&mut self, eng: &mut Engine) {
+        if eng.is_slave() || self.settings.peers.is_empty() || !eng.has_fed_slaves() {
+            return;
+        }
+        log::warn!(
+            "this master has fed a slave before: it takes no writes until it has heard from a peer ({}) — the peer may have been promoted meanwhile; `hotbackup promote` ends the wait",
+            self.settings.peers.join(", ")
+        );
+        eng.set_checking_peers(true);
+    }
+
+    /// Where clients reach this node (the bound client port, known once it is bound).
+    pub fn set_client_addr(&mut self, addr: String) {
+        self.settings.client_addr = addr;
+    }
+
+    /// The IDENT this node sends.
+    fn ident(&self, eng: &mut Engine) -> Ident {
+        let mut i = eng.ident();
+        i.client_addr = self.settings.client_addr.clone();
+        i
+    }
+
+    /// Where clients reach the peer: its advertised address, with an unspecified host replaced
+    /// by the address we reach it at.
+    fn client_addr_of(theirs: &Ident, peer_addr: Option<SocketAddr>) -> String {
+        match (theirs.client_addr.parse::<SocketAddr>(), peer_addr) {
+            (Ok(a), Some(p)) if a.ip().is_unspecified() => {
+                SocketAddr::new(p.ip(), a.port()).to_string()
+            }
+            _ => theirs.client_addr.clone(),
+        }
+    }
+
+    /// The master this slave follows: (name, client address).
+    pub fn master(&self) -> Option<&(String, String)> {
+        self.master.as_ref()
+    }
+
+    /// Compares the peer's generation with ours when this node is a master. A newer master
+    /// (or a peer that has seen a newer generation) fences this node; an older master is told
+    /// so by our IDENT and fences itself. Err: do not go on with this connection.
+    fn check_generation(
+        &mut self,
+        c: &Conn,
+        eng: &mut Engine,
+        theirs: &Ident,
+    ) -> Result<(), String> {
+        if eng.is_slave() {
+            return Ok(());
+        }
+        let ours = eng
+            .history()
+            .last()
+            .map_or(1, |g| g.generation)
+            .max(eng.generation());
+        let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+        let name = c.peer.label();
+        let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
+        if their_gen > ours && self.handing_over && theirs.role == Role::Master {
+            // The slave did take over before the link broke: follow it.
+            self.handing_over = false;
+            eng.set_checking_peers(false);
+            if let Err(e) = eng.become_slave() {
+                log::error!("switchover: cannot become a slave: {e}");
+            }
+            eng.set_master_addr(Some(client.clone()));
+            let outcome = format!(
+                "done: {name} ({client}) took over, generation {their_gen} (confirmed when the link came back)"
+            );
+            log::warn!("switchover {outcome}; this node is now its slave");
+            self.switchover_outcome = Some(outcome);
+            return Err("this node is now a slave (switchover)".into());
+        }
+        if their_gen > ours {
+            let why = format!(
+                "{name} is {} at generation {their_gen} (this node: generation {ours}); the master's clients address is {client}",
+                match theirs.role {
+                    Role::Master => "the master",
+                    Role::Slave => "a slave",
+                }
+            );
+            eng.fence(why.clone());
+            eng.set_fenced_master(Some(client));
+            eng.set_checking_peers(false);
+            return Err(format!("this node is fenced: {why}"));
+        }
+        if theirs.role == Role::Master {
+            if their_gen < ours {
+                return Err(format!(
+                    "{name} is an older master (generation {their_gen}, this node {ours}); it fences itself when it reads this node's IDENT"
+                ));
+            }
+            let why = format!(
+                "INCIDENT two masters of generation {ours}: this node and {name}; neither feeds the other — promote one (`hotbackup promote`) and rejoin the other (`hotbackup rejoin`)"
+            );
+            log::error!("{why}");
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// A peer answered (and is not newer): a starting master may take writes.
+    fn mark_heard(&mut self, c: &Conn, eng: &mut Engine) {
+        if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
+            t.heard = true;
+        }
+        if self.handing_over {
+            self.handing_over = false;
+            let outcome = format!(
+                "aborted: {} did not take over before the link broke; this node stays the master",
+                c.peer.label()
+            );
+            log::warn!("INCIDENT switchover {outcome}");
+            self.switchover_outcome = Some(outcome);
+        }
+        if eng.checking_peers() && eng.fenced().is_none() {
+            log::info!(
+                "link {}: heard from a peer; this master takes writes",
+                c.peer.label()
+            );
+            eng.set_checking_peers(false);
+        }
     }
 
     /// The address the link port is bound to.
@@ -258,14 +443,18 @@ impl Link {
             sync,
             min_sync_slaves,
             sync_timeout,
-            refuse_on_timeout
+            refuse_on_timeout,
+            switchover_refuse,
+            switchover_timeout
         );
         for (what, changed) in [
             ("listen", old.listen != new.listen),
-            ("peers/downstream", old.dial != new.dial),
+            (
+                "peers/downstream",
+                old.peers != new.peers || old.downstream != new.downstream,
+            ),
             ("key_file", old.key != new.key),
             ("max_frame", old.max_frame != new.max_frame),
-            ("role", old.slave != new.slave),
         ] {
             if changed {
                 notes.push(format!(
@@ -327,7 +516,8 @@ impl Link {
             v4 => v4,
         };
         let ip = canon(ip);
-        self.settings.accept_from.iter().any(|p| {
+        let accept = self.settings.peers.iter().chain(&self.settings.downstream);
+        accept.into_iter().any(|p| {
             p.to_socket_addrs()
                 .map(|mut addrs| addrs.any(|a| canon(a.ip()) == ip))
                 .unwrap_or(false)
@@ -357,6 +547,7 @@ impl Link {
             target,
             token,
             node: None,
+            client_addr: String::new(),
             last_slot_write: Instant::now(),
         });
         Some(slot)
@@ -461,7 +652,8 @@ impl Link {
                 c.peer.send(auth::T_PROOF, &proof);
                 c.peer.authenticate(&session);
                 c.peer.who = Some(who);
-                c.peer.send(msg::T_IDENT, &eng.ident().encode());
+                let mine = self.ident(eng);
+                c.peer.send(msg::T_IDENT, &mine.encode());
                 c.peer.phase = Phase::Ident;
                 Ok(())
             }
@@ -507,6 +699,7 @@ impl Link {
                 }
                 let theirs = Ident::decode(payload).map_err(|e| e.to_string())?;
                 c.node = c.peer.who.as_ref().map(|w| w.node_id);
+                c.client_addr = Self::client_addr_of(&theirs, c.peer.stream.peer_addr().ok());
                 match c.peer.side {
                     Side::Dialer => self.start_feed(c, eng, &theirs),
                     Side::Listener => self.answer_ident(c, eng, &theirs),
@@ -518,6 +711,13 @@ impl Link {
 
     /// We dialled: the peer should be a slave we feed.
     fn start_feed(&mut self, c: &mut Conn, eng: &mut Engine, theirs: &Ident) -> Result<(), String> {
+        self.check_generation(c, eng, theirs)?;
+        if let Some(why) = eng.fenced() {
+            return Err(format!(
+                "this node is fenced ({why}); it feeds no one until `hotbackup rejoin`"
+            ));
+        }
+        self.mark_heard(c, eng);
         match Feed::start(eng, &mut c.peer, theirs) {
             Ok(feed) => {
                 if feed.full_sync {
@@ -530,6 +730,7 @@ impl Link {
                     t.last_error = None;
                 }
                 c.job = Job::Feed(Box::new(feed));
+                eng.note_fed_slave();
                 self.write_slot(c, eng, true);
                 Ok(())
             }
@@ -552,13 +753,36 @@ impl Link {
         eng: &mut Engine,
         theirs: &Ident,
     ) -> Result<(), String> {
-        let mine = eng.ident();
+        // A slave whose history forks from its master's exports and rewinds what it holds past
+        // the fork before it says where it is.
+        if eng.is_slave() {
+            let ours = eng.history().last().map_or(1, |g| g.generation);
+            let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+            if their_gen >= ours {
+                if let Err(e) = eng.prepare_rejoin(&theirs.history, &c.peer.label()) {
+                    let why = format!("cannot rejoin: {e}");
+                    log::error!("INCIDENT link {}: {why}", c.peer.label());
+                    c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+                    return Err(why);
+                }
+            }
+        }
+        let mine = self.ident(eng);
         c.peer.send(msg::T_IDENT, &mine.encode());
         // Whoever dials feeds: a master, or a slave passing the stream on (cascading).
         if !eng.is_slave() {
+            if let Err(why) = self.check_generation(c, eng, theirs) {
+                c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+                return Err(why);
+            }
+            self.mark_heard(c, eng);
             let why = format!(
-                "this node is a master (generation {}); it does not follow another master",
-                eng.generation()
+                "this node is a master (generation {}); it does not follow a {}",
+                eng.generation(),
+                match theirs.role {
+                    Role::Master => "master",
+                    Role::Slave => "slave",
+                },
             );
             log::error!(
                 "INCIDENT link {}: a {} (generation {}) dialled this master to feed it: {why}",
@@ -569,6 +793,18 @@ impl Link {
                 },
                 theirs.history.last().map_or(0, |g| g.generation)
             );
+            c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+            return Err(why);
+        }
+        // Never follow a stream from an older generation than this node's.
+        let ours = eng.history().last().map_or(1, |g| g.generation);
+        let their_gen = theirs.history.last().map_or(1, |g| g.generation);
+        if their_gen < ours {
+            let why = format!(
+                "this node is at generation {ours}; it does not follow {} at the older generation {their_gen}",
+                c.peer.label()
+            );
+            log::error!("INCIDENT link: {why}");
             c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
             return Err(why);
         }
@@ -591,6 +827,9 @@ impl Link {
             o.peer.closed = true;
         }
         log::info!("link {}: following this master", c.peer.label());
+        let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
+        self.master = Some((c.peer.label(), client.clone()));
+        eng.set_master_addr(Some(client));
         c.job = Job::Follow(Box::default());
         Ok(())
     }
@@ -602,6 +841,14 @@ impl Link {
         payload: &[u8],
         eng: &mut Engine,
     ) -> Result<(), String> {
+        match (&c.job, ty) {
+            (Job::Follow(_), msg::T_PROMOTE) => {
+                self.on_promote(c, eng, payload);
+                return Ok(());
+            }
+            (Job::Feed(_), msg::T_PROMOTED) => return self.on_promoted(c, eng, payload),
+            _ => {}
+        }
         match &mut c.job {
             Job::Follow(f) => f.on_frame(ty, payload, eng),
             Job::Feed(feed) => match ty {
@@ -674,6 +921,8 @@ impl Link {
 
     /// After a turn: ship what became durable, acknowledge what arrived, flush.
     pub fn after_turn(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.drive_switchover(eng);
+        self.sync_role(eng, registry);
         self.reap(eng, registry);
         for slot in 0..self.conns.len() {
             let Some(mut c) = self.conns[slot].take() else {
@@ -700,6 +949,8 @@ impl Link {
 
     /// Timers: dial what is due, heartbeats, silent peers.
     pub fn tick(&mut self, eng: &mut Engine, registry: &Registry) {
+        self.drive_switchover(eng);
+        self.sync_role(eng, registry);
         let now = Instant::now();
         for i in 0..self.targets.len() {
             if self.targets[i].conn.is_some() || self.targets[i].next_try > now {
@@ -855,6 +1106,7 @@ impl Link {
             let mut s = PeerStatus {
                 addr: p.addr.clone(),
                 name: p.who.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
+                client_addr: c.client_addr.clone(),
                 role: "-",
                 state: match p.phase {
                     Phase::Connecting => "connecting".into(),
@@ -914,6 +1166,7 @@ impl Link {
                 out.push(PeerStatus {
                     addr: t.addr.clone(),
                     name: String::new(),
+                    client_addr: String::new(),
                     role: "slave",
                     state: format!(
                         "down{}",

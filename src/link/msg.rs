@@ -13,11 +13,17 @@
 //! RECORDS     master → slave: journal records (LSN, generation, payload), in LSN order
 //! ACK         slave → master: received / durable / applied LSN
 //! HEARTBEAT   both: I am alive; my durable LSN and wall clock
+//! REPAIR_KEYS   master → rejoining slave: values (at LSN M) of items its divergent suffix touched
+//! REPAIR_FILE   master → rejoining slave: a file to repair whole: absent, or its logged flag
+//! REPAIR_ITEMS  master → rejoining slave: lz4 block of such a file's items
+//! REPAIR_END    master → rejoining slave: the repair is complete at LSN M (counts to check)
+//! PROMOTE       master → slave (switchover): take over; you must hold exactly up to LSN n
+//! PROMOTED      slave → master: done (new generation) or refused (why)
 //! ```
 
-use thiserror::Error;
-
+pub use crate::codec::{MsgError, Reader, Writer};
 use crate::journal::{DbId, Lsn};
+use crate::store::rewind::RewindState;
 
 pub const T_IDENT: u8 = 16;
 pub const T_STREAM: u8 = 17;
@@ -27,13 +33,12 @@ pub const T_SYNC_END: u8 = 20;
 pub const T_RECORDS: u8 = 21;
 pub const T_ACK: u8 = 22;
 pub const T_HEARTBEAT: u8 = 23;
-
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("malformed {what} message: {why}")]
-pub struct MsgError {
-    pub what: &'static str,
-    pub why: &'static str,
-}
+pub const T_REPAIR_KEYS: u8 = 24;
+pub const T_REPAIR_FILE: u8 = 25;
+pub const T_REPAIR_ITEMS: u8 = 26;
+pub const T_REPAIR_END: u8 = 27;
+pub const T_PROMOTE: u8 = 28;
+pub const T_PROMOTED: u8 = 29;
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,34 @@ pub struct Ident {
     pub catalog: Vec<(String, bool)>,
     /// Where clients reach this node ("host:port"; an unspecified host means: my link address).
     pub client_addr: String,
+    /// A rejoining slave: what its exported divergent suffix touched (to be repaired).
+    pub rewind: Option<RewindState>,
+}
+
+/// One item's repair: its value at the master (`None`: absent there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairKey {
+    pub file: String,
+    pub id: Vec<u8>,
+    pub raw: Option<Vec<u8>>,
+}
+
+/// A whole file's repair: absent at the master, or present with this logged flag (its items
+/// follow in REPAIR_ITEMS when logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairFile {
+    pub file: String,
+    pub logged: Option<bool>,
+}
+
+/// The repair is complete: its values are those of the master's LSN `upto`; `files` were
+/// repaired whole (the slave's own list and those the master added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairEnd {
+    pub upto: Lsn,
+    pub files: Vec<String>,
+    pub keys: u64,
+    pub items: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,106 +129,6 @@ pub struct Ack {
 pub struct Heartbeat {
     pub time_ms: u64,
     pub durable: Lsn,
-}
-
-/// Appends little-endian fields.
-#[derive(Default)]
-pub struct Writer(pub Vec<u8>);
-
-impl Writer {
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-        self
-    }
-    pub fn raw(&mut self, b: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(b);
-        self
-    }
-}
-
-/// Reads fields back, checking every length.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
-        Reader { buf, pos: 0, what }
-    }
-    fn err(&self, why: &'static str) -> MsgError {
-        MsgError {
-            what: self.what,
-            why,
-        }
-    }
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], MsgError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(self.err("truncated"))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    pub fn u8(&mut self) -> Result<u8, MsgError> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u32(&mut self) -> Result<u32, MsgError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub fn u64(&mut self) -> Result<u64, MsgError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub fn bytes(&mut self) -> Result<&'a [u8], MsgError> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    pub fn string(&mut self) -> Result<String, MsgError> {
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
-    }
-    pub fn db_id(&mut self) -> Result<DbId, MsgError> {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(self.take(16)?);
-        Ok(id)
-    }
-    /// A count of items each at least `min` bytes long, checked against what is left.
-    pub fn count(&mut self, min: usize) -> Result<usize, MsgError> {
-        let n = self.u32()? as usize;
-        if n.saturating_mul(min.max(1)) > self.buf.len() - self.pos {
-            return Err(self.err("count larger than the message"));
-        }
-        Ok(n)
-    }
-    pub fn end(&self) -> Result<(), MsgError> {
-        if self.pos != self.buf.len() {
-            return Err(self.err("trailing bytes"));
-        }
-        Ok(())
-    }
-    pub fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
-    }
 }
 
 fn put_history(w: &mut Writer, h: &[GenStart]) {
@@ -251,6 +184,14 @@ impl Ident {
         w.u64(self.lsn);
         put_catalog(&mut w, &self.catalog);
         w.bytes(self.client_addr.as_bytes());
+        match &self.rewind {
+            None => {
+                w.u8(0);
+            }
+            Some(r) => {
+                w.u8(1).bytes(&r.encode());
+            }
+        }
         w.0
     }
 
@@ -266,6 +207,11 @@ impl Ident {
         let lsn = r.u64()?;
         let catalog = get_catalog(&mut r)?;
         let client_addr = r.string()?;
+        let rewind = match r.u8()? {
+            0 => None,
+            1 => Some(RewindState::decode(r.bytes()?)?),
+            _ => return Err(r.err("bad rewind flag")),
+        };
         r.end()?;
         Ok(Ident {
             role,
@@ -274,6 +220,133 @@ impl Ident {
             lsn,
             catalog,
             client_addr,
+            rewind,
+        })
+    }
+}
+
+pub fn encode_repair_keys(keys: &[RepairKey]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u32(keys.len() as u32);
+    for k in keys {
+        w.bytes(k.file.as_bytes()).bytes(&k.id);
+        match &k.raw {
+            None => {
+                w.u8(0);
+            }
+            Some(raw) => {
+                w.u8(1).bytes(raw);
+            }
+        }
+    }
+    w.0
+}
+
+pub fn decode_repair_keys(b: &[u8]) -> Result<Vec<RepairKey>, MsgError> {
+    let mut r = Reader::new(b, "REPAIR_KEYS");
+    let n = r.count(9)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let file = r.string()?;
+        let id = r.bytes()?.to_vec();
+        let raw = match r.u8()? {
+            0 => None,
+            1 => Some(r.bytes()?.to_vec()),
+            _ => return Err(r.err("bad value flag")),
+        };
+        out.push(RepairKey { file, id, raw });
+    }
+    r.end()?;
+    Ok(out)
+}
+
+impl RepairFile {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.bytes(self.file.as_bytes()).u8(match self.logged {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RepairFile, MsgError> {
+        let mut r = Reader::new(b, "REPAIR_FILE");
+        let file = r.string()?;
+        let logged = match r.u8()? {
+            0 => None,
+            1 => Some(false),
+            2 => Some(true),
+            _ => return Err(r.err("bad file state")),
+        };
+        r.end()?;
+        Ok(RepairFile { file, logged })
+    }
+}
+
+impl RepairEnd {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u64(self.upto).u64(self.keys).u64(self.items);
+        w.u32(self.files.len() as u32);
+        for f in &self.files {
+            w.bytes(f.as_bytes());
+        }
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RepairEnd, MsgError> {
+        let mut r = Reader::new(b, "REPAIR_END");
+        let upto = r.u64()?;
+        let keys = r.u64()?;
+        let items = r.u64()?;
+        let n = r.count(4)?;
+        let mut files = Vec::with_capacity(n);
+        for _ in 0..n {
+            files.push(r.string()?);
+        }
+        r.end()?;
+        Ok(RepairEnd {
+            upto,
+            files,
+            keys,
+            items,
+        })
+    }
+}
+
+/// The slave's answer to PROMOTE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    pub ok: bool,
+    pub generation: u64,
+    pub message: String,
+}
+
+impl Promoted {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(self.ok as u8)
+            .u64(self.generation)
+            .bytes(self.message.as_bytes());
+        w.0
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Promoted, MsgError> {
+        let mut r = Reader::new(b, "PROMOTED");
+        let ok = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(r.err("bad flag")),
+        };
+        let generation = r.u64()?;
+        let message = r.string()?;
+        r.end()?;
+        Ok(Promoted {
+            ok,
+            generation,
+            message,
         })
     }
 }
@@ -448,7 +521,51 @@ mod tests {
             lsn: 1043,
             catalog: vec![("main".into(), true), ("tmp/x".into(), false)],
             client_addr: "10.0.0.1:7379".into(),
+            rewind: None,
         };
+        let mut with_rewind = ident.clone();
+        let mut st = RewindState {
+            fork: 1044,
+            ..Default::default()
+        };
+        st.keys.insert(("main".into(), b"k".to_vec()));
+        with_rewind.rewind = Some(st);
+        assert_eq!(
+            Ident::decode(&with_rewind.encode()),
+            Ok(with_rewind.clone())
+        );
+        let keys = vec![
+            RepairKey {
+                file: "main".into(),
+                id: b"a".to_vec(),
+                raw: Some(b"sv".to_vec()),
+            },
+            RepairKey {
+                file: "main".into(),
+                id: b"b".to_vec(),
+                raw: None,
+            },
+        ];
+        assert_eq!(decode_repair_keys(&encode_repair_keys(&keys)), Ok(keys));
+        let f = RepairFile {
+            file: "tmp".into(),
+            logged: Some(true),
+        };
+        assert_eq!(RepairFile::decode(&f.encode()), Ok(f));
+        let e = RepairEnd {
+            upto: 99,
+            files: vec!["tmp".into()],
+            keys: 2,
+            items: 5,
+        };
+        assert_eq!(RepairEnd::decode(&e.encode()), Ok(e));
+        let p = Promoted {
+            ok: true,
+            generation: 3,
+            message: "promoted".into(),
+        };
+        assert_eq!(Promoted::decode(&p.encode()), Ok(p));
+        assert!(Promoted::decode(&[2, 0]).is_err());
         assert_eq!(Ident::decode(&ident.encode()), Ok(ident.clone()));
         let b = SyncBegin {
             lsn: 9,

@@ -3,7 +3,7 @@
 //!
 //! The node must be stopped (its data directory's lock is free); the load opens it as the
 //! daemon would ([`Engine::open`]: recovery, replay) and feeds the tapes' records through the
-//! same path as records from a master ([`Engine::apply_remote`]): journaled with their own LSN
+//! same path as records from a master ([`Engine::apply_record`]): journaled with their own LSN
 //! and generation, applied to the store, made durable (fsync) and checkpointed chunk by chunk.
 //! A crash at any point leaves a node that starts: the journal is fsynced before the store is
 //! made durable, and an interrupted load is simply run again.
@@ -451,7 +451,7 @@ pub fn load(cfg: &Config, paths: &[PathBuf]) -> Result<LoadReport, LoadError> {
                 generation: rec.generation,
                 payload: rec.payload,
             };
-            if let Err(e) = eng.apply_remote(&wire) {
+            if let Err(e) = eng.apply_record(&wire) {
                 let why = e.to_string();
                 // The chunk is dropped whole; what was loaded before it stays.
                 let _ = eng.end_turn();

@@ -12,5 +12,6 @@ pub mod port_check;
 pub mod progress;
 pub mod replay;
 pub mod restore;
+pub mod role_cmd;
 pub mod save;
 pub mod status;

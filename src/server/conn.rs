@@ -37,8 +37,18 @@ pub struct ConnState {
     pub last_active: Instant,
     pub last_cmd: &'static str,
     pub commands: u64,
+    /// Something a command asked of the link, which the event loop does after it (the
+    /// command's reply is written then).
+    pub link_action: Option<LinkAction>,
     /// A snapshot being pulled by `hotbackup save` (HB.SNAPSHOT).
     pub snapshot: Option<Box<SnapshotCursor>>,
+}
+
+/// What a command may ask of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    /// HB.SWITCHOVER: hand over to the slave.
+    Switchover,
 }
 
 impl ConnState {
@@ -61,6 +71,7 @@ impl ConnState {
             created: now,
             last_active: now,
             last_cmd: "NULL",
+            link_action: None,
             commands: 0,
             snapshot: None,
         }

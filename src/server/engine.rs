@@ -92,6 +92,21 @@ pub enum EngineError {
         "the journal starts at LSN {first} but the store needs LSN {needed} onwards: journal segments are missing"
     )]
     JournalMissing { first: Lsn, needed: Lsn },
+    #[error("{0}")]
+    Role(String),
+}
+
+/// Where the master is, for a refused write's message (empty when unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MasterHint(pub Option<String>);
+
+impl std::fmt::Display for MasterHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(a) => write!(f, " The master is at {a}."),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why a write was refused before anything was done.
@@ -108,11 +123,16 @@ pub enum WriteRefused {
     #[error("writes are refused: {0}")]
     Unavailable(String),
     /// This node is a slave.
-    #[error("READONLY You can't write against a read only replica.")]
-    ReadOnly,
+    #[error("READONLY You can't write against a read only replica.{0}")]
+    ReadOnly(MasterHint),
     /// This node was a master and learnt that a newer one exists.
     #[error("READONLY You can't write against a read only replica. This node was fenced: {0}")]
     Fenced(String),
+    /// A master handing over to its slave (switchover) with `switchover_writes = "refuse"`.
+    #[error(
+        "TRYAGAIN a switchover is in progress; retry in a moment (on the new master if it completes)"
+    )]
+    Paused,
     /// A master checking with its peers at start whether it is still the master.
     #[error(
         "TRYAGAIN this node is checking with its peers whether it is still the master; retry shortly"
@@ -190,6 +210,15 @@ pub struct Engine {
     no_replicas: bool,
     /// Set when a newer master exists: why (persisted until rejoin).
     fenced: Option<String>,
+    /// Where clients reach the master (a slave's master, or the master that fenced this node).
+    master_addr: Option<String>,
+    /// A switchover's pause of new writes: Some(refuse) while it lasts (refuse: TRYAGAIN at
+    /// once; else they wait in the event loop).
+    write_pause: Option<bool>,
+    /// A rejoin's rewind in progress (see `rejoin.rs`).
+    rewind: Option<crate::store::rewind::RewindState>,
+    /// What the last rejoin exported.
+    rejoin_report: Option<String>,
     /// A master at start, until it has heard from its peers (or given up waiting).
     checking_peers: bool,
     /// The oldest LSN a slave may still need (journal retention).
@@ -235,6 +264,7 @@ fn apply_records(
     batch: &mut Batch,
     from: Lsn,
     upto: Lsn,
+    rewind: Option<&crate::store::rewind::RewindState>,
 ) -> Result<u64, EngineError> {
     let mut reader = JournalReader::open(journal.dir(), from, Some(upto))?;
     let mut count = 0;
@@ -246,6 +276,9 @@ fn apply_records(
         })?;
         batch.set_lsn(rec.lsn);
         for op in &txn.ops {
+            if rewind.is_some_and(|r| r.skips(rec.lsn, op)) {
+                continue;
+            }
             batch.apply(op)?;
         }
         last = rec.lsn;
@@ -319,6 +352,23 @@ impl Engine {
             },
         )?;
         let meta = *store.meta();
+        let rewind = store.rewind()?;
+        if let Some(r) = rewind.as_ref().filter(|r| r.upto.is_none()) {
+            // A rejoin exported the records from r.fork and set the store back before it; the
+            // journal may still hold them if the process stopped before cutting it.
+            let cut = crate::journal::truncate::truncate_after(
+                &state_dir.join(JOURNAL_DIR),
+                &meta.db_id,
+                r.fork - 1,
+                fs.as_ref(),
+            )?;
+            if cut != Default::default() {
+                log::warn!(
+                    "rejoin: the journal was cut back to LSN {} at start (an interrupted rewind)",
+                    r.fork - 1
+                );
+            }
+        }
         let fs_for_later = fs.clone();
         let (journal, recovery) = Journal::open(
             &state_dir.join(JOURNAL_DIR),
@@ -363,6 +413,10 @@ impl Engine {
             checkpoint_postponed: false,
             no_replicas: false,
             fenced: None,
+            master_addr: None,
+            rewind,
+            rejoin_report: None,
+            write_pause: None,
             checking_peers: false,
             retention_floor: None,
             sync_started: None,
@@ -408,7 +462,7 @@ impl Engine {
         while from <= written {
             let upto = written.min(from + REPLAY_BATCH - 1);
             let mut batch = store.begin()?;
-            count += apply_records(&self.journal, &mut batch, from, upto)?;
+            count += apply_records(&self.journal, &mut batch, from, upto, self.rewind.as_ref())?;
             store.commit(batch, upto)?;
             from = upto + 1;
             crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
@@ -452,6 +506,23 @@ impl Engine {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.data
+    }
+
+    /// Why this node's role refuses writes now (slave, fenced, checking with its peers).
+    pub fn role_refusal(&self) -> Option<WriteRefused> {
+        if self.opts.slave {
+            return Some(WriteRefused::ReadOnly(MasterHint(self.master_addr.clone())));
+        }
+        if let Some(why) = &self.fenced {
+            return Some(WriteRefused::Fenced(why.clone()));
+        }
+        if self.checking_peers {
+            return Some(WriteRefused::CheckingPeers);
+        }
+        if self.write_pause == Some(true) {
+            return Some(WriteRefused::Paused);
+        }
+        None
     }
 
     pub fn generation(&self) -> u64 {
@@ -572,14 +643,8 @@ impl Engine {
     /// Applies one op of the current transaction. Data ops on a file that does not exist yet
     /// first create it, with the logged flag the config globs give.
     pub fn write(&mut self, op: Op) -> Result<(), WriteError> {
-        if self.opts.slave {
-            return Err(WriteRefused::ReadOnly.into());
-        }
-        if let Some(why) = &self.fenced {
-            return Err(WriteRefused::Fenced(why.clone()).into());
-        }
-        if self.checking_peers {
-            return Err(WriteRefused::CheckingPeers.into());
+        if let Some(r) = self.role_refusal() {
+            return Err(r.into());
         }
         if !self.turn_dirty {
             // The first write of a turn: is writing possible at all (disk space, store)?
@@ -684,7 +749,7 @@ impl Engine {
             .begin()
             .map_err(EngineError::from)
             .and_then(|mut batch| {
-                let n = apply_records(&self.journal, &mut batch, from, upto)?;
+                let n = apply_records(&self.journal, &mut batch, from, upto, self.rewind.as_ref())?;
                 Ok((batch, n))
             });
         match result {
@@ -799,8 +864,8 @@ impl Engine {
     /// Takes a syncer result. A failed sync is fatal: returns the message.
     pub fn on_sync(&mut self, o: SyncOutcome) {
         match o {
-            SyncOutcome::Synced(lsn) => {
-                self.journal.mark_durable(lsn);
+            SyncOutcome::Synced { journal, upto } => {
+                self.journal.mark_durable(journal, upto);
                 if let Some(t) = self.sync_started.take() {
                     self.stats.syncs += 1;
                     self.stats.sync_us += t.elapsed().as_micros() as u64;
@@ -999,7 +1064,9 @@ impl Drop for Engine {
     }
 }
 
+mod rejoin;
 mod replica;
+pub use rejoin::{RewindReport, fork_point};
 pub use replica::{ApplyError, FullSync, RoleError};
 
 #[cfg(test)]

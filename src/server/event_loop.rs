@@ -174,6 +174,8 @@ pub struct Server {
     /// the replies as an absolute position in the client's output).
     /// Connections that have held replies.
     holding: Vec<usize>,
+    /// Connections whose next request is a write waiting for a switchover pause to end.
+    paused: Vec<usize>,
     link: crate::link::manager::Link,
     syncer: Option<crate::journal::Syncer>,
     _waker: std::sync::Arc<mio::Waker>,
@@ -217,7 +219,7 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
 
 impl Server {
     /// Binds the listeners. The engine is already open (recovery done).
-    pub fn new(eng: Engine, settings: Settings) -> Result<Server, ServerError> {
+    pub fn new(mut eng: Engine, settings: Settings) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let mut tcp = None;
         let mut port = 0;
@@ -260,7 +262,7 @@ impl Server {
                 None
             }
         };
-        let link = crate::link::manager::Link::new(
+        let mut link = crate::link::manager::Link::new(
             settings.link.clone(),
             eng.node_id(),
             poll.registry(),
@@ -279,6 +281,10 @@ impl Server {
             ),
             source,
         })?;
+        if let Some(a) = tcp.as_ref().and_then(|t| t.local_addr().ok()) {
+            link.set_client_addr(a.to_string());
+        }
+        link.start_peer_check(&mut eng);
         let waker = std::sync::Arc::new(
             mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
         );
@@ -317,6 +323,7 @@ impl Server {
             stopping: None,
             exit_error: None,
             holding: Vec::new(),
+            paused: Vec::new(),
             link,
             syncer,
             _waker: waker,
@@ -376,6 +383,9 @@ impl Server {
             self.turn();
             self.take_syncs();
             self.link.after_turn(&mut self.eng, self.poll.registry());
+            if !self.paused.is_empty() && !self.eng.writes_wait() {
+                self.carry.append(&mut self.paused);
+            }
             self.housekeeping();
             if let Some(since) = self.stopping {
                 let idle = self
@@ -389,6 +399,19 @@ impl Server {
             }
         }
         self.shutdown()
+    }
+
+    /// Whether a request would write (for the switchover pause): a write command outside
+    /// MULTI, or EXEC.
+    fn is_write(args: &[Vec<u8>], st: &crate::server::conn::ConnState) -> bool {
+        let Some(name) = args.first() else {
+            return false;
+        };
+        if name.eq_ignore_ascii_case(b"exec") {
+            return st.multi.is_some();
+        }
+        st.multi.is_none()
+            && commands::lookup(name).is_some_and(|s| s.flags & commands::flags::WRITE != 0)
     }
 
     fn has_request(c: &Conn, limits: &resp::Limits) -> bool {
@@ -661,6 +684,14 @@ impl Server {
                     break;
                 }
             };
+            if self.eng.writes_wait() && Self::is_write(&args, &c.state) {
+                // A switchover pauses new writes: this one (and what follows it on this
+                // connection) runs when the pause ends.
+                if !self.paused.contains(&slot) {
+                    self.paused.push(slot);
+                }
+                return;
+            }
             c.in_pos += used;
             if args.is_empty() {
                 continue;
@@ -687,6 +718,18 @@ impl Server {
                 };
                 commands::execute(&mut ctx, args)
             };
+            if let Some(action) = c.state.link_action.take() {
+                match action {
+                    crate::server::conn::LinkAction::Switchover => {
+                        match self.link.start_switchover(&mut self.eng) {
+                            Ok(to) => {
+                                encode::simple(&mut c.out, &format!("OK handing over to {to}"))
+                            }
+                            Err(e) => encode::error(&mut c.out, &format!("ERR {e}")),
+                        }
+                    }
+                }
+            }
             if self.eng.visible_lsn() > lsn_before {
                 c.wrote = self.eng.visible_lsn();
             }

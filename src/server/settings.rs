@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role};
+use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role, SwitchoverWrites};
 use crate::journal::SyncMode;
 use crate::journal::archive::Archiver;
 use crate::link::manager::{self, LinkSettings};
@@ -56,16 +56,12 @@ fn sync_mode(m: DurabilityMode) -> SyncMode {
 fn link_settings(c: &Config) -> LinkSettings {
     let l = &c.link;
     LinkSettings {
-        slave: c.role == Role::Slave,
         listen: l.listen,
-        // A master dials its peers; a slave waits for its master and dials only the slaves it
-        // feeds itself (cascading).
-        dial: if c.role == Role::Slave {
-            l.downstream.clone()
-        } else {
-            l.peers.clone()
-        },
-        accept_from: l.peers.clone(),
+        // The role decides who dials (a master its peers, a slave its downstream); promote
+        // and rejoin change the role while running, so both lists are kept.
+        peers: l.peers.clone(),
+        downstream: l.downstream.clone(),
+        client_addr: c.client.listen.map(|a| a.to_string()).unwrap_or_default(),
         key: l.key.as_ref().map(|k| k.as_bytes().to_vec()),
         name: c.instance.clone(),
         heartbeat: l.heartbeat_interval,
@@ -83,6 +79,8 @@ fn link_settings(c: &Config) -> LinkSettings {
         min_sync_slaves: l.min_sync_slaves,
         sync_timeout: l.sync_timeout,
         refuse_on_timeout: l.on_sync_timeout == OnSyncTimeout::Refuse,
+        switchover_refuse: l.switchover_writes == SwitchoverWrites::Refuse,
+        switchover_timeout: l.switchover_timeout,
     }
 }
 

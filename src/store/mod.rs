@@ -11,6 +11,7 @@
 
 pub mod item;
 mod read;
+pub mod rewind;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -465,6 +466,7 @@ impl Store {
             base: self.catalog.clone(),
             overlay: BTreeMap::new(),
             generation: None,
+            generation_reset: None,
             lsn: self.meta.applied_lsn,
         })
     }
@@ -475,6 +477,7 @@ impl Store {
             txn,
             overlay,
             generation,
+            generation_reset,
             ..
         } = batch;
         {
@@ -484,6 +487,9 @@ impl Store {
         }
         txn.commit().map_err(redb_err("commit batch"))?;
         self.meta.applied_lsn = lsn;
+        if let Some(g) = generation_reset {
+            self.meta.generation = g;
+        }
         if let Some(g) = generation {
             self.meta.generation = self.meta.generation.max(g);
         }
@@ -544,6 +550,8 @@ pub struct Batch {
     overlay: BTreeMap<String, Option<FileInfo>>,
     /// A generation this batch started.
     generation: Option<u64>,
+    /// The generation after a rewind dropped later ones ([`Batch::rewind_history`]).
+    generation_reset: Option<u64>,
     /// LSN of the op being applied (for error messages).
     lsn: Lsn,
 }

@@ -327,4 +327,5 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+pub mod pair;
 pub mod proxy;

@@ -12,6 +12,7 @@ mod connection;
 mod hashes;
 pub mod keys;
 mod native;
+mod role;
 pub mod server;
 pub mod snapshot;
 mod strings;
@@ -185,6 +186,11 @@ pub static COMMANDS: &[Spec] = &[
         NOKEY,
         snapshot::snapshot,
     ),
+    // roles
+    spec("role", 1, FAST, NOKEY, role::role),
+    spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),
+    spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
+    spec("hb.switchover", 1, ADMIN | NOQUEUE, NOKEY, role::switchover),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
@@ -238,9 +244,10 @@ impl From<WriteError> for CmdError {
         match e {
             WriteError::Refused(
                 r @ (WriteRefused::NoReplicas
-                | WriteRefused::ReadOnly
+                | WriteRefused::ReadOnly(_)
                 | WriteRefused::Fenced(_)
-                | WriteRefused::CheckingPeers),
+                | WriteRefused::CheckingPeers
+                | WriteRefused::Paused),
             ) => CmdError::Msg(r.to_string()),
             WriteError::Refused(r) => CmdError::Refused(r),
             WriteError::Store(s) => CmdError::Store(s),
@@ -363,12 +370,14 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args) -> Class {
         encode::error(ctx.out, &CmdError::NoAuth.to_string());
         return Class::Other;
     }
-    if spec.flags & WRITE != 0 && ctx.eng.is_slave() {
-        if ctx.conn.multi.is_some() {
-            ctx.conn.multi_dirty = true;
+    if spec.flags & WRITE != 0 {
+        if let Some(refusal) = ctx.eng.role_refusal() {
+            if ctx.conn.multi.is_some() {
+                ctx.conn.multi_dirty = true;
+            }
+            encode::error(ctx.out, &refusal.to_string());
+            return Class::Other;
         }
-        encode::error(ctx.out, READONLY);
-        return Class::Other;
     }
     let arity_ok = if spec.arity >= 0 {
         args.len() == spec.arity as usize

@@ -344,14 +344,54 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             );
             kv(t, "generation", &ctx.eng.generation());
             kv(t, "durable_lsn", &durable);
+            kv(
+                t,
+                "writes",
+                &if ctx.eng.is_slave() {
+                    "readonly"
+                } else if ctx.eng.fenced().is_some() {
+                    "fenced"
+                } else if ctx.eng.checking_peers() {
+                    "checking_peers"
+                } else {
+                    "ok"
+                },
+            );
+            if let Some(why) = ctx.eng.fenced() {
+                kv(t, "fenced_reason", &why.replace(['\r', '\n'], " "));
+            }
+            if let Some(o) = ctx.srv.link.switchover_outcome() {
+                kv(t, "switchover", &o.replace(['\r', '\n'], " "));
+            }
+            if let Some(r) = ctx.eng.rejoin_report() {
+                kv(t, "rejoin_report", &r.replace(['\r', '\n'], " "));
+            }
+            if let Some(r) = ctx.eng.rewind_state() {
+                kv(
+                    t,
+                    "rewind",
+                    &match r.upto {
+                        None => format!("waiting for the repair (fork at LSN {})", r.fork),
+                        Some(u) => format!("repaired at LSN {u}; catching up"),
+                    },
+                );
+            }
             if ctx.eng.is_slave() {
                 let master = peers.iter().find(|p| p.role == "master");
-                let (host, port) = master
-                    .and_then(|m| m.addr.rsplit_once(':'))
+                // Where clients reach the master (what Redis tools expect here).
+                let (host, port) = ctx
+                    .eng
+                    .master_addr()
+                    .and_then(|a| a.rsplit_once(':'))
                     .map(|(h, p)| (h.to_string(), p.to_string()))
                     .unwrap_or_default();
                 kv(t, "master_host", &host);
                 kv(t, "master_port", &port);
+                kv(
+                    t,
+                    "master_link_addr",
+                    &master.map_or("", |m| m.addr.as_str()),
+                );
                 kv(
                     t,
                     "master_link_status",

@@ -24,6 +24,12 @@ pub enum ApplyError {
     Gap { expected: Lsn, got: Lsn },
     #[error("record LSN {lsn} does not decode: {what}")]
     Decode { lsn: Lsn, what: String },
+    #[error(
+        "this node is no longer a slave (it was promoted): nothing more is applied from the old master"
+    )]
+    NotSlave,
+    #[error("records arrived before the repair of this rejoining node was complete")]
+    RepairPending,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -174,6 +180,53 @@ impl Engine {
         self.checking_peers = on;
     }
 
+    pub fn checking_peers(&self) -> bool {
+        self.checking_peers
+    }
+
+    /// A switchover pauses new writes (Some(refuse)) or lets them go again (None).
+    pub fn set_write_pause(&mut self, pause: Option<bool>) {
+        self.write_pause = pause;
+    }
+
+    /// Whether new writes must wait (a switchover in `wait` mode).
+    pub fn writes_wait(&self) -> bool {
+        self.write_pause == Some(false)
+    }
+
+    /// Where clients reach the master this slave follows (or the master that fenced it).
+    pub fn set_master_addr(&mut self, addr: Option<String>) {
+        self.master_addr = addr;
+    }
+
+    pub fn master_addr(&self) -> Option<&str> {
+        self.master_addr.as_deref()
+    }
+
+    /// Records the new master's client address for a fenced node's messages.
+    pub fn set_fenced_master(&mut self, addr: Option<String>) {
+        self.master_addr = addr;
+    }
+
+    /// Whether this node has ever fed a slave (or was promoted): then some other node may
+    /// hold this database and be promoted, so a restarting master checks with its peers.
+    pub fn has_fed_slaves(&self) -> bool {
+        self.store
+            .as_ref()
+            .and_then(|s| s.local("fed").ok().flatten())
+            .is_some()
+    }
+
+    /// Notes (once, durably) that this node fed a slave.
+    pub fn note_fed_slave(&mut self) {
+        if self.has_fed_slaves() {
+            return;
+        }
+        if let Err(e) = self.persist_local("fed", Some("1")) {
+            log::warn!("cannot record that this node feeds a slave: {e}");
+        }
+    }
+
     /// Promotes this slave: a new generation starts at the next LSN, the node becomes a
     /// writable master. Durable when this returns.
     pub fn promote(&mut self, name: &str) -> Result<u64, RoleError> {
@@ -215,6 +268,8 @@ impl Engine {
         }
         self.opts.slave = false;
         self.persist_local("role", Some("master"))?;
+        // Another node holds this database: a restart checks with the peers first.
+        self.persist_local("fed", Some("1"))?;
         log::warn!(
             "INCIDENT promoted: this node is the master, generation {generation} from LSN {first_lsn}"
         );
@@ -278,12 +333,30 @@ impl Engine {
             lsn,
             catalog,
             client_addr: String::new(),
+            rewind: self
+                .rewind
+                .as_ref()
+                .filter(|r| r.upto.is_none() && self.opts.slave)
+                .cloned(),
         }
     }
 
     /// Applies one record from the master: journaled with its own LSN and generation, applied
     /// to the open batch. It becomes durable with the turn's group commit.
     pub fn apply_remote(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
+        if !self.opts.slave {
+            return Err(ApplyError::NotSlave);
+        }
+        self.apply_record(rec)
+    }
+
+    /// Journals and applies one record with its own LSN and generation, whatever this node's
+    /// role: a slave's stream ([`Engine::apply_remote`]), or tapes loaded into a stopped node
+    /// (`hotbackup journal load`). It becomes durable with the turn's group commit.
+    pub fn apply_record(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
+        if self.rewind.as_ref().is_some_and(|r| r.upto.is_none()) {
+            return Err(ApplyError::RepairPending);
+        }
         let expected = self.journal.next_lsn();
         if rec.lsn != expected {
             return Err(ApplyError::Gap {
@@ -296,12 +369,20 @@ impl Engine {
             what: e.to_string(),
         })?;
         self.turn_dirty = true;
+        let skip: Vec<bool> = txn
+            .ops
+            .iter()
+            .map(|op| self.rewind_skips(rec.lsn, op))
+            .collect();
         let batch = match self.batch() {
             Ok(b) => b,
             Err(e) => return Err(StoreError::Corrupt(e.to_string()).into()),
         };
         batch.set_lsn(rec.lsn);
-        for op in &txn.ops {
+        for (op, skip) in txn.ops.iter().zip(skip) {
+            if skip {
+                continue;
+            }
             if let Err(e) = batch.apply(op) {
                 let msg = e.to_string();
                 self.batch_error = Some(e);
@@ -316,6 +397,7 @@ impl Engine {
         if let Some(b) = self.batch.as_mut() {
             b.set_lsn(self.journal.next_lsn());
         }
+        self.maybe_end_rewind();
         Ok(())
     }
 
@@ -390,8 +472,22 @@ impl Engine {
     /// Completes a full sync: makes the new copy durable, switches to it atomically, and goes
     /// on from its LSN. The old copy is removed.
     pub fn finish_full_sync(&mut self, mut fs: FullSync) -> Result<(), EngineError> {
+        if !self.opts.slave {
+            self.abort_full_sync(fs);
+            return Err(EngineError::Role(
+                "this node was promoted during a full sync: the new copy is discarded".into(),
+            ));
+        }
         fs.commit()?;
         if let Some(store) = fs.store.as_mut() {
+            // This node's own settings go with it to the new copy (it is a slave; whether it
+            // fed slaves before decides whether a restart as master checks with its peers).
+            let mut b = store.begin()?;
+            b.set_local("role", Some("slave"))?;
+            if self.has_fed_slaves() {
+                b.set_local("fed", Some("1"))?;
+            }
+            store.commit(b, fs.lsn)?;
             store.checkpoint()?;
         }
         fs.store = None;
@@ -448,6 +544,8 @@ impl Engine {
         self.store = Some(store);
         self.journal = journal;
         self.store_broken = None;
+        // A rewind in progress belonged to the old copy.
+        self.rewind = None;
         log::info!(
             "full sync complete: {items} items at LSN {} in {:.2}s; this copy is live",
             meta.applied_lsn,

@@ -1,0 +1,669 @@
+//! Failover between real processes on loopback: promote, fencing of an old master (also across
+//! a cut link), rejoin with exported lost transactions, switchover, and repeated cycles.
+//!
+//! Each pair's link goes through proxies (one towards each node) so that tests can cut it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pair::*;
+use common::proxy::Proxy;
+use common::{Node, cli, free_port, key_file, wait_until};
+
+/// A and B, each reaching the other through a proxy: A starts as master, B as its slave.
+struct Duo {
+    a: Node,
+    b: Node,
+    /// Forwards to A's link port (B dials A through it).
+    to_a: Proxy,
+    /// Forwards to B's link port (A dials B through it).
+    to_b: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+impl Duo {
+    fn start(extra: &str) -> Duo {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_file(dir.path(), "pair.key", KEY);
+        let (la, lb) = (free_port(), free_port());
+        let to_a = Proxy::start(format!("127.0.0.1:{la}").parse().unwrap());
+        let to_b = Proxy::start(format!("127.0.0.1:{lb}").parse().unwrap());
+        node_config(
+            &dir.path().join("b"),
+            "slave",
+            lb,
+            &[to_a.addr().to_string()],
+            &key,
+            extra,
+        );
+        let b = Node::start_in(&dir.path().join("b"));
+        node_config(
+            &dir.path().join("a"),
+            "master",
+            la,
+            &[to_b.addr().to_string()],
+            &key,
+            extra,
+        );
+        let a = Node::start_in(&dir.path().join("a"));
+        Duo {
+            a,
+            b,
+            to_a,
+            to_b,
+            _dir: dir,
+        }
+    }
+
+    /// Cuts the link both ways: current connections die, new ones are refused.
+    fn cut(&self) {
+        self.to_a.refuse(true);
+        self.to_b.refuse(true);
+        self.to_a.cut();
+        self.to_b.cut();
+    }
+
+    fn heal(&self) {
+        self.to_a.refuse(false);
+        self.to_b.refuse(false);
+    }
+}
+
+fn config_of(n: &Node) -> String {
+    n.config.display().to_string()
+}
+
+/// `hotbackup promote` on a node: (exit code, stdout, stderr).
+fn promote(n: &Node) -> (i32, String, String) {
+    cli(&["promote", "--config", &config_of(n)])
+}
+
+/// A SET; Err is the error as the `redis` crate shows it (its kind, e.g. "ReadOnly", then the
+/// server's text).
+fn try_set(n: &Node, k: &str, v: &str) -> Result<(), String> {
+    let mut c = n.client();
+    redis::cmd("SET")
+        .arg(k)
+        .arg(v)
+        .query::<()>(&mut c)
+        .map_err(|e| e.to_string())
+}
+
+fn get(n: &Node, k: &str) -> Option<String> {
+    let mut c = n.client();
+    redis::cmd("GET").arg(k).query(&mut c).unwrap()
+}
+
+fn wait_state(n: &Node, state: &str, within: Duration) {
+    let ok = wait_until(within, || writes_state(n) == state);
+    assert!(
+        ok,
+        "{} never reached writes:{state}: {}\n--- log\n{}",
+        n.addr,
+        info(n, "replication"),
+        n.log_text()
+    );
+}
+
+#[test]
+fn promote_makes_the_slave_a_writable_master_and_the_restarted_old_master_is_fenced() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 2000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+
+    // A slave refuses writes, naming its master.
+    let e = try_set(&d.b, "x", "1").unwrap_err();
+    assert!(e.to_lowercase().contains("readonly"), "{e}");
+    assert!(e.contains(&format!("The master is at {}", d.a.addr)), "{e}");
+
+    let t = Instant::now();
+    let (code, out, err) = promote(&d.b);
+    let took = t.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("now the master, generation 2"), "{out}");
+    try_set(&d.b, "after", "promotion").unwrap();
+    eprintln!("promote: writable {took:?} after the command started");
+    assert_eq!(
+        field(&info(&d.b, "replication"), "generation").as_deref(),
+        Some("2")
+    );
+    // Promoting again is harmless.
+    let (code, out, _) = promote(&d.b);
+    assert_eq!(code, 0);
+    assert!(out.contains("already the master"), "{out}");
+
+    // The old master comes back: it learns of generation 2 from B and is fenced.
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let e = try_set(&d.a, "y", "1").unwrap_err();
+    assert!(e.contains("fenced"), "{e}");
+    assert!(
+        e.contains(&d.b.addr.to_string()),
+        "the error names the new master's client address {}: {e}",
+        d.b.addr
+    );
+    // Still readable.
+    assert!(get(&d.a, "k0000001").is_some());
+    assert!(d.a.log_text().contains("INCIDENT fenced"));
+    // A fenced node cannot be promoted: it must rejoin.
+    let (code, _, err) = promote(&d.a);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("rejoin"), "{err}");
+    // The fencing survives a restart.
+    assert_eq!(d.a.stop(), Some(0));
+    d.a.launch();
+    assert_eq!(writes_state(&d.a), "fenced");
+    // B took every write meanwhile.
+    try_set(&d.b, "still", "master").unwrap();
+}
+
+#[test]
+fn an_old_master_restarted_while_the_link_is_cut_takes_no_write_and_is_fenced_when_it_heals() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+    d.cut();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    try_set(&d.b, "b-only", "1").unwrap();
+
+    d.a.launch();
+    // Cut off from its peer, the restarted master does not know whether it is still the master:
+    // it takes no write, however long the cut lasts (bounded here to 3 s of attempts).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut attempts = 0;
+    while Instant::now() < deadline {
+        let e = try_set(&d.a, "a-only", "1").unwrap_err();
+        assert!(e.to_lowercase().contains("tryagain"), "{e}");
+        attempts += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(attempts > 10);
+    assert_eq!(writes_state(&d.a), "checking_peers");
+
+    d.heal();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    assert!(try_set(&d.a, "a-only", "1").is_err());
+    assert_eq!(get(&d.a, "a-only"), None);
+    assert_eq!(writes_state(&d.b), "ok");
+}
+
+#[test]
+fn a_master_cut_off_while_its_slave_is_promoted_is_fenced_within_a_heartbeat_timeout_of_contact() {
+    let d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both take writes while they cannot see each other (async mode: A's are lost to B, and
+    // are exported when A rejoins).
+    try_set(&d.a, "a-side", "1").unwrap();
+    try_set(&d.b, "b-side", "1").unwrap();
+
+    d.heal();
+    let healed = Instant::now();
+    // peer_timeout is 2 s in these configs; A must be fenced within it of the link working.
+    wait_state(&d.a, "fenced", Duration::from_secs(10));
+    let dual = healed.elapsed();
+    eprintln!("two writable masters for {dual:?} after the link healed");
+    assert!(
+        dual < Duration::from_secs(2) + Duration::from_millis(600),
+        "two writable masters for {dual:?} after contact"
+    );
+    assert_eq!(writes_state(&d.b), "ok");
+}
+
+/// `hotbackup rejoin` on a node: (exit code, stdout, stderr).
+fn rejoin(n: &Node, extra: &[&str]) -> (i32, String, String) {
+    let config = config_of(n);
+    let mut args = vec!["rejoin", "--config", config.as_str(), "--timeout", "60"];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+fn cmd(n: &Node, args: &[&str]) -> Result<redis::Value, String> {
+    let mut c = n.client();
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut c).map_err(|e| e.to_string())
+}
+
+fn link_stat(n: &Node, name: &str) -> u64 {
+    field(&info(n, "replication"), name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 3000);
+    let _ = cmd(&d.a, &["HSET", "h", "f1", "v1", "f2", "v2"]);
+    let _ = cmd(&d.a, &["SET", "counter", "10"]);
+    let _ = cmd(&d.a, &["SET", "log", "a"]);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // The link fails; A takes writes B never gets (acknowledged: async mode).
+    d.cut();
+    for i in 0..20 {
+        try_set(&d.a, &format!("a-only-{i}"), "x").unwrap();
+    }
+    try_set(&d.a, "k0000001", "changed-on-a").unwrap();
+    cmd(&d.a, &["DEL", "k0000002"]).unwrap();
+    cmd(&d.a, &["APPEND", "log", "-a1"]).unwrap();
+    cmd(&d.a, &["INCR", "counter"]).unwrap();
+    cmd(&d.a, &["HSET", "h", "f3", "on-a"]).unwrap();
+    cmd(&d.a, &["HB.CREATE", "scratch"]).unwrap();
+    cmd(&d.a, &["HB.WRITE", "scratch", "s1", "x"]).unwrap();
+    let a_durable = durable(&d.a);
+    d.a.kill9();
+
+    // B is promoted and takes writes of its own, some to the same items.
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    try_set(&d.b, "k0000001", "changed-on-b").unwrap();
+    cmd(&d.b, &["APPEND", "log", "-b1"]).unwrap();
+    cmd(&d.b, &["INCR", "counter"]).unwrap();
+    cmd(&d.b, &["HSET", "h", "f4", "on-b"]).unwrap();
+    for i in 0..50 {
+        try_set(&d.b, &format!("b-{i}"), "y").unwrap();
+    }
+
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("were never sent to the new master") || out.contains("were never sent"),
+        "the rejoin names the lost transactions:\n{out}\n{err}"
+    );
+    // More writes on B while A catches up, touching repaired items again.
+    cmd(&d.b, &["APPEND", "log", "-b2"]).unwrap();
+    try_set(&d.b, "a-only-3", "now-on-b").unwrap();
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(get(&d.a, "log").as_deref(), Some("a-b1-b2"));
+    assert_eq!(get(&d.a, "counter").as_deref(), Some("11"));
+    assert_eq!(get(&d.a, "k0000001").as_deref(), Some("changed-on-b"));
+    assert!(get(&d.a, "k0000002").is_some(), "A's delete was rewound");
+    assert_eq!(get(&d.a, "a-only-5"), None);
+    let files_a = cmd(&d.a, &["HB.FILES"]).unwrap();
+    assert!(
+        !format!("{files_a:?}").contains("scratch"),
+        "A's file was rewound: {files_a:?}"
+    );
+    assert_eq!(
+        cmd(&d.a, &["HB.READ", "scratch", "s1"]),
+        Ok(redis::Value::Nil)
+    );
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
+    assert!(link_stat(&d.b, "link_partial_syncs") >= 1);
+
+    // The lost transactions are on a tape in A's data dir, readable with `journal dump`.
+    let data = d.a.dir.join("data");
+    let tapes: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("lost-g1-")
+        })
+        .collect();
+    assert_eq!(tapes.len(), 1, "{tapes:?}");
+    let (code, dump, err) = cli(&["journal", "dump", tapes[0].to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "a-only-0",
+        "a-only-19",
+        "changed-on-a",
+        "-a1",
+        "on-a",
+        "scratch",
+    ] {
+        assert!(dump.contains(needle), "{needle} not in the dump:\n{dump}");
+    }
+    let last: u64 = dump
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .trim_start_matches("LSN")
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "lost tape {} ends at LSN {last}; A was durable to {a_durable}",
+        tapes[0].display()
+    );
+    // A is an ordinary slave now: it refuses writes naming B.
+    let e = try_set(&d.a, "x", "1").unwrap_err();
+    assert!(e.contains(&d.b.addr.to_string()), "{e}");
+    // And rejoin again is harmless.
+    let (code, out, err) = rejoin(&d.a, &["--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already a slave"), "{out}");
+}
+
+#[test]
+fn rejoin_falls_back_to_a_full_sync_when_the_new_master_no_longer_has_the_fork_point() {
+    let extra = "\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n";
+    let mut d = Duo::start(extra);
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    try_set(&d.a, "a-only", "x").unwrap();
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    let fork = durable(&d.b);
+    // Enough writes on B that its journal drops the fork point after checkpoints.
+    let ok = wait_until(Duration::from_secs(60), || {
+        load(&d.b, "b", 5000);
+        link_stat(&d.b, "journal_first_lsn") > fork
+    });
+    assert!(
+        ok,
+        "B's journal still starts at {}",
+        link_stat(&d.b, "journal_first_lsn")
+    );
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(get(&d.a, "a-only"), None);
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 1);
+    let lost = std::fs::read_dir(d.a.dir.join("data"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("lost-g1-")
+        })
+        .count();
+    assert_eq!(lost, 1);
+    // After the full sync the node is still a slave across a restart (its role moved with it).
+    assert_eq!(d.a.stop(), Some(0));
+    d.a.launch();
+    assert_eq!(writes_state(&d.a), "readonly");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+}
+
+/// Writes keys `{prefix}{i}` one by one to whichever node takes them (starting with `first`),
+/// until `stop` is set or `max` keys; returns the keys acknowledged and the longest time
+/// between two acknowledgements (the pause clients saw).
+fn writer(
+    nodes: [std::net::SocketAddr; 2],
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    max: usize,
+) -> std::thread::JoinHandle<(Vec<String>, Duration)> {
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        let mut longest = Duration::ZERO;
+        let mut last_ack = Instant::now();
+        let mut which = 0;
+        let connect = |i: usize| {
+            redis::Client::open(format!("redis://{}/", nodes[i]))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        };
+        let mut conn = connect(which).ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        while i < max
+            && !stop.load(std::sync::atomic::Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            let key = format!("{prefix}{i}");
+            let r: Result<(), String> = match conn.as_mut() {
+                Some(c) => redis::cmd("SET")
+                    .arg(&key)
+                    .arg(i)
+                    .query(c)
+                    .map_err(|e| e.to_string()),
+                None => Err("not connected".into()),
+            };
+            match r {
+                Ok(()) => {
+                    longest = longest.max(last_ack.elapsed());
+                    last_ack = Instant::now();
+                    acked.push(key);
+                    i += 1;
+                }
+                Err(_) => {
+                    // Not the master (any more), or gone: try the other node.
+                    which = 1 - which;
+                    conn = connect(which).ok();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        (acked, longest)
+    })
+}
+
+#[test]
+fn switchover_under_write_load_loses_no_acknowledged_write_and_reports_the_pause() {
+    let d = Duo::start("");
+    load(&d.a, "k", 1000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer([d.a.addr, d.b.addr], "w".into(), stop.clone(), 1_000_000);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.a) > 1500));
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("switchover done"), "{out}");
+    eprintln!("{}", out.trim());
+    // Writes go on on B.
+    let b_start = durable(&d.b);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.b) > b_start + 500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, longest) = w.join().unwrap();
+    eprintln!(
+        "switchover under load: {} writes acknowledged, longest pause seen by the client {longest:?}",
+        acked.len()
+    );
+    assert_eq!(writes_state(&d.b), "ok");
+    assert_eq!(writes_state(&d.a), "readonly");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(20));
+    let mut c = d.b.client();
+    let mut missing = Vec::new();
+    for chunk in acked.chunks(1000) {
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
+        missing.extend(
+            chunk
+                .iter()
+                .zip(vals)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert_same(&d.b, &d.a, &["main"]);
+    // And back again, from B's config this time.
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.b)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(writes_state(&d.a), "ok");
+    try_set(&d.a, "back", "on-a").unwrap();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    assert_same(&d.a, &d.b, &["main"]);
+}
+
+#[test]
+fn a_switchover_whose_slave_cannot_catch_up_is_aborted_and_the_master_resumes() {
+    let d = Duo::start("switchover_timeout = \"500ms\"\n");
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    // The slave stops receiving (the link stays up but forwards nothing).
+    d.to_b.pause();
+    try_set(&d.a, "behind", "1").unwrap();
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(err.contains("aborted"), "{err}");
+    assert_eq!(writes_state(&d.a), "ok");
+    try_set(&d.a, "after-abort", "1").unwrap();
+    d.to_b.resume();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    assert_eq!(writes_state(&d.b), "readonly");
+}
+
+/// Keys of `keys` that `n` does not hold.
+fn missing_on(n: &Node, keys: &[String]) -> Vec<String> {
+    let mut c = n.client();
+    let mut missing = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
+        missing.extend(
+            chunk
+                .iter()
+                .zip(vals)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    missing
+}
+
+/// Kills A under load, promotes B, lets the writer go on on B; returns the acknowledged keys.
+fn fail_over_under_load(d: &mut Duo) -> Vec<String> {
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer([d.a.addr, d.b.addr], "w".into(), stop.clone(), 1_000_000);
+    let start = durable(&d.a);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.a) > start + 1000));
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    let b_start = durable(&d.b);
+    assert!(wait_until(Duration::from_secs(20), || durable(&d.b) > b_start + 300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, longest) = w.join().unwrap();
+    eprintln!(
+        "failover under load: {} writes acknowledged; longest gap seen by the client {longest:?}",
+        acked.len()
+    );
+    acked
+}
+
+#[test]
+fn kill9_under_load_in_durable_mode_every_acknowledged_write_is_on_the_new_master() {
+    let mut d = Duo::start("sync = \"durable\"\nsync_timeout = \"5s\"\n");
+    let acked = fail_over_under_load(&mut d);
+    let missing = missing_on(&d.b, &acked);
+    assert!(
+        missing.is_empty(),
+        "lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn kill9_under_load_in_async_mode_every_acknowledged_write_is_on_the_new_master_or_exported() {
+    let mut d = Duo::start("");
+    // The slave lags behind (100 ms on its link), so that A acknowledges writes B never gets.
+    d.to_b.delay(Duration::from_millis(100));
+    let acked = fail_over_under_load(&mut d);
+    d.to_b.delay(Duration::ZERO);
+    let missing = missing_on(&d.b, &acked);
+    eprintln!(
+        "{} acknowledged writes not on the new master",
+        missing.len()
+    );
+    assert!(
+        !missing.is_empty(),
+        "the slave did not lag: the test proves nothing"
+    );
+    // The old master comes back fenced and rejoins: what B lacks is in its lost tape.
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut dump = String::new();
+    for e in std::fs::read_dir(d.a.dir.join("data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("lost-")
+        {
+            let (code, text, err) = cli(&["journal", "dump", p.to_str().unwrap()]);
+            assert_eq!(code, 0, "{err}");
+            dump.push_str(&text);
+        }
+    }
+    let vanished: Vec<_> = missing
+        .iter()
+        .filter(|k| !dump.contains(&format!("\"{k}\"")) && !dump.contains(&format!(" {k} ")))
+        .collect();
+    assert!(
+        vanished.is_empty(),
+        "acknowledged writes neither on the new master nor exported: {:?}\n{}",
+        &vanished[..vanished.len().min(10)],
+        &dump[..dump.len().min(2000)]
+    );
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
+}
+
+#[test]
+fn ten_failover_rejoin_and_switchover_cycles_with_writes_end_with_equal_data() {
+    let d = Duo::start("");
+    let mut nodes = [d.a, d.b];
+    let (mut m, mut s) = (0usize, 1usize);
+    let mut expected = 0;
+    for cycle in 0..10 {
+        load(&nodes[m], &format!("c{cycle}-m-"), 300);
+        expected += 300;
+        wait_caught_up(&nodes[m], &nodes[s], Duration::from_secs(30));
+        if cycle % 2 == 0 {
+            // Failover: the master dies, the slave is promoted, the old master rejoins.
+            nodes[m].kill9();
+            let (code, out, err) = promote(&nodes[s]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+            load(&nodes[s], &format!("c{cycle}-s-"), 300);
+            expected += 300;
+            nodes[m].launch();
+            wait_state(&nodes[m], "fenced", Duration::from_secs(15));
+            let (code, out, err) = rejoin(&nodes[m], &[]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+        } else {
+            let (code, out, err) = cli(&["switchover", "--config", &config_of(&nodes[s])]);
+            assert_eq!(code, 0, "cycle {cycle}: {out}{err}");
+        }
+        std::mem::swap(&mut m, &mut s);
+        assert_eq!(writes_state(&nodes[m]), "ok", "cycle {cycle}");
+        assert_eq!(writes_state(&nodes[s]), "readonly", "cycle {cycle}");
+        wait_caught_up(&nodes[m], &nodes[s], Duration::from_secs(30));
+    }
+    let generation: u64 = field(&info(&nodes[m], "replication"), "generation")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        generation, 11,
+        "one generation per failover and per switchover"
+    );
+    let mut c = nodes[m].client();
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, expected, "every write of every cycle is there");
+    assert_same(&nodes[m], &nodes[s], &["main"]);
+}
