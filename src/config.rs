@@ -60,6 +60,7 @@ pub struct Config {
     pub client: ClientConfig,
     pub link: LinkConfig,
     pub durability: DurabilityConfig,
+    pub journal: JournalConfig,
     pub store: StoreConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
@@ -108,6 +109,16 @@ pub enum DurabilityMode {
     /// Without waiting for the disk. For tests and benchmarks only: acknowledged writes can be
     /// lost on power failure or an OS crash.
     None,
+}
+
+/// `[journal]`: where journal segments go before they are removed (see
+/// [`crate::journal::archive`]). At most one of the two is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Directory sealed segments are copied to (absolute).
+    pub archive_dir: Option<PathBuf>,
+    /// Shell command run for each sealed segment (`%p` path, `%f` file name, `%%`).
+    pub archive_command: Option<String>,
 }
 
 /// `[store]`: the redb store.
@@ -516,6 +527,8 @@ struct RawConfig {
     #[serde(default)]
     durability: RawDurability,
     #[serde(default)]
+    journal: RawJournal,
+    #[serde(default)]
     store: RawStore,
     #[serde(default)]
     files: RawFiles,
@@ -569,6 +582,13 @@ struct RawDurability {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+struct RawJournal {
+    archive_dir: Option<Spanned<String>>,
+    archive_command: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawStore {
     cache_size: Option<Spanned<Size>>,
 }
@@ -598,6 +618,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "client",
             "link",
             "durability",
+            "journal",
             "store",
             "files",
             "log",
@@ -647,6 +668,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "min_free_space",
         ],
     ),
+    ("journal", &["archive_dir", "archive_command"]),
     ("store", &["cache_size"]),
     ("files", &["logged", "unlogged"]),
     ("log", &["level"]),
@@ -698,6 +720,7 @@ impl RawConfig {
             client,
             link,
             durability: self.durability.validate(src)?,
+            journal: self.journal.validate(src)?,
             store: self.store.validate(src)?,
             files: self.files.validate(),
             log: self.log.validate(src)?,
@@ -1070,6 +1093,39 @@ impl RawDurability {
             d.min_free_space = v.0;
         }
         Ok(d)
+    }
+}
+
+impl RawJournal {
+    fn validate(self, src: &Source<'_>) -> Result<JournalConfig, ConfigError> {
+        let mut j = JournalConfig::default();
+        // "" means none, for both.
+        let dir = self.archive_dir.filter(|d| !d.get_ref().is_empty());
+        let cmd = self
+            .archive_command
+            .filter(|c| !c.get_ref().trim().is_empty());
+        if let Some(d) = &dir {
+            j.archive_dir = Some(src.resolve_path(d, "journal.archive_dir")?);
+        }
+        if let Some(c) = &cmd {
+            if dir.is_some() {
+                return Err(src.invalid(
+                    c.span(),
+                    "journal.archive_command",
+                    "archive_dir is set too: set one of archive_dir and archive_command",
+                ));
+            }
+            let text = c.get_ref();
+            if !text.contains("%p") && !text.contains("%f") {
+                return Err(src.invalid(
+                    c.span(),
+                    "journal.archive_command",
+                    "expected a command naming the segment with %p (its path) or %f (its file name), like \"cp %p /archive/%f\"",
+                ));
+            }
+            j.archive_command = Some(text.clone());
+        }
+        Ok(j)
     }
 }
 
@@ -2064,12 +2120,12 @@ level = "debug"
         assert_eq!(
             err("data_dir = \"/d\"\ndatadir = 1\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, store, files, log"
+             instance, data_dir, role, client, link, durability, journal, store, files, log"
         );
         assert_eq!(
             err("data_dir = \"/d\"\n[clinet]\n"),
             "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, store, files, log"
+             instance, data_dir, role, client, link, durability, journal, store, files, log"
         );
     }
 
@@ -2132,7 +2188,7 @@ level = "debug"
         assert_eq!(
             err_in("level = \"info\"\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, store, files, log (`level` \
+             instance, data_dir, role, client, link, durability, journal, store, files, log (`level` \
              belongs in [log])"
         );
         let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
@@ -2567,6 +2623,49 @@ level = "debug"
                 );
             }
         }
+    }
+
+    #[test]
+    fn journal_archive_keys_are_checked() {
+        let c = ok("data_dir = \"/d\"\n[journal]\narchive_dir = \"arch\"\n");
+        assert!(
+            c.journal
+                .archive_dir
+                .as_ref()
+                .is_some_and(|d| d.ends_with("arch") && d.is_absolute())
+        );
+        assert_eq!(c.journal.archive_command, None);
+        let c = ok(
+            "data_dir = \"/d\"\n[journal]\narchive_command = \"cp %p /a/%f\"\narchive_dir = \"\"\n",
+        );
+        assert_eq!(c.journal.archive_command.as_deref(), Some("cp %p /a/%f"));
+        assert_eq!(c.journal.archive_dir, None);
+        let e = Config::parse(
+            "data_dir = \"/d\"\n[journal]\narchive_dir = \"/a\"\narchive_command = \"cp %p /b\"\n",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/etc/x.toml:4:"), "{e}");
+        assert!(
+            e.contains("set one of archive_dir and archive_command"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "data_dir = \"/d\"\n[journal]\narchive_command = \"cp /x /y\"\n",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/etc/x.toml:3:"), "{e}");
+        assert!(e.contains("%p"), "{e}");
+        let e = Config::parse(
+            "data_dir = \"/d\"\n[journal]\narchive = \"x\"\n",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/etc/x.toml:3:"), "{e}");
     }
 
     #[test]

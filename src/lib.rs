@@ -13,6 +13,7 @@ pub mod journal;
 pub mod link;
 pub mod ops;
 pub mod resp;
+pub mod savefile;
 pub mod server;
 pub mod store;
 pub mod systemd;

@@ -72,10 +72,31 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// The journal: look inside (read-only; safe while the daemon runs), export and load tapes.
+    /// The journal: check and dump (read-only, safe while the daemon runs), export tapes (safe
+    /// while it runs), load tapes.
     Journal {
         #[command(subcommand)]
         cmd: JournalCmd,
+    },
+    /// Save a consistent snapshot of the running node (master or slave) to a file, while
+    /// writes go on; progress on stderr.
+    Save {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The save file to write.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build a node from a save file, into an empty data directory (then `journal load`
+    /// tapes from the save's LSN + 1, and start it).
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The save file.
+        file: PathBuf,
     },
     /// Start a master and its slave on loopback (ports 7379/7380, link 2001/2002), for trying
     /// hotbackup out; Ctrl-C stops both.
@@ -172,6 +193,29 @@ enum JournalCmd {
         to: Option<u64>,
         /// The tape to write (must not exist).
         file: PathBuf,
+    },
+    /// Append tapes (or archived segments) to a STOPPED node's journal, keeping their LSNs:
+    /// checks the database id, continuity and generations; records already there are skipped.
+    /// With --to, replay them instead on a RUNNING master as new transactions (new LSNs).
+    Load {
+        /// The stopped node's config file.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "to",
+            required_unless_present = "to"
+        )]
+        config: Option<PathBuf>,
+        /// Replay on the master at HOST:PORT (its client port) as new transactions (HB.APPLY).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: Option<String>,
+        /// The master's password (requirepass), with --to.
+        #[arg(long, requires = "to")]
+        password: Option<String>,
+        /// Tape files, in any order (they are taken by LSN).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -321,7 +365,70 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     }
                 }
             }
+            JournalCmd::Load {
+                to: Some(to),
+                password,
+                files,
+                ..
+            } => match hotbackup::ops::replay::replay(&to, password.as_deref(), &files) {
+                Ok(r) => {
+                    println!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: journal load --to: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            },
+            JournalCmd::Load {
+                config,
+                to: None,
+                files,
+                ..
+            } => {
+                let Some(config) = config else {
+                    eprintln!("hotbackup: journal load: give --config FILE or --to HOST:PORT");
+                    return Err(ExitCode::from(2));
+                };
+                let cfg = load(&config)?;
+                match hotbackup::ops::load::load(&cfg, &files) {
+                    Ok(r) => {
+                        print!("{}", r.render_human());
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("hotbackup: journal load: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
         },
+        Cmd::Save { config, to, force } => {
+            let cfg = load(&config.config)?;
+            match hotbackup::ops::save::save(&cfg, &to, force) {
+                Ok(r) => {
+                    println!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: save: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Restore { config, file } => {
+            let cfg = load(&config.config)?;
+            match hotbackup::ops::restore::restore(&cfg, &file) {
+                Ok(r) => {
+                    println!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: restore: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
         Cmd::LocalPair {
             dir,
             master_port,

@@ -4,9 +4,10 @@
 //! payload). This module owns the files under `DATA_DIR/journal/`: their format ([`format`]),
 //! writing with group commit ([`writer`]), recovery of a torn tail ([`recovery`]) and reading by
 //! LSN ([`reader`]), and tapes: the same format in a file of its own, carried between nodes
-//! ([`tape`]). It knows nothing of what a payload means (see [`crate::txn`]) and never
+//! ([`tape`]); sealed segments are archived before removal ([`archive`]). It knows nothing of what a payload means (see [`crate::txn`]) and never
 //! imports the store, the server or the link.
 
+pub mod archive;
 pub mod format;
 pub mod fs;
 pub mod reader;

@@ -19,6 +19,7 @@ use super::format::{self, DbId, HEADER_LEN, Lsn, SegmentHeader};
 /// The current segment grows by at least this much zeroed space at a time.
 pub const PREALLOC_CHUNK: u64 = 1 << 20;
 static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+use super::archive::{ArchiveHandle, Archiver};
 use super::fs::{Fs, SegmentFile, SyncHandle};
 use super::recovery::{self, Recovery};
 use super::segment::SegmentInfo;
@@ -86,6 +87,8 @@ pub struct Journal {
     sync_handle: Option<Arc<dyn SyncHandle>>,
     /// Bytes committed since the counter was last reset (checkpoint trigger).
     bytes_since_mark: u64,
+    /// Sealed segments are archived before removal (see [`super::archive`]).
+    archive: Option<ArchiveHandle>,
     /// Unique per opened journal (see [`SyncRequest::journal`]).
     instance: u64,
 }
@@ -153,9 +156,21 @@ impl Journal {
             poisoned: None,
             sync_handle: None,
             bytes_since_mark: 0,
+            archive: None,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         Ok((journal, recovery))
+    }
+
+    /// Archives every sealed segment before it is removed: those present now (in LSN
+    /// order; again if they were archived before a restart) and each one sealed from now on.
+    pub fn set_archiver(&mut self, archiver: Archiver) -> std::io::Result<()> {
+        let handle = ArchiveHandle::start(archiver)?;
+        for seg in &self.segments[..self.segments.len().saturating_sub(1)] {
+            handle.queue(seg.clone());
+        }
+        self.archive = Some(handle);
+        Ok(())
     }
 
     /// Buffers one record; it becomes durable with the next [`Journal::commit`].
@@ -393,14 +408,23 @@ impl Journal {
         self.file_len = HEADER_LEN as u64;
         self.alloc_len = HEADER_LEN as u64;
         self.segments.push(info);
+        if let Some(a) = &self.archive {
+            a.queue(self.segments[self.segments.len() - 2].clone());
+        }
         Ok(())
     }
 
-    /// Removes segments whose records all have LSN <= `lsn`, never the current one.
-    /// This is the only place segments are deleted; later issues add slave retention here.
+    /// Removes segments whose records all have LSN <= `lsn`, never the current one, and,
+    /// with an archiver, none that is not archived yet.
+    /// This is the only place segments are deleted.
     pub fn remove_through(&mut self, lsn: Lsn) -> Result<Vec<PathBuf>, JournalError> {
         let mut removed = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_lsn <= lsn + 1 {
+            if let Some(a) = &self.archive {
+                if !a.is_archived(self.segments[0].first_lsn) {
+                    break;
+                }
+            }
             let seg = self.segments.remove(0);
             self.fs
                 .remove(&seg.path)

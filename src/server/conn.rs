@@ -1,10 +1,11 @@
 //! The state of one client connection that commands see and change.
 //!
 //! Socket buffers live in the event loop; this is what a command may touch: the current file,
-//! the protocol version, authentication, the client's name, a MULTI queue.
+//! the protocol version, authentication, the client's name, a MULTI queue, a snapshot being read.
 
 use std::time::Instant;
 
+use super::commands::snapshot::SnapshotCursor;
 use crate::files::DEFAULT_FILE;
 use crate::resp::Proto;
 
@@ -39,6 +40,8 @@ pub struct ConnState {
     /// Something a command asked of the link, which the event loop does after it (the
     /// command's reply is written then).
     pub link_action: Option<LinkAction>,
+    /// A snapshot being pulled by `hotbackup save` (HB.SNAPSHOT).
+    pub snapshot: Option<Box<SnapshotCursor>>,
 }
 
 /// What a command may ask of the link.
@@ -70,6 +73,7 @@ impl ConnState {
             last_cmd: "NULL",
             link_action: None,
             commands: 0,
+            snapshot: None,
         }
     }
 

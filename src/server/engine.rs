@@ -49,6 +49,8 @@ pub struct EngineOptions {
     pub unlogged: Vec<String>,
     /// A slave: clients may only read; data comes from the master over the link.
     pub slave: bool,
+    /// Where journal segments are archived before removal.
+    pub archive: Option<crate::journal::archive::Archiver>,
 }
 
 impl EngineOptions {
@@ -292,6 +294,23 @@ fn apply_records(
     Ok(count)
 }
 
+/// Starts archiving the journal's segments, if the options say where.
+pub(crate) fn attach_archiver(
+    journal: &mut Journal,
+    opts: &EngineOptions,
+) -> Result<(), EngineError> {
+    if let Some(a) = &opts.archive {
+        journal
+            .set_archiver(a.clone())
+            .map_err(|source| EngineError::DataDir {
+                dir: journal.dir().to_path_buf(),
+                what: "cannot start the journal archiver thread",
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Opens the data directory: lock, journal recovery, store, replay from the checkpoint.
     pub fn open(opts: EngineOptions) -> Result<Engine, EngineError> {
@@ -361,6 +380,8 @@ impl Engine {
             },
             fs,
         )?;
+        let mut journal = journal;
+        attach_archiver(&mut journal, &opts)?;
         let mut stats = EngineStats::default();
         if let Some((seg, offset, dropped, last)) = &recovery.truncated {
             stats.truncated_at_start = Some(format!(

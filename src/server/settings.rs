@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{Config, DurabilityMode, OnSyncTimeout, ReplicaSync, Role, SwitchoverWrites};
 use crate::journal::SyncMode;
+use crate::journal::archive::Archiver;
 use crate::link::manager::{self, LinkSettings};
 use crate::resp;
 use crate::server::engine::EngineOptions;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub log_level: log::LevelFilter,
     pub slave: bool,
     pub link: LinkSettings,
+    /// Where journal segments are archived before removal.
+    pub archive: Option<Archiver>,
 }
 
 fn sync_mode(m: DurabilityMode) -> SyncMode {
@@ -106,6 +109,11 @@ impl Settings {
             log_level: c.log.level,
             slave: c.role == Role::Slave,
             link: link_settings(c),
+            archive: match (&c.journal.archive_dir, &c.journal.archive_command) {
+                (Some(d), _) => Some(Archiver::Dir(d.clone())),
+                (None, Some(cmd)) => Some(Archiver::Command(cmd.clone())),
+                (None, None) => None,
+            },
         }
     }
 
@@ -119,6 +127,7 @@ impl Settings {
             logged: self.logged.clone(),
             unlogged: self.unlogged.clone(),
             slave: self.slave,
+            archive: self.archive.clone(),
         }
     }
 
@@ -171,7 +180,8 @@ impl Settings {
             unix_socket_mode,
             sync,
             segment_size,
-            cache_size
+            cache_size,
+            archive
         );
         notes
     }

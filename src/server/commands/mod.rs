@@ -7,12 +7,14 @@
 //! lookup, authentication, arity, MULTI queueing, error replies, and ending the journal
 //! transaction after a command (or after EXEC).
 
+mod apply;
 mod connection;
 mod hashes;
 pub mod keys;
 mod native;
 mod role;
 pub mod server;
+pub mod snapshot;
 mod strings;
 mod transactions;
 
@@ -176,6 +178,14 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.logged", -2, READ, NOKEY, native::logged),
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
+    spec("hb.apply", 2, WRITE, NOKEY, apply::apply),
+    spec(
+        "hb.snapshot",
+        -2,
+        ADMIN | NOQUEUE,
+        NOKEY,
+        snapshot::snapshot,
+    ),
     // roles
     spec("role", 1, FAST, NOKEY, role::role),
     spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),

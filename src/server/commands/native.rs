@@ -146,7 +146,7 @@ pub fn logged(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
 /// A file that turns logged reaches the slaves whole: its SetLogged is followed by a Put of
 /// every item (the slaves empty their copy on the SetLogged; the master's items do not change).
 /// The copy is cut into records of about [`COPY_RECORD_BYTES`]; they share one group commit.
-fn copy_to_slaves(ctx: &mut Ctx<'_>, file: &str) -> CmdResult {
+pub(super) fn copy_to_slaves(ctx: &mut Ctx<'_>, file: &str) -> CmdResult {
     let mut items = Vec::new();
     ctx.eng.reader()?.scan_from(file, b"", &mut |id, raw| {
         items.push((id.to_vec(), raw.to_vec()));

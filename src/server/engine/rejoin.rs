@@ -175,6 +175,8 @@ impl Engine {
             },
             self.fs.clone(),
         )?;
+        let mut journal = journal;
+        super::attach_archiver(&mut journal, &self.opts)?;
         self.journal = journal;
         self.generation = generation;
         self.view = None;

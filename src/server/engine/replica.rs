@@ -347,6 +347,13 @@ impl Engine {
         if !self.opts.slave {
             return Err(ApplyError::NotSlave);
         }
+        self.apply_record(rec)
+    }
+
+    /// Journals and applies one record with its own LSN and generation, whatever this node's
+    /// role: a slave's stream ([`Engine::apply_remote`]), or tapes loaded into a stopped node
+    /// (`hotbackup journal load`). It becomes durable with the turn's group commit.
+    pub fn apply_record(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
         if self.rewind.as_ref().is_some_and(|r| r.upto.is_none()) {
             return Err(ApplyError::RepairPending);
         }
@@ -531,6 +538,8 @@ impl Engine {
             },
             self.fs.clone(),
         )?;
+        let mut journal = journal;
+        super::attach_archiver(&mut journal, &self.opts)?;
         self.generation = meta.generation;
         self.store = Some(store);
         self.journal = journal;

@@ -15,6 +15,7 @@ fn opts(dir: &Path) -> EngineOptions {
         logged: vec!["*".into()],
         unlogged: vec!["tmp/*".into()],
         slave: false,
+        archive: None,
     }
 }
 
