@@ -346,6 +346,23 @@ fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
         "lost tape {} ends at LSN {last}; A was durable to {a_durable}",
         tapes[0].display()
     );
+    // The admin reviews them and re-applies them on the new master, as new transactions.
+    let (code, out, err) = cli(&[
+        "journal",
+        "load",
+        "--to",
+        &d.b.addr.to_string(),
+        tapes[0].to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(get(&d.b, "a-only-5").as_deref(), Some("x"));
+    assert_eq!(get(&d.b, "k0000001").as_deref(), Some("changed-on-a"));
+    assert_eq!(
+        cmd(&d.b, &["HB.READ", "scratch", "s1"]),
+        Ok(redis::Value::BulkString(b"x".to_vec()))
+    );
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
     // A is an ordinary slave now: it refuses writes naming B.
     let e = try_set(&d.a, "x", "1").unwrap_err();
     assert!(e.contains(&d.b.addr.to_string()), "{e}");
