@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs hotbackup's whole test suite: unit tests, integration tests against the real binary
-# (redis crate, redis-cli, redis-benchmark), the kill -9 crash test, the disk-full tests (tmpfs:
+# (redis crate, redis-cli, redis-benchmark, redis-py's Sentinel client), the kill -9 crash test, the disk-full tests (tmpfs:
 # needs root) and the fuzz corpus replay.
-# Installs redis-tools first when it is missing and we may (root with apt-get).
+# Installs redis-tools and python3-redis first when missing and we may (root with apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null \
+    || ! /usr/bin/python3 -c "import redis" 2>/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing redis-tools (redis-cli, redis-benchmark)"
+        echo "== installing redis-tools (redis-cli, redis-benchmark) and python3-redis (redis-py)"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools python3 python3-redis >/dev/null
     else
-        echo "redis-cli and redis-benchmark are needed: install Debian's redis-tools" >&2
+        echo "redis-cli, redis-benchmark and redis-py are needed: install Debian's redis-tools and python3-redis" >&2
         exit 1
     fi
 fi

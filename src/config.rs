@@ -85,6 +85,9 @@ pub struct ClientConfig {
     pub max_bulk_len: usize,
     /// Largest buffered request (Redis `client-query-buffer-limit`).
     pub max_request_len: usize,
+    /// A port answering as a Redis Sentinel about this database (for Sentinel-mode clients
+    /// that check they reached a sentinel); `None`: none.
+    pub sentinel_listen: Option<SocketAddr>,
 }
 
 /// `[durability]`: when writes are acknowledged and how the journal is cut.
@@ -257,6 +260,7 @@ impl Default for ClientConfig {
             timeout: Duration::ZERO,
             max_bulk_len: (512 * MIB) as usize,
             max_request_len: GIB as usize,
+            sentinel_listen: None,
         }
     }
 }
@@ -340,6 +344,7 @@ impl fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("max_bulk_len", &self.max_bulk_len)
             .field("max_request_len", &self.max_request_len)
+            .field("sentinel_listen", &self.sentinel_listen)
             .finish()
     }
 }
@@ -547,6 +552,7 @@ struct RawClient {
     timeout: Option<Interval>,
     max_bulk_len: Option<Spanned<Size>>,
     max_request_len: Option<Spanned<Size>>,
+    sentinel_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -635,6 +641,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "timeout",
             "max_bulk_len",
             "max_request_len",
+            "sentinel_listen",
         ],
     ),
     (
@@ -737,6 +744,13 @@ impl RawClient {
                 "expected host:port like \"127.0.0.1:7379\", or \"\" to disable TCP",
             )
             .map_err(|m| src.invalid(listen.span(), "client.listen", m))?;
+        }
+        if let Some(listen) = &self.sentinel_listen {
+            c.sentinel_listen = resolve_listen(
+                listen.get_ref(),
+                "expected host:port like \"127.0.0.1:27379\", or \"\" for none",
+            )
+            .map_err(|m| src.invalid(listen.span(), "client.sentinel_listen", m))?;
         }
         // unix_socket = "" is the same as no unix_socket, as listen = "" disables TCP.
         if let Some(path) = self
@@ -2111,7 +2125,7 @@ level = "debug"
             err_in("[client]\nlisten = \"127.0.0.1:1\"\n  listn = 1\n"),
             "/etc/hotbackup/db1.toml:4:3: unknown key `listn` in [client], expected one of: \
              listen, unix_socket, unix_socket_mode, requirepass, maxclients, timeout, \
-             max_bulk_len, max_request_len"
+             max_bulk_len, max_request_len, sentinel_listen"
         );
     }
 

@@ -1,110 +1,13 @@
 //! Failover between real processes on loopback: promote, fencing of an old master (also across
 //! a cut link), rejoin with exported lost transactions, switchover, and repeated cycles.
-//!
-//! Each pair's link goes through proxies (one towards each node) so that tests can cut it.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::duo::*;
 use common::pair::*;
-use common::proxy::Proxy;
-use common::{Node, cli, free_port, key_file, wait_until};
-
-/// A and B, each reaching the other through a proxy: A starts as master, B as its slave.
-struct Duo {
-    a: Node,
-    b: Node,
-    /// Forwards to A's link port (B dials A through it).
-    to_a: Proxy,
-    /// Forwards to B's link port (A dials B through it).
-    to_b: Proxy,
-    _dir: tempfile::TempDir,
-}
-
-impl Duo {
-    fn start(extra: &str) -> Duo {
-        let dir = tempfile::tempdir().unwrap();
-        let key = key_file(dir.path(), "pair.key", KEY);
-        let (la, lb) = (free_port(), free_port());
-        let to_a = Proxy::start(format!("127.0.0.1:{la}").parse().unwrap());
-        let to_b = Proxy::start(format!("127.0.0.1:{lb}").parse().unwrap());
-        node_config(
-            &dir.path().join("b"),
-            "slave",
-            lb,
-            &[to_a.addr().to_string()],
-            &key,
-            extra,
-        );
-        let b = Node::start_in(&dir.path().join("b"));
-        node_config(
-            &dir.path().join("a"),
-            "master",
-            la,
-            &[to_b.addr().to_string()],
-            &key,
-            extra,
-        );
-        let a = Node::start_in(&dir.path().join("a"));
-        Duo {
-            a,
-            b,
-            to_a,
-            to_b,
-            _dir: dir,
-        }
-    }
-
-    /// Cuts the link both ways: current connections die, new ones are refused.
-    fn cut(&self) {
-        self.to_a.refuse(true);
-        self.to_b.refuse(true);
-        self.to_a.cut();
-        self.to_b.cut();
-    }
-
-    fn heal(&self) {
-        self.to_a.refuse(false);
-        self.to_b.refuse(false);
-    }
-}
-
-fn config_of(n: &Node) -> String {
-    n.config.display().to_string()
-}
-
-/// `hotbackup promote` on a node: (exit code, stdout, stderr).
-fn promote(n: &Node) -> (i32, String, String) {
-    cli(&["promote", "--config", &config_of(n)])
-}
-
-/// A SET; Err is the error as the `redis` crate shows it (its kind, e.g. "ReadOnly", then the
-/// server's text).
-fn try_set(n: &Node, k: &str, v: &str) -> Result<(), String> {
-    let mut c = n.client();
-    redis::cmd("SET")
-        .arg(k)
-        .arg(v)
-        .query::<()>(&mut c)
-        .map_err(|e| e.to_string())
-}
-
-fn get(n: &Node, k: &str) -> Option<String> {
-    let mut c = n.client();
-    redis::cmd("GET").arg(k).query(&mut c).unwrap()
-}
-
-fn wait_state(n: &Node, state: &str, within: Duration) {
-    let ok = wait_until(within, || writes_state(n) == state);
-    assert!(
-        ok,
-        "{} never reached writes:{state}: {}\n--- log\n{}",
-        n.addr,
-        info(n, "replication"),
-        n.log_text()
-    );
-}
+use common::{Node, cli, wait_until};
 
 #[test]
 fn promote_makes_the_slave_a_writable_master_and_the_restarted_old_master_is_fenced() {
@@ -215,29 +118,6 @@ fn a_master_cut_off_while_its_slave_is_promoted_is_fenced_within_a_heartbeat_tim
         "two writable masters for {dual:?} after contact"
     );
     assert_eq!(writes_state(&d.b), "ok");
-}
-
-/// `hotbackup rejoin` on a node: (exit code, stdout, stderr).
-fn rejoin(n: &Node, extra: &[&str]) -> (i32, String, String) {
-    let config = config_of(n);
-    let mut args = vec!["rejoin", "--config", config.as_str(), "--timeout", "60"];
-    args.extend_from_slice(extra);
-    cli(&args)
-}
-
-fn cmd(n: &Node, args: &[&str]) -> Result<redis::Value, String> {
-    let mut c = n.client();
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(&mut c).map_err(|e| e.to_string())
-}
-
-fn link_stat(n: &Node, name: &str) -> u64 {
-    field(&info(n, "replication"), name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct LinkSettings {
     /// Where clients reach this node ("host:port"; an unspecified host means the address the
     /// peer sees this node at).
     pub client_addr: String,
+    /// Where this node answers as a Sentinel ("" when it does not).
+    pub sentinel_addr: String,
     pub key: Option<Vec<u8>>,
     pub name: String,
     pub heartbeat: Duration,
@@ -73,6 +75,7 @@ impl Default for LinkSettings {
             peers: Vec::new(),
             downstream: Vec::new(),
             client_addr: String::new(),
+            sentinel_addr: String::new(),
             key: None,
             name: String::new(),
             heartbeat: Duration::from_secs(1),
@@ -110,6 +113,8 @@ struct Conn {
     node: Option<[u8; 16]>,
     /// Where clients reach the peer (from its IDENT).
     client_addr: String,
+    /// Where the peer answers as a Sentinel (from its IDENT).
+    sentinel_addr: String,
     last_slot_write: Instant,
 }
 
@@ -131,6 +136,8 @@ pub struct PeerStatus {
     pub name: String,
     /// Where clients reach it ("" when unknown).
     pub client_addr: String,
+    /// Where it answers as a Sentinel ("" when it does not).
+    pub sentinel_addr: String,
     /// "slave" (we feed it) or "master" (we follow it), or "-" while unidentified.
     pub role: &'static str,
     pub state: String,
@@ -298,21 +305,32 @@ impl Link {
         self.settings.client_addr = addr;
     }
 
+    /// Where this node answers as a Sentinel (the bound Sentinel port).
+    pub fn set_sentinel_addr(&mut self, addr: String) {
+        self.settings.sentinel_addr = addr;
+    }
+
     /// The IDENT this node sends.
     fn ident(&self, eng: &mut Engine) -> Ident {
         let mut i = eng.ident();
         i.client_addr = self.settings.client_addr.clone();
+        i.sentinel_addr = self.settings.sentinel_addr.clone();
         i
     }
 
     /// Where clients reach the peer: its advertised address, with an unspecified host replaced
     /// by the address we reach it at.
     fn client_addr_of(theirs: &Ident, peer_addr: Option<SocketAddr>) -> String {
-        match (theirs.client_addr.parse::<SocketAddr>(), peer_addr) {
+        Self::resolve_unspecified(&theirs.client_addr, peer_addr)
+    }
+
+    /// "host:port" with an unspecified host replaced by the peer's address.
+    fn resolve_unspecified(addr: &str, peer_addr: Option<SocketAddr>) -> String {
+        match (addr.parse::<SocketAddr>(), peer_addr) {
             (Ok(a), Some(p)) if a.ip().is_unspecified() => {
                 SocketAddr::new(p.ip(), a.port()).to_string()
             }
-            _ => theirs.client_addr.clone(),
+            _ => addr.to_string(),
         }
     }
 
@@ -554,6 +572,7 @@ impl Link {
             token,
             node: None,
             client_addr: String::new(),
+            sentinel_addr: String::new(),
             last_slot_write: Instant::now(),
         });
         Some(slot)
@@ -706,6 +725,10 @@ impl Link {
                 let theirs = Ident::decode(payload).map_err(|e| e.to_string())?;
                 c.node = c.peer.who.as_ref().map(|w| w.node_id);
                 c.client_addr = Self::client_addr_of(&theirs, c.peer.stream.peer_addr().ok());
+                c.sentinel_addr = Self::resolve_unspecified(
+                    &theirs.sentinel_addr,
+                    c.peer.stream.peer_addr().ok(),
+                );
                 match c.peer.side {
                     Side::Dialer => self.start_feed(c, eng, &theirs),
                     Side::Listener => self.answer_ident(c, eng, &theirs),
@@ -1113,6 +1136,7 @@ impl Link {
                 addr: p.addr.clone(),
                 name: p.who.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
                 client_addr: c.client_addr.clone(),
+                sentinel_addr: c.sentinel_addr.clone(),
                 role: "-",
                 state: match p.phase {
                     Phase::Connecting => "connecting".into(),
@@ -1173,6 +1197,7 @@ impl Link {
                     addr: t.addr.clone(),
                     name: String::new(),
                     client_addr: String::new(),
+                    sentinel_addr: String::new(),
                     role: "slave",
                     state: format!(
                         "down{}",

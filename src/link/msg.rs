@@ -68,6 +68,8 @@ pub struct Ident {
     pub client_addr: String,
     /// A rejoining slave: what its exported divergent suffix touched (to be repaired).
     pub rewind: Option<RewindState>,
+    /// Where this node answers as a Sentinel ("" when it does not).
+    pub sentinel_addr: String,
 }
 
 /// One item's repair: its value at the master (`None`: absent there).
@@ -192,6 +194,7 @@ impl Ident {
                 w.u8(1).bytes(&r.encode());
             }
         }
+        w.bytes(self.sentinel_addr.as_bytes());
         w.0
     }
 
@@ -212,6 +215,7 @@ impl Ident {
             1 => Some(RewindState::decode(r.bytes()?)?),
             _ => return Err(r.err("bad rewind flag")),
         };
+        let sentinel_addr = r.string()?;
         r.end()?;
         Ok(Ident {
             role,
@@ -221,6 +225,7 @@ impl Ident {
             catalog,
             client_addr,
             rewind,
+            sentinel_addr,
         })
     }
 }
@@ -522,6 +527,7 @@ mod tests {
             catalog: vec![("main".into(), true), ("tmp/x".into(), false)],
             client_addr: "10.0.0.1:7379".into(),
             rewind: None,
+            sentinel_addr: "10.0.0.1:27379".into(),
         };
         let mut with_rewind = ident.clone();
         let mut st = RewindState {

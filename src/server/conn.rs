@@ -40,6 +40,9 @@ pub struct ConnState {
     /// Something a command asked of the link, which the event loop does after it (the
     /// command's reply is written then).
     pub link_action: Option<LinkAction>,
+    /// Connected to the Sentinel port: only Sentinel and connection commands, and ROLE says
+    /// "sentinel".
+    pub sentinel: bool,
     /// A snapshot being pulled by `hotbackup save` (HB.SNAPSHOT).
     pub snapshot: Option<Box<SnapshotCursor>>,
 }
@@ -72,6 +75,7 @@ impl ConnState {
             last_active: now,
             last_cmd: "NULL",
             link_action: None,
+            sentinel: false,
             commands: 0,
             snapshot: None,
         }

@@ -35,6 +35,7 @@ const UNIX: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const WAKER: Token = Token(3);
 const LINK_LISTENER: Token = Token(4);
+const SENTINEL_TCP: Token = Token(5);
 /// Link connections have tokens from here on (client connections stay below).
 const LINK_BASE: usize = 1 << 30;
 const FIRST_CONN: usize = 16;
@@ -153,6 +154,8 @@ impl ClientDirectory for Directory<'_> {
 pub struct Server {
     poll: Poll,
     tcp: Option<TcpListener>,
+    /// The Sentinel port (see commands/sentinel.rs).
+    sentinel_tcp: Option<TcpListener>,
     unix: Option<(UnixListener, PathBuf)>,
     signals: Signals,
     conns: Vec<Option<Conn>>,
@@ -234,6 +237,17 @@ impl Server {
                 .map_err(ServerError::Poll)?;
             tcp = Some(l);
         }
+        let mut sentinel_tcp = None;
+        if let Some(addr) = settings.sentinel_listen {
+            let mut l = TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+                what: format!("the sentinel port {addr}"),
+                source,
+            })?;
+            poll.registry()
+                .register(&mut l, SENTINEL_TCP, Interest::READABLE)
+                .map_err(ServerError::Poll)?;
+            sentinel_tcp = Some(l);
+        }
         let mut unix = None;
         if let Some(path) = &settings.unix_socket {
             let mut l = bind_unix(path, settings.unix_socket_mode)?;
@@ -284,6 +298,9 @@ impl Server {
         if let Some(a) = tcp.as_ref().and_then(|t| t.local_addr().ok()) {
             link.set_client_addr(a.to_string());
         }
+        if let Some(a) = sentinel_tcp.as_ref().and_then(|t| t.local_addr().ok()) {
+            link.set_sentinel_addr(a.to_string());
+        }
         link.start_peer_check(&mut eng);
         let waker = std::sync::Arc::new(
             mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
@@ -305,6 +322,7 @@ impl Server {
         Ok(Server {
             poll,
             tcp,
+            sentinel_tcp,
             unix,
             signals,
             conns: Vec::new(),
@@ -361,7 +379,8 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    TCP => self.accept_tcp(),
+                    TCP => self.accept_tcp(false),
+                    SENTINEL_TCP => self.accept_tcp(true),
                     UNIX => self.accept_unix(),
                     SIGNALS => self.handle_signals(),
                     WAKER => {}
@@ -843,12 +862,12 @@ impl Server {
         }
     }
 
-    fn add_conn(&mut self, mut stream: Stream, addr: String, laddr: String) {
+    fn add_conn(&mut self, mut stream: Stream, addr: String, laddr: String) -> Option<usize> {
         self.stats.connections_received += 1;
         if self.nconns >= self.settings.maxclients || self.stopping.is_some() {
             self.stats.rejected_connections += 1;
             let _ = stream.write(b"-ERR max number of clients reached\r\n");
-            return;
+            return None;
         }
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -861,7 +880,7 @@ impl Server {
         ) {
             log::warn!("cannot register client {addr}: {e}");
             self.free.push(slot);
-            return;
+            return None;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -884,16 +903,26 @@ impl Server {
         });
         self.nconns += 1;
         self.enqueue(slot);
+        Some(slot)
     }
 
-    fn accept_tcp(&mut self) {
+    fn accept_tcp(&mut self, sentinel: bool) {
         loop {
-            let Some(l) = self.tcp.as_ref() else { return };
+            let listener = if sentinel {
+                self.sentinel_tcp.as_ref()
+            } else {
+                self.tcp.as_ref()
+            };
+            let Some(l) = listener else { return };
             match l.accept() {
                 Ok((s, addr)) => {
                     let _ = s.set_nodelay(true);
                     let laddr = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                    self.add_conn(Stream::Tcp(s), addr.to_string(), laddr);
+                    if let Some(slot) = self.add_conn(Stream::Tcp(s), addr.to_string(), laddr) {
+                        if let Some(Some(c)) = self.conns.get_mut(slot) {
+                            c.state.sentinel = sentinel;
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -913,7 +942,9 @@ impl Server {
             };
             let laddr = path.display().to_string();
             match l.accept() {
-                Ok((s, _)) => self.add_conn(Stream::Unix(s), "unix".into(), laddr),
+                Ok((s, _)) => {
+                    self.add_conn(Stream::Unix(s), "unix".into(), laddr);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

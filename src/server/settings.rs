@@ -24,6 +24,7 @@ pub struct Settings {
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
     pub listen: Option<SocketAddr>,
+    pub sentinel_listen: Option<SocketAddr>,
     pub unix_socket: Option<PathBuf>,
     pub unix_socket_mode: u32,
     pub requirepass: Option<String>,
@@ -62,6 +63,11 @@ fn link_settings(c: &Config) -> LinkSettings {
         peers: l.peers.clone(),
         downstream: l.downstream.clone(),
         client_addr: c.client.listen.map(|a| a.to_string()).unwrap_or_default(),
+        sentinel_addr: c
+            .client
+            .sentinel_listen
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         key: l.key.as_ref().map(|k| k.as_bytes().to_vec()),
         name: c.instance.clone(),
         heartbeat: l.heartbeat_interval,
@@ -93,6 +99,7 @@ impl Settings {
             listen: c.client.listen,
             unix_socket: c.client.unix_socket.clone(),
             unix_socket_mode: c.client.unix_socket_mode,
+            sentinel_listen: c.client.sentinel_listen,
             requirepass: c.client.requirepass.clone(),
             maxclients: c.client.maxclients,
             timeout: c.client.timeout,
@@ -176,6 +183,7 @@ impl Settings {
             instance,
             data_dir,
             listen,
+            sentinel_listen,
             unix_socket,
             unix_socket_mode,
             sync,

@@ -327,5 +327,6 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+pub mod duo;
 pub mod pair;
 pub mod proxy;

@@ -21,9 +21,10 @@ pub fn node_config(
     std::fs::create_dir_all(dir).unwrap();
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     let text = format!(
-        "role = \"{role}\"\ndata_dir = \"{data}\"\n\n[client]\nlisten = \"127.0.0.1:{client_port}\"\n\n[link]\nlisten = \"127.0.0.1:{link_port}\"\npeers = [{peers}]\nkey_file = \"{key}\"\nheartbeat_interval = \"200ms\"\npeer_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n{extra}\n\n[log]\nlevel = \"info\"\n",
+        "role = \"{role}\"\ndata_dir = \"{data}\"\n\n[client]\nlisten = \"127.0.0.1:{client_port}\"\nsentinel_listen = \"127.0.0.1:{sentinel_port}\"\n\n[link]\nlisten = \"127.0.0.1:{link_port}\"\npeers = [{peers}]\nkey_file = \"{key}\"\nheartbeat_interval = \"200ms\"\npeer_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n{extra}\n\n[log]\nlevel = \"info\"\n",
         data = dir.join("data").display(),
         client_port = free_port(),
+        sentinel_port = free_port(),
         peers = peers.join(", "),
         key = key.display(),
     );
@@ -204,4 +205,13 @@ pub fn wait_writable(n: &Node, within: Duration) {
 /// The node's `writes` state: ok, checking_peers, fenced or readonly.
 pub fn writes_state(n: &Node) -> String {
     field(&info(n, "replication"), "writes").unwrap_or_default()
+}
+
+/// The node's Sentinel port, from its config.
+pub fn sentinel_addr(n: &Node) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("sentinel_listen = "))
+        .map(|v| v.trim_matches('"').parse().unwrap())
+        .expect("the config has a sentinel_listen")
 }

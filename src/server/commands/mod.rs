@@ -13,6 +13,7 @@ mod hashes;
 pub mod keys;
 mod native;
 mod role;
+mod sentinel;
 pub mod server;
 pub mod snapshot;
 mod strings;
@@ -191,6 +192,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),
     spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
     spec("hb.switchover", 1, ADMIN | NOQUEUE, NOKEY, role::switchover),
+    spec("sentinel", -2, NOQUEUE, NOKEY, sentinel::sentinel),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
@@ -325,6 +327,12 @@ pub fn arg_i64(b: &[u8]) -> Result<i64, CmdError> {
     parse_i64(b).ok_or(CmdError::NotInteger)
 }
 
+/// What a connection to the Sentinel port may run.
+const SENTINEL_PORT_COMMANDS: &[&str] = &[
+    "ping", "echo", "hello", "auth", "quit", "reset", "client", "command", "info", "role",
+    "sentinel",
+];
+
 /// Redis's reply to a write on a replica.
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
 
@@ -364,6 +372,16 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args) -> Class {
         encode::error(ctx.out, &unknown_command(&args));
         return Class::Other;
     };
+    if ctx.conn.sentinel && !SENTINEL_PORT_COMMANDS.contains(&spec.name) {
+        encode::error(
+            ctx.out,
+            &format!(
+                "ERR unknown command '{}' on the Sentinel port: data commands go to the client port",
+                spec.name
+            ),
+        );
+        return Class::Other;
+    }
     ctx.conn.last_cmd = spec.name;
     ctx.conn.commands += 1;
     if !ctx.conn.authed && spec.flags & NOAUTH == 0 {

@@ -131,6 +131,13 @@ pub fn split_addr(addr: &str) -> (String, i64) {
 /// ROLE, as Redis answers it. A fenced master answers as a slave of the master that fenced it,
 /// so that clients checking the role do not write to it.
 pub fn role(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
+    if ctx.conn.sentinel {
+        encode::array_len(ctx.out, 2);
+        encode::bulk(ctx.out, b"sentinel");
+        encode::array_len(ctx.out, 1);
+        encode::bulk(ctx.out, ctx.srv.settings.instance.as_bytes());
+        return Ok(());
+    }
     let peers = ctx.srv.link.status(ctx.eng);
     if ctx.eng.is_slave() || ctx.eng.fenced().is_some() {
         let (host, port) = split_addr(ctx.eng.master_addr().unwrap_or(""));

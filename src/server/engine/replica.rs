@@ -338,6 +338,7 @@ impl Engine {
                 .as_ref()
                 .filter(|r| r.upto.is_none() && self.opts.slave)
                 .cloned(),
+            sentinel_addr: String::new(),
         }
     }
 
