@@ -254,7 +254,8 @@ fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
 
 #[test]
 fn rejoin_falls_back_to_a_full_sync_when_the_new_master_no_longer_has_the_fork_point() {
-    let extra = "\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n";
+    // B keeps the journal A needs (a slot made at the promotion) only up to 1 MiB.
+    let extra = "max_retained_bytes = \"1MiB\"\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n";
     let mut d = Duo::start(extra);
     load(&d.a, "k", 500);
     wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
@@ -563,4 +564,46 @@ fn ten_failover_rejoin_and_switchover_cycles_with_writes_end_with_equal_data() {
     let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, expected, "every write of every cycle is there");
     assert_same(&nodes[m], &nodes[s], &["main"]);
+}
+
+#[test]
+fn the_promoted_slave_keeps_the_journal_the_old_master_needs_to_rejoin_without_a_full_copy() {
+    let extra = "\n[durability]\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n";
+    let mut d = Duo::start(extra);
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    try_set(&d.a, "a-only", "x").unwrap();
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    let fork = durable(&d.b);
+    // Several segments' worth of writes and checkpoints on B.
+    for round in 0..4 {
+        load(&d.b, &format!("b{round}-"), 5000);
+    }
+    // Wait for a checkpoint covering all of it (after which segments may go).
+    let end = durable(&d.b);
+    let checkpointed = wait_until(Duration::from_secs(20), || {
+        let v: std::collections::HashMap<String, String> =
+            redis::cmd("HB.STATUS").query(&mut d.b.client()).unwrap();
+        v.get("checkpoint_lsn")
+            .and_then(|c| c.parse::<u64>().ok())
+            .is_some_and(|c| c >= end)
+    });
+    assert!(checkpointed, "no checkpoint on B");
+    assert!(
+        link_stat(&d.b, "journal_first_lsn") <= fork + 1,
+        "B dropped journal the old master needs: it starts at {} (fork at {})",
+        link_stat(&d.b, "journal_first_lsn"),
+        fork + 1
+    );
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
 }

@@ -859,6 +859,9 @@ impl Link {
         let client = Self::client_addr_of(theirs, c.peer.stream.peer_addr().ok());
         self.master = Some((c.peer.label(), client.clone()));
         eng.set_master_addr(Some(client));
+        if let Some(node) = c.node {
+            eng.note_master_node(node, &c.peer.label());
+        }
         c.job = Job::Follow(Box::default());
         Ok(())
     }

@@ -219,6 +219,8 @@ pub struct Engine {
     rewind: Option<crate::store::rewind::RewindState>,
     /// What the last rejoin exported.
     rejoin_report: Option<String>,
+    /// The node this slave follows ("hex-id name"), as also kept in the store.
+    master_node: Option<String>,
     /// A master at start, until it has heard from its peers (or given up waiting).
     checking_peers: bool,
     /// The oldest LSN a slave may still need (journal retention).
@@ -416,6 +418,7 @@ impl Engine {
             master_addr: None,
             rewind,
             rejoin_report: None,
+            master_node: None,
             write_pause: None,
             checking_peers: false,
             retention_floor: None,

@@ -203,6 +203,45 @@ impl Engine {
         self.master_addr.as_deref()
     }
 
+    /// Notes which node this slave follows (its node id and name), so that a promotion keeps
+    /// the journal that node will need when it rejoins. Kept with the store.
+    pub fn note_master_node(&mut self, node: [u8; 16], name: &str) {
+        let value = format!("{} {name}", crate::datadir::hex(&node));
+        self.master_node = Some(value.clone());
+        if self
+            .store
+            .as_ref()
+            .and_then(|s| s.local("master_node").ok().flatten())
+            == Some(value.clone())
+        {
+            return;
+        }
+        let result = match self.batch() {
+            Ok(b) => b.set_local("master_node", Some(&value)),
+            Err(e) => Err(StoreError::Corrupt(e.to_string())),
+        };
+        if let Err(e) = result {
+            log::warn!("cannot record which node this slave follows: {e}");
+        }
+    }
+
+    /// The node this slave followed last: (node id, name).
+    fn master_node(&self) -> Option<([u8; 16], String)> {
+        let v = match &self.master_node {
+            Some(v) => v.clone(),
+            None => self.store.as_ref()?.local("master_node").ok()??,
+        };
+        let (id, name) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+        if id.len() != 32 {
+            return None;
+        }
+        let mut node = [0u8; 16];
+        for (i, b) in node.iter_mut().enumerate() {
+            *b = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some((node, name.to_string()))
+    }
+
     /// Records the new master's client address for a fenced node's messages.
     pub fn set_fenced_master(&mut self, addr: Option<String>) {
         self.master_addr = addr;
@@ -267,6 +306,24 @@ impl Engine {
             );
         }
         self.opts.slave = false;
+        // The old master will need the journal from here when it rejoins: a slot keeps it
+        // (within max_retained_bytes), so that its rejoin needs no full copy.
+        if let Some((node, name)) = self.master_node() {
+            let slot = crate::store::Slot {
+                acked: first_lsn - 1,
+                updated_ms: crate::txn::now_ms(),
+                name: format!("{name} (the old master)"),
+            };
+            log::info!(
+                "promote: keeping the journal from LSN {first_lsn} for {} (the old master) until it rejoins",
+                slot.name
+            );
+            self.record_slot(&node, &slot);
+        } else {
+            log::warn!(
+                "promote: this node never recorded which master it followed: no journal is kept for the old master (its rejoin may need a full copy)"
+            );
+        }
         self.persist_local("role", Some("master"))?;
         // Another node holds this database: a restart checks with the peers first.
         self.persist_local("fed", Some("1"))?;
@@ -487,6 +544,9 @@ impl Engine {
             b.set_local("role", Some("slave"))?;
             if self.has_fed_slaves() {
                 b.set_local("fed", Some("1"))?;
+            }
+            if let Some(m) = &self.master_node {
+                b.set_local("master_node", Some(m))?;
             }
             store.commit(b, fs.lsn)?;
             store.checkpoint()?;
