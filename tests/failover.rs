@@ -607,3 +607,25 @@ fn the_promoted_slave_keeps_the_journal_the_old_master_needs_to_rejoin_without_a
     assert_same(&d.b, &d.a, &["main"]);
     assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
 }
+
+#[test]
+fn rejoin_rebuilds_a_wiped_slave_with_progress_while_the_master_serves() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 150_000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(60));
+    // The slave's disk is replaced: its data directory is gone.
+    assert_eq!(d.b.stop(), Some(0));
+    std::fs::remove_dir_all(d.b.dir.join("data")).unwrap();
+    d.b.launch();
+    let (code, out, err) = rejoin(&d.b, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("in sync"), "{out}");
+    assert!(
+        err.contains("full sync:") && err.contains("of 150000 items"),
+        "progress with the total is shown:\n{err}"
+    );
+    // The master kept serving meanwhile.
+    try_set(&d.a, "during", "rebuild").unwrap();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(30));
+    assert_same(&d.a, &d.b, &["main"]);
+}

@@ -210,11 +210,13 @@ impl Feed {
             .filter(|(_, i)| i.logged)
             .map(|(n, _)| n)
             .collect();
+        let items_total = logged.iter().map(|f| view.count(f).unwrap_or(0)).sum();
         let begin = SyncBegin {
             lsn,
             db_id: me.db_id,
             history: me.history.clone(),
             catalog: catalog.clone(),
+            items_total,
         };
         peer.send(msg::T_SYNC_BEGIN, &begin.encode());
         log::info!(

@@ -58,10 +58,10 @@ impl Follow {
         }
     }
 
-    /// Progress of a full sync being loaded: items so far.
-    pub fn loading_items(&self) -> Option<u64> {
+    /// Progress of a full sync being loaded: items so far, of how many.
+    pub fn loading_items(&self) -> Option<(u64, u64)> {
         match &self.state {
-            State::Loading(fs) => Some(fs.items),
+            State::Loading(fs) => Some((fs.items, fs.items_total)),
             _ => None,
         }
     }

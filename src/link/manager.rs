@@ -1183,7 +1183,7 @@ impl Link {
                 Job::Follow(f) => {
                     s.role = "master";
                     s.state = match f.loading_items() {
-                        Some(n) => format!("full sync ({n} items loaded)"),
+                        Some((n, total)) => format!("full sync ({n} of {total} items loaded)"),
                         None => f.state_name().into(),
                     };
                     s.acked_received = f.received;

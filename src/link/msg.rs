@@ -104,6 +104,8 @@ pub struct SyncBegin {
     pub db_id: DbId,
     pub history: Vec<GenStart>,
     pub catalog: Vec<(String, bool)>,
+    /// How many items the snapshot holds (for progress).
+    pub items_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +375,7 @@ impl SyncBegin {
         w.u64(self.lsn).raw(&self.db_id);
         put_history(&mut w, &self.history);
         put_catalog(&mut w, &self.catalog);
+        w.u64(self.items_total);
         w.0
     }
 
@@ -382,12 +385,14 @@ impl SyncBegin {
         let db_id = r.db_id()?;
         let history = get_history(&mut r)?;
         let catalog = get_catalog(&mut r)?;
+        let items_total = r.u64()?;
         r.end()?;
         Ok(SyncBegin {
             lsn,
             db_id,
             history,
             catalog,
+            items_total,
         })
     }
 }
@@ -578,6 +583,7 @@ mod tests {
             db_id: [1; 16],
             history: ident.history.clone(),
             catalog: ident.catalog.clone(),
+            items_total: 12,
         };
         assert_eq!(SyncBegin::decode(&b.encode()), Ok(b));
         let items = vec![(b"k".to_vec(), b"\0v".to_vec()), (vec![], vec![])];

@@ -43,6 +43,8 @@ pub struct FullSync {
     pub lsn: Lsn,
     db_id: crate::journal::DbId,
     pub items: u64,
+    /// Items the master's snapshot holds (progress).
+    pub items_total: u64,
     pub chunks: u64,
     pub started: Instant,
 }
@@ -515,6 +517,7 @@ impl Engine {
             lsn: b.lsn,
             db_id: b.db_id,
             items: 0,
+            items_total: b.items_total,
             chunks: 0,
             started: Instant::now(),
         })

@@ -272,6 +272,7 @@ fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
             .into_iter()
             .map(|(n, i)| (n, i.logged))
             .collect(),
+        items_total: 500,
     };
     let mut items = Vec::new();
     view.scan_from("main", b"", &mut |k, v| {
