@@ -355,7 +355,7 @@ fn wait_in_sync(
                 } else {
                     String::new()
                 };
-                let pct = if total > 0 { n * 100 / total } else { 0 };
+                let pct = (n * 100).checked_div(total).unwrap_or(0);
                 let _ = writeln!(
                     progress,
                     "full sync: {n} of {total} items ({pct}%), {rate:.0} items/s{eta}"
