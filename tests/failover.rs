@@ -47,8 +47,14 @@ fn promote_makes_the_slave_a_writable_master_and_the_restarted_old_master_is_fen
         "the error names the new master's client address {}: {e}",
         d.b.addr
     );
-    // Still readable.
+    // Still readable; `status` says why it refuses writes.
     assert!(get(&d.a, "k0000001").is_some());
+    let (code, status, _) = cli(&["status", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 0);
+    assert!(
+        status.contains("writes       fenced") && status.contains("FENCED"),
+        "{status}"
+    );
     assert!(d.a.log_text().contains("INCIDENT fenced"));
     // A fenced node cannot be promoted: it must rejoin.
     let (code, _, err) = promote(&d.a);

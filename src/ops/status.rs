@@ -55,6 +55,18 @@ impl Status {
                     get("role"),
                     get("generation")
                 );
+                let _ = writeln!(o, "  writes       {}", get("writes"));
+                for (k, label) in [
+                    ("master_addr", "master at   "),
+                    ("fenced", "FENCED      "),
+                    ("rejoin", "rejoin      "),
+                    ("switchover", "switchover  "),
+                ] {
+                    let v = get(k);
+                    if !v.is_empty() && v != "?" {
+                        let _ = writeln!(o, "  {label} {v}");
+                    }
+                }
                 let _ = writeln!(o, "  database id  {}", get("db_id"));
                 let _ = writeln!(o, "  durability   {}", get("durability"));
                 let _ = writeln!(o, "  data_dir     {}", get("data_dir"));

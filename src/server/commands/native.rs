@@ -234,6 +234,35 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
         ("journal_segments", j.segments().len().to_string()),
         ("clients", (ctx.srv.clients.count() + 1).to_string()),
         ("writes_refused", writable.unwrap_or_default()),
+        (
+            "writes",
+            if ctx.eng.is_slave() {
+                "readonly"
+            } else if ctx.eng.fenced().is_some() {
+                "fenced"
+            } else if ctx.eng.checking_peers() {
+                "checking_peers"
+            } else if ctx.eng.writes_wait() {
+                "paused (switchover)"
+            } else {
+                "ok"
+            }
+            .into(),
+        ),
+        ("fenced", ctx.eng.fenced().unwrap_or_default().to_string()),
+        (
+            "master_addr",
+            ctx.eng.master_addr().unwrap_or_default().to_string(),
+        ),
+        ("rejoin", ctx.eng.rejoin_report().unwrap_or_default()),
+        (
+            "switchover",
+            ctx.srv
+                .link
+                .switchover_outcome()
+                .unwrap_or_default()
+                .to_string(),
+        ),
     ];
     let nfiles = ctx.eng.reader()?.files().len();
     fields.push(("files", nfiles.to_string()));
