@@ -635,3 +635,30 @@ fn rejoin_rebuilds_a_wiped_slave_with_progress_while_the_master_serves() {
     wait_caught_up(&d.a, &d.b, Duration::from_secs(30));
     assert_same(&d.a, &d.b, &["main"]);
 }
+
+#[test]
+fn switchover_with_refuse_mode_answers_tryagain_during_the_hand_over_and_loses_nothing() {
+    let d = Duo::start("switchover_writes = \"refuse\"\n");
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer([d.a.addr, d.b.addr], "r".into(), stop.clone(), 1_000_000);
+    let start = durable(&d.a);
+    assert!(wait_until(Duration::from_secs(60), || durable(&d.a) > start + 300));
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let b_start = durable(&d.b);
+    assert!(wait_until(Duration::from_secs(60), || durable(&d.b) > b_start + 100));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, _) = w.join().unwrap();
+    let missing = missing_on(&d.b, &acked);
+    assert!(
+        missing.is_empty(),
+        "lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        d.a.log_text().contains("new writes get TRYAGAIN"),
+        "the refuse mode was in force"
+    );
+}
