@@ -326,9 +326,13 @@ impl Engine {
                 "promote: this node never recorded which master it followed: no journal is kept for the old master (its rejoin may need a full copy)"
             );
         }
+        // Another node holds this database: a restart checks with the peers first ("fed").
+        // Both settings and the slot are made durable with one checkpoint.
+        let b = self
+            .batch()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        b.set_local("fed", Some("1"))?;
         self.persist_local("role", Some("master"))?;
-        // Another node holds this database: a restart checks with the peers first.
-        self.persist_local("fed", Some("1"))?;
         log::warn!(
             "INCIDENT promoted: this node is the master, generation {generation} from LSN {first_lsn}"
         );
