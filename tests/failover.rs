@@ -662,3 +662,39 @@ fn switchover_with_refuse_mode_answers_tryagain_during_the_hand_over_and_loses_n
         "the refuse mode was in force"
     );
 }
+
+#[test]
+fn promote_and_rejoin_work_on_stopped_nodes_and_are_idempotent() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 500);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+    assert_eq!(d.b.stop(), Some(0));
+    // Both nodes are down: B is promoted in its data directory.
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(stopped) is now the master, generation 2"),
+        "{out}"
+    );
+    let (code, out, _) = promote(&d.b);
+    assert_eq!(code, 0);
+    assert!(out.contains("already a master"), "{out}");
+    // A, stopped, is made a slave before it ever starts again: it never takes a write.
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(stopped) is now a slave"), "{out}");
+    let (code, out, _) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already a slave"), "{out}");
+    d.b.launch();
+    // Its config says slave, its data dir says master; until it has heard from its peer it
+    // takes no write (the peer might have been promoted too).
+    assert_eq!(writes_state(&d.b), "checking_peers");
+    d.a.launch();
+    assert_eq!(writes_state(&d.a), "readonly");
+    wait_state(&d.b, "ok", Duration::from_secs(15));
+    try_set(&d.b, "on-b", "1").unwrap();
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
+    assert_same(&d.b, &d.a, &["main"]);
+}
