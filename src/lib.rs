@@ -20,3 +20,4 @@ pub mod server;
 pub mod store;
 pub mod systemd;
 pub mod txn;
+pub mod verify;

@@ -76,6 +76,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Online verify: the master puts a checksum marker into the stream; each slave compares
+    /// every logged file with its upstream at exactly that LSN (writes go on) and names the
+    /// differing items. Exit codes: 0 all match, 1 mismatch, 3 could not compare, 4 timed out.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Show the last run instead of starting one (on any node).
+        #[arg(long)]
+        last: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for every slave's outcome (seconds).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Planned role swap with zero loss, run against either node: the master pauses writes,
     /// waits until its slave has everything, the slave takes over, the old master follows it.
     /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (e.g. no slave
@@ -336,6 +352,30 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                     eprintln!("hotbackup: incidents: {e}");
                     Err(ExitCode::FAILURE)
                 }
+            }
+        }
+        Cmd::Verify {
+            config,
+            last,
+            json,
+            timeout,
+        } => {
+            let cfg = load(&config.config)?;
+            let o = hotbackup::ops::verify_cmd::verify(
+                &cfg,
+                last,
+                json,
+                std::time::Duration::from_secs(timeout),
+            );
+            if o.code == 0 || o.code == 1 {
+                print!("{}", o.text);
+            } else {
+                eprintln!("hotbackup: verify: {}", o.text.trim_end());
+            }
+            if o.code == 0 {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(ExitCode::from(o.code))
             }
         }
         Cmd::Switchover { config } => {

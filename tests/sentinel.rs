@@ -219,6 +219,13 @@ fn sentinel_mode_clients_follow_a_failover_and_a_switchover() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(wait_until(Duration::from_secs(10), || writes_state(&d.a) == "ok"));
     assert_eq!(sentinel_set(&[&d.a, &d.b], "k4", "4"), a);
+    // B is listed as a replica once it streams from A again.
+    assert!(wait_until(Duration::from_secs(20), || info(
+        &d.a,
+        "replication"
+    )
+    .lines()
+    .any(|l| l.starts_with("slave0:") && l.contains("state=streaming"))));
     let py = python_set(&[&d.a, &d.b], "p4");
     assert!(py.starts_with(&a), "{py}");
     assert!(

@@ -66,6 +66,11 @@ pub struct LinkSettings {
     /// Switchover: new writes get TRYAGAIN (else they wait).
     pub switchover_refuse: bool,
     pub switchover_timeout: Duration,
+    /// The master writes a canary this often (zero: never).
+    pub canary_interval: Duration,
+    pub canary_alarm: Duration,
+    /// Online verify this often on a master (zero: only when asked).
+    pub verify_interval: Duration,
 }
 
 impl Default for LinkSettings {
@@ -90,6 +95,9 @@ impl Default for LinkSettings {
             refuse_on_timeout: false,
             switchover_refuse: false,
             switchover_timeout: Duration::from_secs(10),
+            canary_interval: Duration::from_secs(5),
+            canary_alarm: Duration::from_secs(30),
+            verify_interval: Duration::ZERO,
         }
     }
 }
@@ -200,9 +208,12 @@ pub struct Link {
     /// Peers whose link went down (by node id): since when, and their label; a link-up
     /// incident ends it.
     down_since: std::collections::HashMap<[u8; 16], (Instant, String)>,
+    verifier: crate::verify::Verifier,
+    canary: crate::verify::Canary,
 }
 
 mod switchover;
+mod verify;
 
 const READ_LIMIT: usize = 16 << 20;
 
@@ -220,6 +231,19 @@ fn frame_incident(e: &super::frame::FrameError, peer: &str) {
         format!("link {peer}: {e}; nothing of it is applied, the link is resynced"),
         &[("peer", peer.to_string())],
     );
+}
+
+/// How this node names itself in canaries and verify outcomes: instance@host:client-port.
+fn node_label(s: &LinkSettings) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let port = s
+        .client_addr
+        .parse::<SocketAddr>()
+        .map(|a| format!(":{}", a.port()))
+        .unwrap_or_default();
+    format!("{}@{host}{port}", s.name)
 }
 
 impl Link {
@@ -246,7 +270,14 @@ impl Link {
                 log::info!("link: listening on {a}");
             }
         }
+        let who = node_label(&settings);
         Ok(Link {
+            verifier: crate::verify::Verifier::new(who.clone(), settings.verify_interval),
+            canary: crate::verify::Canary::new(
+                settings.canary_interval,
+                settings.canary_alarm,
+                who,
+            ),
             me: PeerId {
                 node_id,
                 name: settings.name.clone(),
@@ -325,6 +356,9 @@ impl Link {
     /// Where clients reach this node (the bound client port, known once it is bound).
     pub fn set_client_addr(&mut self, addr: String) {
         self.settings.client_addr = addr;
+        let who = node_label(&self.settings);
+        self.verifier.set_name(who.clone());
+        self.canary.set_origin(who);
     }
 
     /// Where this node answers as a Sentinel (the bound Sentinel port).
@@ -517,8 +551,14 @@ impl Link {
             sync_timeout,
             refuse_on_timeout,
             switchover_refuse,
-            switchover_timeout
+            switchover_timeout,
+            canary_interval,
+            canary_alarm,
+            verify_interval
         );
+        self.canary
+            .reconfigure(self.settings.canary_interval, self.settings.canary_alarm);
+        self.verifier.set_interval(self.settings.verify_interval);
         for (what, changed) in [
             ("listen", old.listen != new.listen),
             (
@@ -954,6 +994,13 @@ impl Link {
                 return Ok(());
             }
             (Job::Feed(_), msg::T_PROMOTED) => return self.on_promoted(c, eng, payload),
+            (
+                _,
+                msg::T_VERIFY_SUMS
+                | msg::T_VERIFY_NARROW
+                | msg::T_VERIFY_ITEMS
+                | msg::T_VERIFY_RESULT,
+            ) => return self.on_verify_frame(c, ty, payload),
             _ => {}
         }
         match &mut c.job {

@@ -19,6 +19,10 @@
 //! REPAIR_END    master → rejoining slave: the repair is complete at LSN M (counts to check)
 //! PROMOTE       master → slave (switchover): take over; you must hold exactly up to LSN n
 //! PROMOTED      slave → master: done (new generation) or refused (why)
+//! VERIFY_SUMS   feeder → slave: its checksums at a verify marker
+//! VERIFY_NARROW slave → feeder: list the items of these buckets
+//! VERIFY_ITEMS  feeder → slave: (id, hash) of the items of those buckets
+//! VERIFY_RESULT slave → feeder: the outcome (relayed up a cascading chain)
 //! ```
 
 pub use crate::codec::{MsgError, Reader, Writer};
@@ -39,6 +43,11 @@ pub const T_REPAIR_ITEMS: u8 = 26;
 pub const T_REPAIR_END: u8 = 27;
 pub const T_PROMOTE: u8 = 28;
 pub const T_PROMOTED: u8 = 29;
+/// Online verify (payloads in [`crate::verify::wire`] and [`crate::verify::report`]).
+pub const T_VERIFY_SUMS: u8 = 30;
+pub const T_VERIFY_NARROW: u8 = 31;
+pub const T_VERIFY_ITEMS: u8 = 32;
+pub const T_VERIFY_RESULT: u8 = 33;
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,3 +16,4 @@ pub mod restore;
 pub mod role_cmd;
 pub mod save;
 pub mod status;
+pub mod verify_cmd;

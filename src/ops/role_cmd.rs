@@ -377,6 +377,10 @@ fn wait_in_sync(
                     format!(" (after {how})")
                 }
             );
+            let full = get("master_last_full_sync");
+            if !full.is_empty() && !how.starts_with("a full sync") {
+                msg.push_str(&format!("; last full sync: {full}"));
+            }
             for r in &reports {
                 msg.push('\n');
                 msg.push_str(r);

@@ -84,6 +84,11 @@ impl Status {
                     get("checkpoint_lsn")
                 );
                 let _ = writeln!(o, "  files        {}", get("files"));
+                let _ = writeln!(o, "  canary       {}", get("canary"));
+                let v = get("verify");
+                if !v.is_empty() && v != "?" {
+                    let _ = writeln!(o, "  verify       {v}");
+                }
                 let _ = writeln!(o, "  clients      {}", get("clients"));
                 for l in get("links")
                     .split('\n')

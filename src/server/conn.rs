@@ -52,6 +52,8 @@ pub struct ConnState {
 pub enum LinkAction {
     /// HB.SWITCHOVER: hand over to the slave.
     Switchover,
+    /// HB.VERIFY: start an online verify run.
+    Verify,
 }
 
 impl ConnState {

@@ -200,7 +200,12 @@ pub struct Engine {
     txn_ops: Vec<Op>,
     batch_error: Option<StoreError>,
     /// Last measured free space, and when.
-    free_space: Option<(u64, Instant)>,
+    /// Last measured free space, when, and `written_bytes` then.
+    free_space: Option<(u64, Instant, u64)>,
+    /// Journal bytes written by this process (a running total), and its value when the open
+    /// store batch began: the free-space guard's estimate of what is not yet measured.
+    written_bytes: u64,
+    batch_written_at: u64,
     /// Set after a real disk-full failure; cleared when a write goes through.
     disk_full: Option<String>,
     store_broken: Option<String>,
@@ -229,6 +234,10 @@ pub struct Engine {
     retention_floor: Option<Lsn>,
     sync_started: Option<Instant>,
     fatal: Option<String>,
+    /// `sys/...` records applied from upstream, for the link (see `sys.rs`).
+    sys_applied: Vec<sys::SysApplied>,
+    /// The last full sync loaded by this process (text) and when it went live.
+    last_full_sync: Option<(String, Instant)>,
     pub stats: EngineStats,
     _lock: File,
 }
@@ -418,6 +427,8 @@ impl Engine {
             txn_ops: Vec::new(),
             batch_error: None,
             free_space: None,
+            written_bytes: 0,
+            batch_written_at: 0,
             disk_full: None,
             store_broken: None,
             last_checkpoint: Instant::now(),
@@ -435,6 +446,8 @@ impl Engine {
             retention_floor: None,
             sync_started: None,
             fatal: None,
+            sys_applied: Vec::new(),
+            last_full_sync: None,
             stats,
             _lock: lock,
         };
@@ -622,11 +635,21 @@ impl Engine {
         if min == 0 && self.disk_full.is_none() {
             return Ok(());
         }
+        // What was written since the last measure, and what the open store batch will still
+        // write, are not in a measure yet: count each journal byte three times (the journal,
+        // and up to twice that in the store's copy-on-write pages) to decide when to measure
+        // again, so that a fast writer cannot fill the disk between two measures.
+        let unseen = |at_bytes: u64, written: u64, batch_at: Option<u64>| {
+            written.saturating_sub(at_bytes).saturating_mul(3)
+                + batch_at.map_or(0, |b| written.saturating_sub(b).saturating_mul(2))
+        };
+        let batch_at = self.batch.as_ref().map(|_| self.batch_written_at);
         let stale = match self.free_space {
             None => true,
-            Some((free, at)) => {
+            Some((free, at, at_bytes)) => {
+                let est = free.saturating_sub(unseen(at_bytes, self.written_bytes, batch_at));
                 // Re-measure often when close to the limit, rarely when far from it.
-                let every = if free < min.saturating_mul(4) || self.disk_full.is_some() {
+                let every = if est < min.saturating_mul(4) || self.disk_full.is_some() {
                     Duration::from_millis(10)
                 } else {
                     Duration::from_millis(250)
@@ -639,20 +662,31 @@ impl Engine {
             if let Some(f) = &self.disk_full {
                 // After a real ENOSPC, wait until there is room for a sizeable batch again.
                 if free < min.max(1 << 20) {
-                    self.free_space = Some((free, Instant::now()));
+                    self.free_space = Some((free, Instant::now(), self.written_bytes));
                     return Err(WriteRefused::DiskFull(f.clone()));
                 }
                 log::info!("disk space is back ({free} bytes free): writes are accepted again");
                 self.disk_full = None;
             }
-            self.free_space = Some((free, Instant::now()));
+            self.free_space = Some((free, Instant::now(), self.written_bytes));
         }
         if let Some(f) = &self.disk_full {
             return Err(WriteRefused::DiskFull(f.clone()));
         }
+        // The decision: the measure, less what the open batch will still write to the store.
+        let pending = batch_at.map_or(0, |b| {
+            self.written_bytes.saturating_sub(b).saturating_mul(2)
+        });
         match self.free_space {
-            Some((free, _)) if free < min => Err(WriteRefused::LowSpace { free, min }),
-            _ => Ok(()),
+            Some((free, _, _)) => {
+                let est = free.saturating_sub(pending);
+                if est < min {
+                    Err(WriteRefused::LowSpace { free: est, min })
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
         }
     }
 
@@ -664,6 +698,7 @@ impl Engine {
                 .ok_or_else(|| WriteRefused::Unavailable(self.unavailable()))?;
             let mut batch = store.begin()?;
             batch.set_lsn(self.journal.next_lsn());
+            self.batch_written_at = self.written_bytes;
             // Reads from now on must see this batch's writes.
             self.view = None;
             self.batch = Some(batch);
@@ -688,7 +723,8 @@ impl Engine {
         let needs_file =
             !matches!(op, Op::CreateFile { .. }) && self.batch()?.file_info(op.file()).is_none();
         if needs_file {
-            let logged = self.opts.is_logged(op.file());
+            // hotbackup's own files (canary, verify marker) always replicate.
+            let logged = crate::files::is_reserved(op.file()) || self.opts.is_logged(op.file());
             self.apply(Op::CreateFile {
                 file: op.file().to_string(),
                 logged,
@@ -751,6 +787,7 @@ impl Engine {
             return TurnOutcome::ReadOnly;
         }
         let started = Instant::now();
+        self.written_bytes += self.journal.pending_bytes() as u64;
         let written = self.journal.write();
         self.stats.commit_us += started.elapsed().as_micros() as u64;
         match written {
@@ -1101,8 +1138,10 @@ impl Drop for Engine {
 
 mod rejoin;
 mod replica;
+mod sys;
 pub use rejoin::{RewindReport, fork_point};
 pub use replica::{ApplyError, FullSync, RoleError};
+pub use sys::SysApplied;
 
 #[cfg(test)]
 mod tests;

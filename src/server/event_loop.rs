@@ -755,6 +755,12 @@ impl Server {
                             Err(e) => encode::error(&mut c.out, &format!("ERR {e}")),
                         }
                     }
+                    crate::server::conn::LinkAction::Verify => {
+                        match self.link.request_verify(&self.eng) {
+                            Ok(id) => encode::simple(&mut c.out, &format!("OK {id}")),
+                            Err(e) => encode::error(&mut c.out, &format!("ERR {e}")),
+                        }
+                    }
                 }
             }
             if self.eng.visible_lsn() > lsn_before {
@@ -1028,6 +1034,15 @@ impl Server {
             }
         }
         self.link.tick(&mut self.eng, self.poll.registry());
+        // The canary and verify markers are small turns of their own, between client turns.
+        if self.stopping.is_none() && self.link.sys_write_due(&self.eng) {
+            if self.eng.turn_has_writes() {
+                self.end_turn();
+            }
+            self.link.write_sys(&mut self.eng);
+            self.end_turn();
+        }
+        self.link.verify_tick(&mut self.eng);
         crate::incident::set_role(if self.eng.is_slave() {
             "slave"
         } else {

@@ -14,7 +14,7 @@ pub mod settings;
 use thiserror::Error;
 
 use crate::config::Config;
-pub use engine::{Engine, EngineError, EngineOptions};
+pub use engine::{Engine, EngineError, EngineOptions, SysApplied};
 pub use event_loop::Server;
 pub use settings::Settings;
 

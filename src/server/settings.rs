@@ -87,6 +87,9 @@ fn link_settings(c: &Config) -> LinkSettings {
         refuse_on_timeout: l.on_sync_timeout == OnSyncTimeout::Refuse,
         switchover_refuse: l.switchover_writes == SwitchoverWrites::Refuse,
         switchover_timeout: l.switchover_timeout,
+        canary_interval: c.verify.canary_interval,
+        canary_alarm: c.verify.canary_alarm,
+        verify_interval: c.verify.interval,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod server;
 pub mod snapshot;
 mod strings;
 mod transactions;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -193,6 +194,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
     spec("hb.switchover", 1, ADMIN | NOQUEUE, NOKEY, role::switchover),
     spec("hb.incidents", -1, ADMIN, NOKEY, role::incidents),
+    spec("hb.verify", -1, ADMIN | NOQUEUE, NOKEY, verify::verify),
     spec("sentinel", -2, NOQUEUE, NOKEY, sentinel::sentinel),
 ];
 

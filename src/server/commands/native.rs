@@ -186,6 +186,30 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// HB.STATUS: a map for `hotbackup status`.
+/// The canary as `status` shows it.
+pub fn canary_text(c: &crate::verify::canary::CanaryStatus) -> String {
+    if !c.enabled {
+        return "off".into();
+    }
+    let mut s = match &c.last {
+        Some(l) => format!(
+            "#{} at LSN {}, {:.1} s ago, lag {} ms",
+            l.counter,
+            l.lsn,
+            c.age_s.unwrap_or(0.0),
+            l.lag_ms
+        ),
+        None => "none yet".into(),
+    };
+    if c.late_here {
+        s.push_str("; LATE: no canary from the master within canary_alarm");
+    }
+    if !c.late_peers.is_empty() {
+        s.push_str(&format!("; LATE on slave(s): {}", c.late_peers.join(", ")));
+    }
+    s
+}
+
 pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     let s = ctx.srv.settings;
     let writable = ctx.eng.check_writable().err().map(|e| e.to_string());
@@ -266,6 +290,25 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     ];
     let nfiles = ctx.eng.reader()?.files().len();
     fields.push(("files", nfiles.to_string()));
+    fields.push(("canary", canary_text(&ctx.srv.link.canary_status())));
+    fields.push((
+        "verify",
+        ctx.srv
+            .link
+            .verifier()
+            .last()
+            .map(|r| {
+                format!(
+                    "run {} at LSN {}: {}; {} of {} slave outcome(s)",
+                    r.id,
+                    r.lsn,
+                    r.state(),
+                    r.reports.len() + r.mine.is_some() as usize,
+                    r.expected() + r.mine.is_some() as u32
+                )
+            })
+            .unwrap_or_default(),
+    ));
     let links: Vec<String> = ctx
         .srv
         .link

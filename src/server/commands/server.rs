@@ -416,7 +416,27 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                     "master_sync_summary",
                     &master.map_or("", |m| m.sync_summary.as_str()),
                 );
+                kv(
+                    t,
+                    "master_last_full_sync",
+                    &ctx.eng
+                        .last_full_sync()
+                        .map(|(s, at)| format!("{s}, {} s ago", at.elapsed().as_secs()))
+                        .unwrap_or_default(),
+                );
                 kv(t, "slave_repl_offset", &ctx.eng.visible_lsn());
+                let c = ctx.srv.link.canary_status();
+                if let Some(l) = &c.last {
+                    kv(t, "canary_counter", &l.counter);
+                    kv(t, "canary_lsn", &l.lsn);
+                    kv(t, "canary_lag_ms", &l.lag_ms);
+                    kv(
+                        t,
+                        "canary_age_ms",
+                        &((c.age_s.unwrap_or(0.0) * 1000.0) as u64),
+                    );
+                }
+                kv(t, "canary_late", &(c.late_here as u8));
                 kv(t, "slave_read_only", &1);
             }
             let slaves: Vec<_> = peers.iter().filter(|p| p.role == "slave").collect();

@@ -46,12 +46,25 @@ pub fn fork_point(mine: &[GenStart], theirs: &[GenStart]) -> Option<Lsn> {
 pub struct RewindReport {
     pub fork: Lsn,
     pub last: Lsn,
+    /// Clients' transactions beyond the fork point.
     pub records: u64,
+    /// hotbackup's own records beyond it (canaries, verify markers, a promotion).
+    pub own_records: u64,
     pub tape: PathBuf,
 }
 
 impl std::fmt::Display for RewindReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.records == 0 {
+            return write!(
+                f,
+                "no client transaction was beyond the fork point (LSN {}-{} held only {} canary/verify/promotion record(s) of hotbackup's own); kept in {}",
+                self.fork,
+                self.last,
+                self.own_records,
+                self.tape.display()
+            );
+        }
         write!(
             f,
             "{} transaction(s) (LSN {}-{}) were never sent to the new master; saved to {}",
@@ -59,8 +72,24 @@ impl std::fmt::Display for RewindReport {
             self.fork,
             self.last,
             self.tape.display()
-        )
+        )?;
+        if self.own_records > 0 {
+            write!(
+                f,
+                " (with {} canary/verify record(s) of hotbackup's own)",
+                self.own_records
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// Whether a transaction holds only hotbackup's own ops (canary, verify marker, promotion):
+/// nothing a client wrote.
+fn is_own(txn: &Transaction) -> bool {
+    txn.ops
+        .iter()
+        .all(|op| op.file().is_empty() || crate::files::is_reserved(op.file()))
 }
 
 fn store_err(e: impl std::fmt::Display) -> EngineError {
@@ -118,6 +147,7 @@ impl Engine {
             ..RewindState::default()
         };
         let mut records = 0u64;
+        let mut own_records = 0u64;
         let mut first_gen = None;
         let mut staged: Vec<(Lsn, u64, Vec<u8>)> = Vec::new();
         while let Some(rec) = reader.next_record()? {
@@ -130,7 +160,11 @@ impl Engine {
             }
             first_gen.get_or_insert(rec.generation);
             staged.push((rec.lsn, rec.generation, rec.payload));
-            records += 1;
+            if is_own(&txn) {
+                own_records += 1;
+            } else {
+                records += 1;
+            }
         }
         let tape = self.lost_tape_path(first_gen.unwrap_or(self.generation), fork);
         let mut w = TapeWriter::create(&tape, db_id, fork).map_err(store_err)?;
@@ -143,21 +177,26 @@ impl Engine {
             fork,
             last,
             records,
+            own_records,
             tape,
         };
-        crate::incident::raise(
-            crate::incident::Kind::LostTransactions,
-            format!(
-                "rejoin: {report}; {master} forked from this node's history at LSN {fork}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
-                report.tape.display(),
-                report.tape.display()
-            ),
-            &[
-                ("peer", master.to_string()),
-                ("lsn", fork.to_string()),
-                ("tape", report.tape.display().to_string()),
-            ],
-        );
+        if records == 0 {
+            log::info!("rejoin: {report}");
+        } else {
+            crate::incident::raise(
+                crate::incident::Kind::LostTransactions,
+                format!(
+                    "rejoin: {report}; {master} forked from this node's history at LSN {fork}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
+                    report.tape.display(),
+                    report.tape.display()
+                ),
+                &[
+                    ("peer", master.to_string()),
+                    ("lsn", fork.to_string()),
+                    ("tape", report.tape.display().to_string()),
+                ],
+            );
+        }
         // 2. The rewind state, durably, with the applied LSN at fork - 1.
         let generation = {
             let store = self

@@ -470,6 +470,13 @@ impl Engine {
         if let Some(b) = self.batch.as_mut() {
             b.set_lsn(self.journal.next_lsn());
         }
+        if txn
+            .ops
+            .iter()
+            .any(|op| op.file().starts_with(crate::files::RESERVED_PREFIX))
+        {
+            self.note_sys_applied(rec.lsn, &txn.ops);
+        }
         self.maybe_end_rewind();
         Ok(())
     }
@@ -628,6 +635,14 @@ impl Engine {
             meta.applied_lsn,
             took.as_secs_f64()
         );
+        self.last_full_sync = Some((
+            format!(
+                "a full sync of {items} items at LSN {} in {:.1} s",
+                meta.applied_lsn,
+                took.as_secs_f64()
+            ),
+            std::time::Instant::now(),
+        ));
         Ok(())
     }
 
@@ -655,6 +670,11 @@ impl Engine {
             .as_ref()
             .and_then(|s| s.slots().ok())
             .unwrap_or_default()
+    }
+
+    /// The last full sync this process loaded, and when it went live.
+    pub fn last_full_sync(&self) -> Option<&(String, std::time::Instant)> {
+        self.last_full_sync.as_ref()
     }
 
     /// Writes incidents to the store's list (durable with the next checkpoint).
