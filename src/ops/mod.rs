@@ -15,4 +15,5 @@ pub mod replay;
 pub mod restore;
 pub mod role_cmd;
 pub mod save;
+pub mod stats_cmd;
 pub mod status;
