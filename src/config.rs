@@ -3481,6 +3481,8 @@ level = "debug"
         assert_eq!(s.link.listen, addr("127.0.0.1:2002"));
         assert_eq!(m.link.peers, ["127.0.0.1:2002"]);
         assert_eq!(s.link.peers, ["127.0.0.1:2001"]);
+        assert_eq!(m.metrics.listen, addr("127.0.0.1:9187"));
+        assert_eq!(s.metrics.listen, addr("127.0.0.1:9188"));
         assert_eq!(m.log.level, LevelFilter::Info);
         assert_eq!(s.log.level, LevelFilter::Info);
         // Apart from role, addresses and paths, the two are configured alike.
