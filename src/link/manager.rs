@@ -1165,8 +1165,11 @@ impl Link {
         let addr_text = self.targets[i].addr.clone();
         let resolved = addr_text.to_socket_addrs().ok().and_then(|mut a| a.next());
         let Some(addr) = resolved else {
+            let why = format!("cannot resolve {addr_text}");
+            self.book
+                .closed(&addr_text, &ConnFigures::default(), &why, false);
             let t = &mut self.targets[i];
-            t.last_error = Some(format!("cannot resolve {addr_text}"));
+            t.last_error = Some(why);
             t.next_try = now + t.backoff;
             t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
             return;
