@@ -66,6 +66,7 @@ pub struct Config {
     pub log: LogConfig,
     pub incidents: IncidentsConfig,
     pub verify: VerifyConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// `[client]`: how clients reach the server.
@@ -170,6 +171,14 @@ pub struct VerifyConfig {
     pub canary_alarm: Duration,
     /// Online verify this often on a master (`Duration::ZERO`: only on `hotbackup verify`).
     pub interval: Duration,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is answered over HTTP; `None` (the default, or `listen = ""`): no
+    /// endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `role`: what this node is when it starts. (Promote and rejoin change it at run time.)
@@ -590,6 +599,8 @@ struct RawConfig {
     incidents: RawIncidents,
     #[serde(default)]
     verify: RawVerify,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize, Default)]
@@ -680,6 +691,12 @@ struct RawVerify {
     interval: Option<Spanned<Interval>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+}
+
 /// The keys of each table, top level first. Only used to hint where a misplaced key belongs;
 /// a test checks it against the structs above.
 const KEYS: &[(&str, &[&str])] = &[
@@ -698,6 +715,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "log",
             "incidents",
             "verify",
+            "metrics",
         ],
     ),
     (
@@ -754,6 +772,7 @@ const KEYS: &[(&str, &[&str])] = &[
         &["notify", "notify_burst", "notify_window", "hook_timeout"],
     ),
     ("verify", &["canary_interval", "canary_alarm", "interval"]),
+    ("metrics", &["listen"]),
 ];
 
 impl RawConfig {
@@ -808,6 +827,7 @@ impl RawConfig {
             log: self.log.validate(src)?,
             incidents: self.incidents.validate(src)?,
             verify: self.verify.validate(src)?,
+            metrics: self.metrics.validate(src)?,
         })
     }
 }
@@ -1326,6 +1346,20 @@ impl RawVerify {
             c.canary_alarm = v.get_ref().0;
         } else if c.canary_alarm <= c.canary_interval {
             c.canary_alarm = c.canary_interval * 3;
+        }
+        Ok(c)
+    }
+}
+
+impl RawMetrics {
+    fn validate(self, src: &Source<'_>) -> Result<MetricsConfig, ConfigError> {
+        let mut c = MetricsConfig::default();
+        if let Some(listen) = &self.listen {
+            c.listen = resolve_listen(
+                listen.get_ref(),
+                "expected host:port like \"127.0.0.1:9187\", or \"\" for no endpoint",
+            )
+            .map_err(|m| src.invalid(listen.span(), "metrics.listen", m))?;
         }
         Ok(c)
     }
@@ -2277,13 +2311,13 @@ level = "debug"
             err("data_dir = \"/d\"\ndatadir = 1\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify"
+             incidents, verify, metrics"
         );
         assert_eq!(
             err("data_dir = \"/d\"\n[clinet]\n"),
             "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify"
+             incidents, verify, metrics"
         );
     }
 
@@ -2347,7 +2381,7 @@ level = "debug"
             err_in("level = \"info\"\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify (`level` belongs in [log])"
+             incidents, verify, metrics (`level` belongs in [log])"
         );
         let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
         assert!(
@@ -2781,6 +2815,22 @@ level = "debug"
                 );
             }
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_parsed_and_checked() {
+        assert_eq!(ok("data_dir = \"/d\"\n").metrics.listen, None);
+        let c = ok("data_dir = \"/d\"\n[metrics]\nlisten = \"127.0.0.1:9187\"\n");
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
+        let c = ok("data_dir = \"/d\"\n[metrics]\nlisten = \"\"\n");
+        assert_eq!(c.metrics, MetricsConfig::default());
+        let e = err_in("[metrics]\nlisten = \"no-port\"\n");
+        assert!(e.starts_with("/etc/hotbackup/db1.toml:3:10: "), "{e}");
+        assert!(e.contains("127.0.0.1:9187"), "{e}");
+        assert_eq!(
+            err_in("[metrics]\nlisen = \"127.0.0.1:1\"\n"),
+            "/etc/hotbackup/db1.toml:3:1: unknown key `lisen` in [metrics], expected `listen`"
+        );
     }
 
     #[test]
@@ -3431,6 +3481,8 @@ level = "debug"
         assert_eq!(s.link.listen, addr("127.0.0.1:2002"));
         assert_eq!(m.link.peers, ["127.0.0.1:2002"]);
         assert_eq!(s.link.peers, ["127.0.0.1:2001"]);
+        assert_eq!(m.metrics.listen, addr("127.0.0.1:9187"));
+        assert_eq!(s.metrics.listen, addr("127.0.0.1:9188"));
         assert_eq!(m.log.level, LevelFilter::Info);
         assert_eq!(s.log.level, LevelFilter::Info);
         // Apart from role, addresses and paths, the two are configured alike.

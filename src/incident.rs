@@ -328,6 +328,7 @@ pub fn set_notifier(n: Option<notify::Notifier>) {
 /// Raises an incident: logs it with its journald fields, keeps it, notifies. Returns its id.
 pub fn raise(kind: Kind, message: impl Into<String>, fields: &[(&str, String)]) -> u64 {
     let message = message.into();
+    RAISED[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut r = recorder();
     let id = r.next_id;
     r.next_id += 1;
@@ -387,6 +388,24 @@ pub fn counts() -> Vec<(Kind, u64)> {
     Kind::ALL
         .iter()
         .map(|k| (*k, r.recent.iter().filter(|i| i.kind == *k).count() as u64))
+        .collect()
+}
+
+/// Incidents raised by this process, per kind (index: `kind as usize`).
+static RAISED: [std::sync::atomic::AtomicU64; 64] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 64];
+const _: () = assert!(Kind::ALL.len() <= 64);
+
+/// Counts by kind of the incidents raised since the process started (metrics' counters).
+pub fn raised() -> Vec<(Kind, u64)> {
+    Kind::ALL
+        .iter()
+        .map(|k| {
+            (
+                *k,
+                RAISED[*k as usize].load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
         .collect()
 }
 

@@ -39,6 +39,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Statistics of the running daemon and of each link (state, frames and bytes, reconnects,
+    /// syncs, acknowledged LSNs, queue): counted since the daemon started, reset on restart.
+    /// Exit codes: 0 shown, 3 not running.
+    Stats {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make this node the master (a slave: a new generation, writable at once; works when the
     /// old master is unreachable, and on a stopped node). Exit codes: 0 done or already master,
     /// 1 failed, 2 bad usage/config, 3 refused (this node was fenced: rejoin it instead).
@@ -302,6 +312,27 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 print!("{}", st.render_human(&cfg));
             }
             Ok(ExitCode::from(st.exit_code() as u8))
+        }
+        Cmd::Stats { config, json } => {
+            let cfg = load(&config.config)?;
+            match hotbackup::ops::stats_cmd::fetch(&cfg) {
+                Ok(st) => {
+                    if json {
+                        println!("{}", st.to_json());
+                    } else {
+                        print!("{}", st.render_human());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ hotbackup::ops::stats_cmd::StatsError::NotRunning(_)) => {
+                    eprintln!("hotbackup: stats: {e}");
+                    Err(ExitCode::from(3))
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: stats: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
         }
         Cmd::Promote { config } => {
             let cfg = load(&config.config)?;

@@ -3,7 +3,8 @@
 //! Every write, sync, truncate, create and remove the journal does goes through [`Fs`] and
 //! [`SegmentFile`], so tests can swap in [`FaultyFs`] and cut a write at any byte or fail any
 //! sync (disk full, I/O error) on purpose. Reading goes through std directly: a read cannot harm
-//! the data, and recovery must read what is really on disk.
+//! the data, and recovery must read what is really on disk. Every fdatasync of the real file
+//! system is timed into [`super::fsync_stats`].
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -31,7 +32,7 @@ pub trait SyncHandle: Send + Sync {
 
 impl SyncHandle for File {
     fn sync_data(&self) -> io::Result<()> {
-        File::sync_data(self)
+        super::fsync_stats::timed(|| File::sync_data(self))
     }
 }
 
@@ -59,7 +60,7 @@ impl SegmentFile for RealFile {
         self.file.write_all_at(buf, offset)
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        super::fsync_stats::timed(|| self.file.sync_data())
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)

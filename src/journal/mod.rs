@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod format;
 pub mod fs;
+pub mod fsync_stats;
 pub mod reader;
 pub mod recovery;
 pub mod segment;

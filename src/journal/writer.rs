@@ -478,6 +478,16 @@ impl Journal {
     pub fn segments(&self) -> &[SegmentInfo] {
         &self.segments
     }
+    /// Bytes of records the journal holds on disk: the sealed segments' sizes and the records
+    /// of the current one (not the zeros allocated ahead of them). One stat per sealed segment.
+    pub fn size_bytes(&self) -> u64 {
+        let sealed = &self.segments[..self.segments.len().saturating_sub(1)];
+        let on_disk: u64 = sealed
+            .iter()
+            .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
+            .sum();
+        on_disk + self.file_len
+    }
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
     }

@@ -28,6 +28,8 @@ pub struct Follow {
     last_ack: Ack,
     pub full_syncs: u64,
     pub partial_syncs: u64,
+    /// The master's durable LSN, from its last heartbeat.
+    pub master_durable: Lsn,
     pub started: Instant,
     /// A rejoin's repair: items and whole-file items received so far.
     repair_keys: u64,
@@ -45,6 +47,7 @@ impl Default for Follow {
             last_ack: Ack::default(),
             full_syncs: 0,
             partial_syncs: 0,
+            master_durable: 0,
             started: Instant::now(),
             repair_keys: 0,
             repair_items: 0,
@@ -160,7 +163,8 @@ impl Follow {
                 Ok(())
             }
             msg::T_HEARTBEAT => {
-                msg::Heartbeat::decode(payload).map_err(|e| e.to_string())?;
+                let hb = msg::Heartbeat::decode(payload).map_err(|e| e.to_string())?;
+                self.master_durable = hb.durable;
                 Ok(())
             }
             other => Err(format!("unexpected frame type {other} from the master")),
@@ -207,6 +211,11 @@ impl Follow {
             );
             eng.abort_full_sync(*fs);
         }
+    }
+
+    /// The last acknowledgement sent to the master.
+    pub fn acked(&self) -> Ack {
+        self.last_ack
     }
 
     /// Sends an ACK when something moved. Err: the slave's state went back (a local write

@@ -20,6 +20,7 @@ use super::follow::Follow;
 use super::frame::Side;
 use super::msg::{self, Ident, Role};
 use super::peer::{Peer, Phase, ReadEnd};
+use super::stats::{self, ConnFigures, LinkStat, LinkState};
 use crate::datadir::hex;
 use crate::journal::Lsn;
 use crate::server::Engine;
@@ -124,6 +125,13 @@ struct Conn {
     /// Where the peer answers as a Sentinel (from its IDENT).
     sentinel_addr: String,
     last_slot_write: Instant,
+    /// The link this connection belongs to in the statistics: the configured address it was
+    /// dialled at or accepted from ("" when no configured peer matches it uniquely).
+    stats_key: String,
+    /// The link came up on this connection (it fed or followed).
+    was_up: bool,
+    /// A follow replaced by a newer connection: what it had done, for the statistics.
+    frozen: Option<ConnFigures>,
 }
 
 struct Target {
@@ -210,6 +218,8 @@ pub struct Link {
     down_since: std::collections::HashMap<[u8; 16], (Instant, String)>,
     verifier: crate::verify::Verifier,
     canary: crate::verify::Canary,
+    /// Each link's counters across reconnects (see [`stats`]).
+    book: stats::Book,
 }
 
 mod switchover;
@@ -297,6 +307,7 @@ impl Link {
             switchover_outcome: None,
             handing_over: false,
             down_since: Default::default(),
+            book: stats::Book::default(),
         })
     }
 
@@ -320,6 +331,14 @@ impl Link {
             self.master = None;
         }
         let now = Instant::now();
+        // Every configured link is listed in the statistics, up or not: a slave's peers are
+        // the masters it may follow, everything else is a slave this node may feed.
+        for p in &self.settings.peers {
+            self.book.expect(p, if slave { "master" } else { "slave" });
+        }
+        for p in &self.settings.downstream {
+            self.book.expect(p, "slave");
+        }
         let dial = if slave {
             &self.settings.downstream
         } else {
@@ -596,7 +615,8 @@ impl Link {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     self.stats.accepted += 1;
-                    if !self.is_peer_address(addr.ip()) {
+                    let matching = self.peers_at(addr.ip());
+                    if matching.is_empty() {
                         crate::incident::raise(
                             crate::incident::Kind::PeerRefused,
                             format!(
@@ -612,7 +632,11 @@ impl Link {
                         Side::Listener,
                         self.settings.max_frame,
                     );
-                    self.add(peer, None, registry);
+                    let key = match &matching[..] {
+                        [only] => only.clone(),
+                        _ => String::new(),
+                    };
+                    self.add(peer, None, key, registry);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -624,23 +648,33 @@ impl Link {
         }
     }
 
-    /// Whether `ip` is the address of one of the configured peers (resolved now: a peer's name
-    /// may point elsewhere after a failover).
-    fn is_peer_address(&self, ip: std::net::IpAddr) -> bool {
+    /// The configured peers whose address is `ip` (resolved now: a peer's name may point
+    /// elsewhere after a failover). None: a stranger.
+    fn peers_at(&self, ip: std::net::IpAddr) -> Vec<String> {
         let canon = |ip: std::net::IpAddr| match ip {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
             v4 => v4,
         };
         let ip = canon(ip);
         let accept = self.settings.peers.iter().chain(&self.settings.downstream);
-        accept.into_iter().any(|p| {
-            p.to_socket_addrs()
-                .map(|mut addrs| addrs.any(|a| canon(a.ip()) == ip))
-                .unwrap_or(false)
-        })
+        accept
+            .into_iter()
+            .filter(|p| {
+                p.to_socket_addrs()
+                    .map(|mut addrs| addrs.any(|a| canon(a.ip()) == ip))
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .collect()
     }
 
-    fn add(&mut self, mut peer: Peer, target: Option<usize>, registry: &Registry) -> Option<usize> {
+    fn add(
+        &mut self,
+        mut peer: Peer,
+        target: Option<usize>,
+        stats_key: String,
+        registry: &Registry,
+    ) -> Option<usize> {
         let slot = match self.conns.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
@@ -666,6 +700,9 @@ impl Link {
             client_addr: String::new(),
             sentinel_addr: String::new(),
             last_slot_write: Instant::now(),
+            stats_key,
+            was_up: false,
+            frozen: None,
         });
         Some(slot)
     }
@@ -863,6 +900,9 @@ impl Link {
                     t.last_error = None;
                 }
                 c.job = Job::Feed(Box::new(feed));
+                c.was_up = true;
+                let key = self.stats_key(c);
+                self.book.up(&key, "slave", &Self::peer_name(c));
                 self.note_link_up(c);
                 eng.note_fed_slave();
                 self.write_slot(c, eng, true);
@@ -958,6 +998,7 @@ impl Link {
             if o.token == me || !matches!(o.job, Job::Follow(_)) {
                 continue;
             }
+            o.frozen = Some(Self::figures(o, eng.durable_lsn()));
             if let Job::Follow(f) = &mut o.job {
                 f.abort_loading(eng);
             }
@@ -977,6 +1018,9 @@ impl Link {
             eng.note_master_node(node, &c.peer.label());
         }
         c.job = Job::Follow(Box::default());
+        c.was_up = true;
+        let key = self.stats_key(c);
+        self.book.up(&key, "master", &Self::peer_name(c));
         self.note_link_up(c);
         Ok(())
     }
@@ -1046,6 +1090,18 @@ impl Link {
     fn close(&mut self, mut c: Conn, why: &str, eng: &mut Engine, registry: &Registry) {
         let _ = registry.deregister(&mut c.peer.stream);
         let _ = c.peer.flush();
+        let key = self.stats_key(&c);
+        let others_live = self
+            .conns
+            .iter()
+            .flatten()
+            .any(|o| o.token != c.token && self.stats_key(o) == key);
+        self.book.closed(
+            &key,
+            &Self::figures(&c, eng.durable_lsn()),
+            why,
+            others_live,
+        );
         if let Job::Follow(f) = &mut c.job {
             f.abort_loading(eng);
         }
@@ -1156,8 +1212,11 @@ impl Link {
         let addr_text = self.targets[i].addr.clone();
         let resolved = addr_text.to_socket_addrs().ok().and_then(|mut a| a.next());
         let Some(addr) = resolved else {
+            let why = format!("cannot resolve {addr_text}");
+            self.book
+                .closed(&addr_text, &ConnFigures::default(), &why, false);
             let t = &mut self.targets[i];
-            t.last_error = Some(format!("cannot resolve {addr_text}"));
+            t.last_error = Some(why);
             t.next_try = now + t.backoff;
             t.backoff = (t.backoff * 2).min(self.settings.reconnect_max);
             return;
@@ -1166,12 +1225,19 @@ impl Link {
         match TcpStream::connect(addr) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let peer = Peer::new(stream, addr_text, Side::Dialer, self.settings.max_frame);
-                if let Some(slot) = self.add(peer, Some(i), registry) {
+                let peer = Peer::new(
+                    stream,
+                    addr_text.clone(),
+                    Side::Dialer,
+                    self.settings.max_frame,
+                );
+                if let Some(slot) = self.add(peer, Some(i), addr_text, registry) {
                     self.targets[i].conn = Some(slot);
                 }
             }
             Err(e) => {
+                self.book
+                    .closed(&addr_text, &ConnFigures::default(), &e.to_string(), false);
                 let t = &mut self.targets[i];
                 t.last_error = Some(e.to_string());
                 t.next_try = now + t.backoff;
@@ -1363,6 +1429,126 @@ impl Link {
                     partial_syncs: 0,
                     sync_summary: String::new(),
                 });
+            }
+        }
+        out
+    }
+
+    /// The peer's instance name, once it authenticated ("" before).
+    fn peer_name(c: &Conn) -> String {
+        c.peer
+            .who
+            .as_ref()
+            .map(|w| w.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The link a connection counts for: its configured address; for a peer that matches no
+    /// configured address uniquely, its name (once known) and IP.
+    fn stats_key(&self, c: &Conn) -> String {
+        if !c.stats_key.is_empty() {
+            return c.stats_key.clone();
+        }
+        let ip = c
+            .peer
+            .stream
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| c.peer.addr.clone());
+        match c.peer.who.as_ref().map(|w| w.name.as_str()) {
+            Some(name) if !name.is_empty() => format!("{name} ({ip})"),
+            _ => ip,
+        }
+    }
+
+    /// What one connection adds to its link's statistics now.
+    fn figures(c: &Conn, durable: Lsn) -> ConnFigures {
+        let p = &c.peer;
+        let mut f = ConnFigures {
+            state: Some(match p.phase {
+                Phase::Connecting => LinkState::Connecting,
+                Phase::DialerAuth(_) | Phase::ListenerHello | Phase::ListenerProof(_) => {
+                    LinkState::Authenticating
+                }
+                Phase::Ident | Phase::Ready => LinkState::Handshake,
+            }),
+            role: "-",
+            name: Self::peer_name(c),
+            up: c.was_up,
+            frames_in: p.frames_in,
+            frames_out: p.frames_out,
+            bytes_in: p.bytes_in,
+            bytes_out: p.bytes_out,
+            connected_ms: p.connected_at.elapsed().as_millis() as u64,
+            ..ConnFigures::default()
+        };
+        match &c.job {
+            Job::Feed(feed) => {
+                f.role = "slave";
+                f.state = Some(LinkState::from_job(feed.state_name()));
+                f.full_syncs = feed.full_sync as u64;
+                f.partial_syncs = (!feed.full_sync) as u64;
+                f.ack = feed.ack;
+                f.sent = feed.sent;
+                f.lag_bytes = feed.lag_bytes();
+                f.lag_ms = feed
+                    .behind_since
+                    .map_or(0, |t| t.elapsed().as_millis() as u64);
+                f.last_ack_ms = feed.ack_at.elapsed().as_millis() as u64;
+                let streaming = feed.state_name() == "streaming";
+                f.queue_depth = if streaming {
+                    durable.saturating_sub(feed.ack.received)
+                } else {
+                    durable.saturating_sub(feed.sent)
+                };
+                f.sending = if streaming && durable > feed.ack.received {
+                    feed.ack.received + 1
+                } else {
+                    0
+                };
+            }
+            Job::Follow(fo) => {
+                f.role = "master";
+                f.state = Some(LinkState::from_job(fo.state_name()));
+                f.full_syncs = fo.full_syncs;
+                f.partial_syncs = fo.partial_syncs;
+                f.ack = fo.acked();
+                f.sent = 0;
+                f.queue_depth = fo.master_durable.saturating_sub(fo.received);
+                f.last_ack_ms = p.last_recv.elapsed().as_millis() as u64;
+            }
+            Job::None => {
+                if let Some(fr) = &c.frozen {
+                    f.role = fr.role;
+                    f.full_syncs = fr.full_syncs;
+                    f.partial_syncs = fr.partial_syncs;
+                    f.ack = fr.ack;
+                    f.sent = fr.sent;
+                }
+            }
+        }
+        f
+    }
+
+    /// Each link's statistics since the daemon started (see [`stats`]): configured peers and
+    /// peers that connected, with the live connections' figures added.
+    pub fn link_stats(&self, eng: &Engine) -> Vec<LinkStat> {
+        let durable = eng.durable_lsn();
+        let live: Vec<(String, ConnFigures)> = self
+            .conns
+            .iter()
+            .flatten()
+            .map(|c| (self.stats_key(c), Self::figures(c, durable)))
+            .collect();
+        let dialled: Vec<String> = self.targets.iter().map(|t| t.addr.clone()).collect();
+        let mut out = self.book.report(&live, &dialled, durable);
+        for s in &mut out {
+            if s.state == Some(LinkState::Down) && s.dials {
+                if let Some(t) = self.targets.iter().find(|t| t.addr == s.peer) {
+                    if let Some(e) = &t.last_error {
+                        s.last_error = e.clone();
+                    }
+                }
             }
         }
         out

@@ -15,5 +15,6 @@ pub mod replay;
 pub mod restore;
 pub mod role_cmd;
 pub mod save;
+pub mod stats_cmd;
 pub mod status;
 pub mod verify_cmd;

@@ -36,8 +36,12 @@ const SIGNALS: Token = Token(2);
 const WAKER: Token = Token(3);
 const LINK_LISTENER: Token = Token(4);
 const SENTINEL_TCP: Token = Token(5);
+const METRICS_LISTENER: Token = Token(6);
 /// Link connections have tokens from here on (client connections stay below).
 const LINK_BASE: usize = 1 << 30;
+/// Metrics scrapes have tokens from here to `METRICS_BASE + metrics::MAX_CONNS` (client
+/// connections stay below: RLIMIT_NOFILE keeps them far fewer).
+const METRICS_BASE: usize = 1 << 29;
 const FIRST_CONN: usize = 16;
 
 /// Requests run for one connection in one turn before others get their go.
@@ -180,6 +184,8 @@ pub struct Server {
     /// Connections whose next request is a write waiting for a switchover pause to end.
     paused: Vec<usize>,
     link: crate::link::manager::Link,
+    /// The Prometheus endpoint (`[metrics] listen`).
+    metrics: Option<super::metrics::Endpoint>,
     syncer: Option<crate::journal::Syncer>,
     _waker: std::sync::Arc<mio::Waker>,
     last_housekeeping: Instant,
@@ -302,6 +308,21 @@ impl Server {
             link.set_sentinel_addr(a.to_string());
         }
         link.start_peer_check(&mut eng);
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(
+                super::metrics::Endpoint::bind(
+                    addr,
+                    poll.registry(),
+                    METRICS_LISTENER,
+                    METRICS_BASE,
+                )
+                .map_err(|source| ServerError::Bind {
+                    what: format!("the metrics port {addr}"),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let waker = std::sync::Arc::new(
             mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?,
         );
@@ -343,6 +364,7 @@ impl Server {
             holding: Vec::new(),
             paused: Vec::new(),
             link,
+            metrics,
             syncer,
             _waker: waker,
             last_housekeeping: Instant::now(),
@@ -386,6 +408,18 @@ impl Server {
                     WAKER => {}
                     t if self.link.owns(t) => {
                         self.link.on_event(t, &mut self.eng, self.poll.registry());
+                    }
+                    t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
+                        if let Some(m) = self.metrics.as_mut() {
+                            let src = super::metrics::Sources {
+                                eng: &self.eng,
+                                link: &self.link,
+                                stats: &self.stats,
+                                instance: &self.settings.instance,
+                                clients: self.nconns,
+                            };
+                            m.on_event(t, self.poll.registry(), &src);
+                        }
                     }
                     Token(t) => {
                         let slot = t - FIRST_CONN;
@@ -1068,6 +1102,9 @@ impl Server {
             return;
         }
         self.last_housekeeping = now;
+        if let Some(m) = self.metrics.as_mut() {
+            m.reap(self.poll.registry());
+        }
         let timeout = self.settings.timeout;
         if !timeout.is_zero() {
             let idle: Vec<usize> = self
@@ -1107,6 +1144,9 @@ impl Server {
             self.close(slot);
         }
         self.link.shutdown(&mut self.eng, self.poll.registry());
+        if let Some(m) = self.metrics.as_mut() {
+            m.shutdown(self.poll.registry());
+        }
         self.syncer = None;
         if self.exit_error.is_none() {
             self.eng.sync_now();

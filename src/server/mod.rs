@@ -3,12 +3,14 @@
 //! [`engine`] is the database state machine (journal + store, group commit, replay);
 //! [`event_loop`] is the single mio loop around it (client sockets, signals, timers);
 //! [`commands`] are what clients may ask, one file per group; [`conn`] is a connection's state;
-//! [`settings`] is what comes from the config and what SIGHUP may change.
+//! [`settings`] is what comes from the config and what SIGHUP may change; [`metrics`] is the
+//! Prometheus endpoint the loop serves.
 
 pub mod commands;
 pub mod conn;
 pub mod engine;
 pub mod event_loop;
+pub mod metrics;
 pub mod settings;
 
 use thiserror::Error;

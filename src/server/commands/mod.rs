@@ -16,6 +16,7 @@ mod role;
 mod sentinel;
 pub mod server;
 pub mod snapshot;
+mod stats;
 mod strings;
 mod transactions;
 mod verify;
@@ -180,6 +181,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.logged", -2, READ, NOKEY, native::logged),
     spec("hb.drop", 2, WRITE, NOKEY, native::drop_file),
     spec("hb.status", 1, ADMIN, NOKEY, native::status),
+    spec("hb.stats", 1, ADMIN, NOKEY, stats::stats),
     spec("hb.apply", 2, WRITE, NOKEY, apply::apply),
     spec(
         "hb.snapshot",

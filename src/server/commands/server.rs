@@ -471,7 +471,41 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                     ),
                 );
             }
+            // Per link (D3's statistics; cumulative since the daemon started, over reconnects).
+            let links = ctx.srv.link.link_stats(ctx.eng);
+            kv(t, "master_repl_offset", &durable);
+            if ctx.eng.is_slave() {
+                if let Some(m) = links.iter().find(|l| {
+                    l.role == "master" && l.state != Some(crate::link::stats::LinkState::Down)
+                }) {
+                    kv(t, "master_last_io_seconds_ago", &(m.last_ack_ms / 1000));
+                } else {
+                    let down_ms = links
+                        .iter()
+                        .filter(|l| l.role == "master")
+                        .map(|l| l.state_ms)
+                        .min()
+                        .unwrap_or(0);
+                    kv(t, "master_link_down_since_seconds", &(down_ms / 1000));
+                }
+            }
+            let sum =
+                |f: fn(&crate::link::stats::LinkStat) -> u64| -> u64 { links.iter().map(f).sum() };
+            kv(t, "total_net_repl_input_bytes", &sum(|l| l.bytes_in));
+            kv(t, "total_net_repl_output_bytes", &sum(|l| l.bytes_out));
+            kv(t, "link_reconnects", &sum(|l| l.reconnects));
+            for (i, l) in links.iter().enumerate() {
+                let fields: Vec<String> = l
+                    .fields()
+                    .into_iter()
+                    .filter(|(k, _)| *k != "last_error")
+                    .map(|(k, v)| format!("{k}={}", v.replace([',', ' ', '=', '\r', '\n'], "_")))
+                    .collect();
+                kv(t, &format!("link{i}"), &fields.join(","));
+            }
             let ls = &ctx.srv.link.stats;
+            kv(t, "sync_full", &ls.full_syncs);
+            kv(t, "sync_partial_ok", &ls.partial_syncs);
             kv(t, "link_full_syncs", &ls.full_syncs);
             kv(t, "link_partial_syncs", &ls.partial_syncs);
             kv(t, "link_disconnects", &ls.disconnects);
