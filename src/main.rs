@@ -117,6 +117,53 @@ enum Cmd {
         #[arg(long, default_value_t = 2002)]
         slave_link_port: u16,
     },
+    /// Prepare this host to run instance NAME under systemd: checks the ports, writes
+    /// /etc/hotbackup/NAME.toml from a template, the pair's key /etc/hotbackup/NAME.key (0600,
+    /// owned by the service user; new, or imported with --key-file) and the link port drop-in
+    /// of hotbackup-slave@NAME.socket; prints the commands to run next. Idempotent; a file
+    /// with other contents is never replaced without --force. Exit codes: 0 done or already
+    /// so, 1 failed, 2 bad usage, 3 refused (a file differs, a port is taken).
+    Setup {
+        /// The role the instance starts with.
+        #[arg(value_enum)]
+        role: SetupRoleArg,
+        /// The instance (database) name: /etc/hotbackup/NAME.toml, hotbackup-ROLE@NAME.
+        name: String,
+        /// This node's hot-backup link port (the same on both nodes is simplest).
+        #[arg(long, default_value_t = 2000)]
+        port: u16,
+        /// The address the link port listens on.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        listen_address: std::net::IpAddr,
+        /// The partner node's link address, HOST:PORT (repeat for several).
+        #[arg(long = "peer", value_name = "HOST:PORT", required = true)]
+        peers: Vec<String>,
+        /// Where clients connect, ADDR:PORT.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7379")]
+        client_listen: std::net::SocketAddr,
+        /// Import the pair's key from FILE (the other node's key) instead of making a new one.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// The service user that owns the key file.
+        #[arg(long, default_value = "hotbackup")]
+        user: String,
+        /// Replace files that exist with other contents.
+        #[arg(long)]
+        force: bool,
+        /// Do not check that the link and client ports are free.
+        #[arg(long)]
+        skip_port_check: bool,
+        /// Write under DIR instead of / (image builds, tests); also HOTBACKUP_ROOT.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Write the man pages and shell completions generated from this CLI into DIR
+    /// (packaging; DIR/man1/*.1, DIR/completions/{hotbackup.bash,_hotbackup,hotbackup.fish}).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// Is a TCP port free on this host? If not, which process holds it (like netstat -tlnp).
     PortCheck {
         /// The TCP port.
@@ -125,6 +172,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SetupRoleArg {
+    Master,
+    Slave,
 }
 
 #[derive(Args)]
@@ -450,6 +503,60 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Err(ExitCode::FAILURE)
             }
         },
+        Cmd::Setup {
+            role,
+            name,
+            port,
+            listen_address,
+            peers,
+            client_listen,
+            key_file,
+            user,
+            force,
+            skip_port_check,
+            root,
+        } => {
+            use hotbackup::ops::setup;
+            let opts = setup::SetupOpts {
+                role: match role {
+                    SetupRoleArg::Master => setup::SetupRole::Master,
+                    SetupRoleArg::Slave => setup::SetupRole::Slave,
+                },
+                name,
+                port,
+                listen_address,
+                peers,
+                client_listen,
+                key_file,
+                user,
+                root: setup::default_root(root),
+                force,
+                skip_port_check,
+            };
+            match setup::setup(&opts) {
+                Ok(r) => {
+                    print!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: setup: {e}");
+                    Err(ExitCode::from(e.exit_code()))
+                }
+            }
+        }
+        Cmd::GenerateDocs { dir } => {
+            use clap::CommandFactory;
+            match hotbackup::ops::docs::write_docs(Cli::command(), &dir) {
+                Ok(n) => {
+                    println!("wrote {n} file(s) under {}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: generate-docs: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
         Cmd::PortCheck { port, json } => match port_check::check_port(port) {
             Ok(r) => {
                 if json {

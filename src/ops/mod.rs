@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod docs;
 pub mod export;
 pub mod journal_cmd;
 pub mod json;
@@ -14,4 +15,5 @@ pub mod replay;
 pub mod restore;
 pub mod role_cmd;
 pub mod save;
+pub mod setup;
 pub mod status;

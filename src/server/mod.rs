@@ -10,6 +10,7 @@ pub mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod settings;
+pub mod status_line;
 
 use thiserror::Error;
 
@@ -52,6 +53,7 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
         settings.instance,
         settings.data_dir.display()
     );
+    crate::systemd::notify_status("recovering: opening the journal and the store").ok();
     let engine = Engine::open(settings.engine_options())?;
     let server = Server::new(engine, settings)?;
     if let Some(a) = server.local_addr() {
