@@ -64,6 +64,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
+    pub incidents: IncidentsConfig,
+    pub verify: VerifyConfig,
 }
 
 /// `[client]`: how clients reach the server.
@@ -144,6 +146,30 @@ pub struct FilesConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     pub level: LevelFilter,
+}
+
+/// `[incidents]`: who is told of incidents, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentsConfig {
+    /// The notify list (see `incident::notify::Target`).
+    pub notify: Vec<crate::incident::notify::Target>,
+    /// Incidents of one kind told per window (>= 1); the rest are summarized.
+    pub notify_burst: u32,
+    pub notify_window: Duration,
+    /// An exec hook or sendmail is killed after this (> 0).
+    pub hook_timeout: Duration,
+}
+
+/// `[verify]`: the canary and the online checksums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyConfig {
+    /// The master writes `sys/canary` this often (`Duration::ZERO`: never).
+    pub canary_interval: Duration,
+    /// A canary older than this on a slave, or not acknowledged back to the master, is an
+    /// incident (> canary_interval).
+    pub canary_alarm: Duration,
+    /// Online verify this often on a master (`Duration::ZERO`: only on `hotbackup verify`).
+    pub interval: Duration,
 }
 
 /// `role`: what this node is when it starts. (Promote and rejoin change it at run time.)
@@ -322,6 +348,27 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: LevelFilter::Info,
+        }
+    }
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            notify: Vec::new(),
+            notify_burst: 3,
+            notify_window: Duration::from_secs(600),
+            hook_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            canary_interval: Duration::from_secs(5),
+            canary_alarm: Duration::from_secs(30),
+            interval: Duration::ZERO,
         }
     }
 }
@@ -539,6 +586,10 @@ struct RawConfig {
     files: RawFiles,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    incidents: RawIncidents,
+    #[serde(default)]
+    verify: RawVerify,
 }
 
 #[derive(Deserialize, Default)]
@@ -612,6 +663,23 @@ struct RawLog {
     level: Option<Spanned<String>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawIncidents {
+    notify: Option<Vec<Spanned<String>>>,
+    notify_burst: Option<Spanned<u64>>,
+    notify_window: Option<Spanned<Interval>>,
+    hook_timeout: Option<Spanned<Interval>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawVerify {
+    canary_interval: Option<Spanned<Interval>>,
+    canary_alarm: Option<Spanned<Interval>>,
+    interval: Option<Spanned<Interval>>,
+}
+
 /// The keys of each table, top level first. Only used to hint where a misplaced key belongs;
 /// a test checks it against the structs above.
 const KEYS: &[(&str, &[&str])] = &[
@@ -628,6 +696,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "store",
             "files",
             "log",
+            "incidents",
+            "verify",
         ],
     ),
     (
@@ -679,6 +749,11 @@ const KEYS: &[(&str, &[&str])] = &[
     ("store", &["cache_size"]),
     ("files", &["logged", "unlogged"]),
     ("log", &["level"]),
+    (
+        "incidents",
+        &["notify", "notify_burst", "notify_window", "hook_timeout"],
+    ),
+    ("verify", &["canary_interval", "canary_alarm", "interval"]),
 ];
 
 impl RawConfig {
@@ -731,6 +806,8 @@ impl RawConfig {
             store: self.store.validate(src)?,
             files: self.files.validate(),
             log: self.log.validate(src)?,
+            incidents: self.incidents.validate(src)?,
+            verify: self.verify.validate(src)?,
         })
     }
 }
@@ -1186,6 +1263,71 @@ impl RawLog {
             };
         }
         Ok(l)
+    }
+}
+
+impl RawIncidents {
+    fn validate(self, src: &Source<'_>) -> Result<IncidentsConfig, ConfigError> {
+        let mut c = IncidentsConfig::default();
+        for t in self.notify.iter().flatten() {
+            let target = crate::incident::notify::Target::parse(t.get_ref())
+                .map_err(|m| src.invalid(t.span(), "incidents.notify", m))?;
+            c.notify.push(target);
+        }
+        if let Some(n) = &self.notify_burst {
+            if *n.get_ref() == 0 || *n.get_ref() > 1000 {
+                return Err(src.invalid(n.span(), "incidents.notify_burst", "expected 1 to 1000"));
+            }
+            c.notify_burst = *n.get_ref() as u32;
+        }
+        for (v, key, slot) in [
+            (
+                &self.notify_window,
+                "incidents.notify_window",
+                &mut c.notify_window,
+            ),
+            (
+                &self.hook_timeout,
+                "incidents.hook_timeout",
+                &mut c.hook_timeout,
+            ),
+        ] {
+            if let Some(v) = v {
+                if v.get_ref().0.is_zero() {
+                    return Err(src.invalid(v.span(), key, "expected a duration > 0"));
+                }
+                *slot = v.get_ref().0;
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl RawVerify {
+    fn validate(self, src: &Source<'_>) -> Result<VerifyConfig, ConfigError> {
+        let mut c = VerifyConfig::default();
+        if let Some(v) = &self.canary_interval {
+            c.canary_interval = v.get_ref().0;
+        }
+        if let Some(v) = &self.interval {
+            c.interval = v.get_ref().0;
+        }
+        if let Some(v) = &self.canary_alarm {
+            if v.get_ref().0 <= c.canary_interval {
+                return Err(src.invalid(
+                    v.span(),
+                    "verify.canary_alarm",
+                    format!(
+                        "expected more than canary_interval ({:?})",
+                        c.canary_interval
+                    ),
+                ));
+            }
+            c.canary_alarm = v.get_ref().0;
+        } else if c.canary_alarm <= c.canary_interval {
+            c.canary_alarm = c.canary_interval * 3;
+        }
+        Ok(c)
     }
 }
 
@@ -2134,12 +2276,14 @@ level = "debug"
         assert_eq!(
             err("data_dir = \"/d\"\ndatadir = 1\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, journal, store, files, log"
+             instance, data_dir, role, client, link, durability, journal, store, files, log, \
+             incidents, verify"
         );
         assert_eq!(
             err("data_dir = \"/d\"\n[clinet]\n"),
             "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, journal, store, files, log"
+             instance, data_dir, role, client, link, durability, journal, store, files, log, \
+             incidents, verify"
         );
     }
 
@@ -2202,8 +2346,8 @@ level = "debug"
         assert_eq!(
             err_in("level = \"info\"\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
-             instance, data_dir, role, client, link, durability, journal, store, files, log (`level` \
-             belongs in [log])"
+             instance, data_dir, role, client, link, durability, journal, store, files, log, \
+             incidents, verify (`level` belongs in [log])"
         );
         let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
         assert!(

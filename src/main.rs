@@ -63,6 +63,19 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
+    /// The incidents this node keeps (link down/up, fencing, canary, verify, disk full, …),
+    /// oldest first: from the running daemon, or from the data directory when stopped.
+    Incidents {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only those since: a duration back from now ("10m", "2h", "3d") or a UTC time
+        /// ("2026-11-29T12:00").
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Print a JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Planned role swap with zero loss, run against either node: the master pauses writes,
     /// waits until its slave has everything, the slave takes over, the old master follows it.
     /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (e.g. no slave
@@ -348,6 +361,35 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 &opts,
                 &mut std::io::stderr(),
             )))
+        }
+        Cmd::Incidents {
+            config,
+            since,
+            json,
+        } => {
+            let cfg = load(&config.config)?;
+            let since_ms = match since {
+                None => 0,
+                Some(s) => {
+                    match hotbackup::ops::incidents_cmd::parse_since(&s, hotbackup::txn::now_ms()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            eprintln!("hotbackup: {e}");
+                            return Err(ExitCode::from(2));
+                        }
+                    }
+                }
+            };
+            match hotbackup::ops::incidents_cmd::fetch(&cfg, since_ms) {
+                Ok(list) => {
+                    print!("{}", hotbackup::ops::incidents_cmd::render(&list, json));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: incidents: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
         }
         Cmd::Switchover { config } => {
             let cfg = load(&config.config)?;

@@ -160,13 +160,28 @@ fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
 
 fn format_stderr_line(now: SystemTime, record: &Record) -> String {
     let mut line = format_utc_timestamp(now);
-    let _ = writeln!(
+    let _ = write!(
         line,
         " {:<5} {}: {}",
         record.level(),
         record.target(),
         record.args()
     );
+    // The structured fields journald would get (incidents carry MESSAGE_ID and HOTBACKUP_*),
+    // as KEY=value after the message.
+    struct Fields<'a>(&'a mut String);
+    impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> Result<(), log::kv::Error> {
+            let _ = write!(self.0, " {}={value}", key.as_str().to_ascii_uppercase());
+            Ok(())
+        }
+    }
+    let _ = record.key_values().visit(&mut Fields(&mut line));
+    line.push('\n');
     line
 }
 

@@ -304,6 +304,9 @@ fn wrong_key_and_no_key_peers_are_refused_and_nothing_is_applied() {
         "not one of this node's [link] peers",
         Duration::from_secs(5)
     ));
+    // The dialling impostor finds that the slave does not share its key.
+    assert_incident(&impostor, "auth_failure");
+    assert_incident(&p.slave, "peer_refused");
     set(&p.master, "still", "works");
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
     let mut sc = p.slave.raw();
@@ -534,11 +537,15 @@ fn sync_timeout_async_policy_acknowledges_and_raises_an_incident() {
     assert!(started.elapsed() < Duration::from_millis(20 * 300));
     assert!(
         p.master
-            .wait_log("INCIDENT sync timeout", Duration::from_secs(5))
+            .wait_log("INCIDENT sync_timeout", Duration::from_secs(5))
     );
+    assert_incident(&p.master, "sync_timeout");
+    assert_incident(&p.master, "link_down");
     p.slave.launch();
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
     assert_same(&p.master, &p.slave, &["main"]);
+    assert_incident(&p.master, "sync_recovered");
+    assert_incident(&p.master, "link_up");
 }
 
 #[test]
@@ -658,11 +665,14 @@ fn a_slot_past_max_retained_bytes_is_dropped_and_the_slave_full_syncs() {
     p.slave.kill9();
     load(&p.master, "b", 60_000);
     assert!(
-        p.master
-            .wait_log("INCIDENT slot of slave", Duration::from_secs(20)),
+        p.master.wait_log(
+            "INCIDENT slot_dropped: slot of slave",
+            Duration::from_secs(20)
+        ),
         "{}",
         p.master.log_text()
     );
+    assert_incident(&p.master, "slot_dropped");
     p.master.raw().cmd(&["SAVE"]);
     p.slave.launch();
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(60));

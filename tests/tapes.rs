@@ -745,7 +745,10 @@ fn a_failing_archive_keeps_the_segments_and_raises_an_incident() {
     let extra = "[durability]\nmode = \"none\"\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n\n[journal]\narchive_command = \"echo archive is broken >&2; exit 1 # %p\"\n";
     let a = Node::start(extra);
     fill(&a, 30);
-    assert!(a.wait_log("INCIDENT journal archive failed", Duration::from_secs(20)));
+    assert!(a.wait_log(
+        "INCIDENT archive_failed: journal archive failed",
+        Duration::from_secs(20)
+    ));
     assert!(a.log_text().contains("archive is broken"));
     let jdir = a.dir.join("data/current/journal");
     let before = segments_in(&jdir).len();

@@ -292,10 +292,14 @@ fn worker(archiver: Archiver, rx: mpsc::Receiver<SegmentInfo>, done: Arc<AtomicU
                         delay.as_secs()
                     );
                 } else {
-                    log::error!(
-                        "INCIDENT journal archive failed: {e}; segment {} (and the ones after it) stays in the journal until archived; retrying in {}s",
-                        seg.path.display(),
-                        delay.as_secs()
+                    crate::incident::raise(
+                        crate::incident::Kind::ArchiveFailed,
+                        format!(
+                            "journal archive failed: {e}; segment {} (and the ones after it) stays in the journal until archived; retrying in {}s",
+                            seg.path.display(),
+                            delay.as_secs()
+                        ),
+                        &[("segment", seg.path.display().to_string())],
                     );
                 }
                 failing = true;

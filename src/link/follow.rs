@@ -32,6 +32,9 @@ pub struct Follow {
     /// A rejoin's repair: items and whole-file items received so far.
     repair_keys: u64,
     repair_items: u64,
+    /// How this connection came into sync: "" until it did, then "a partial resync from LSN N"
+    /// or "a full sync of N items in S s".
+    pub sync_summary: String,
 }
 
 impl Default for Follow {
@@ -45,6 +48,7 @@ impl Default for Follow {
             started: Instant::now(),
             repair_keys: 0,
             repair_items: 0,
+            sync_summary: String::new(),
         }
     }
 }
@@ -80,6 +84,7 @@ impl Follow {
                 self.abort_loading(eng);
                 self.received = have;
                 self.partial_syncs += 1;
+                self.sync_summary = format!("a partial resync from LSN {from}");
                 self.state = State::Streaming;
                 log::info!("link: streaming from the master from LSN {from}");
                 Ok(())
@@ -117,9 +122,14 @@ impl Follow {
                     return Err(msg);
                 }
                 let lsn = fs.lsn;
+                let (items, began) = (fs.items, fs.started);
                 eng.finish_full_sync(*fs)
                     .map_err(|e| format!("cannot switch to the full sync: {e}"))?;
                 self.received = lsn;
+                self.sync_summary = format!(
+                    "a full sync of {items} items in {:.1} s",
+                    began.elapsed().as_secs_f64()
+                );
                 self.state = State::Streaming;
                 Ok(())
             }
@@ -135,8 +145,16 @@ impl Follow {
                 }
                 let records = msg::decode_records(payload).map_err(|e| e.to_string())?;
                 for rec in &records {
-                    eng.apply_remote(rec)
-                        .map_err(|e| format!("applying LSN {}: {e}", rec.lsn))?;
+                    if let Err(e) = eng.apply_remote(rec) {
+                        if matches!(e, crate::server::engine::ApplyError::Gap { .. }) {
+                            crate::incident::raise(
+                                crate::incident::Kind::SequenceGap,
+                                format!("records from the master: {e}; resyncing"),
+                                &[("lsn", rec.lsn.to_string())],
+                            );
+                        }
+                        return Err(format!("applying LSN {}: {e}", rec.lsn));
+                    }
                     self.received = rec.lsn;
                 }
                 Ok(())

@@ -157,6 +157,8 @@ pub struct PeerStatus {
     pub connected_s: u64,
     pub full_syncs: u64,
     pub partial_syncs: u64,
+    /// How this connection came into sync ("" until it did; see `Follow::sync_summary`).
+    pub sync_summary: String,
 }
 
 /// Counters over the life of the process.
@@ -195,11 +197,30 @@ pub struct Link {
     /// The link broke after this master asked its slave to take over: the next contact
     /// settles who is the master.
     handing_over: bool,
+    /// Peers whose link went down (by node id): since when, and their label; a link-up
+    /// incident ends it.
+    down_since: std::collections::HashMap<[u8; 16], (Instant, String)>,
 }
 
 mod switchover;
 
 const READ_LIMIT: usize = 16 << 20;
+
+/// A frame out of sequence or failing its MAC is an incident of its own (the link-down one
+/// follows when the connection is closed).
+fn frame_incident(e: &super::frame::FrameError, peer: &str) {
+    use super::frame::FrameError;
+    let kind = match e {
+        FrameError::BadSeq { .. } => crate::incident::Kind::SequenceGap,
+        FrameError::BadMac { .. } => crate::incident::Kind::AuthFailure,
+        _ => return,
+    };
+    crate::incident::raise(
+        kind,
+        format!("link {peer}: {e}; nothing of it is applied, the link is resynced"),
+        &[("peer", peer.to_string())],
+    );
+}
 
 impl Link {
     /// Binds the link port (or takes the socket systemd passed) and registers it.
@@ -244,6 +265,7 @@ impl Link {
             switchover: None,
             switchover_outcome: None,
             handing_over: false,
+            down_since: Default::default(),
         })
     }
 
@@ -400,12 +422,34 @@ impl Link {
                 ));
             }
             let why = format!(
-                "INCIDENT two masters of generation {ours}: this node and {name}; neither feeds the other — promote one (`hotbackup promote`) and rejoin the other (`hotbackup rejoin`)"
+                "two masters of generation {ours}: this node and {name}; neither feeds the other — promote one (`hotbackup promote`) and rejoin the other (`hotbackup rejoin`)"
             );
-            log::error!("{why}");
+            crate::incident::raise(
+                crate::incident::Kind::TwoMasters,
+                why.clone(),
+                &[("peer", name.clone())],
+            );
             return Err(why);
         }
         Ok(())
+    }
+
+    /// A link that had gone down is up again: the recovery incident.
+    fn note_link_up(&mut self, c: &Conn) {
+        let Some(node) = c.node else {
+            return;
+        };
+        if let Some((since, label)) = self.down_since.remove(&node) {
+            crate::incident::raise(
+                crate::incident::Kind::LinkUp,
+                format!(
+                    "link {} up again after {:.1} s (was {label})",
+                    c.peer.label(),
+                    since.elapsed().as_secs_f64()
+                ),
+                &[("peer", c.peer.label())],
+            );
+        }
     }
 
     /// A peer answered (and is not newer): a starting master may take writes.
@@ -419,7 +463,11 @@ impl Link {
                 "aborted: {} did not take over before the link broke; this node stays the master",
                 c.peer.label()
             );
-            log::warn!("INCIDENT switchover {outcome}");
+            crate::incident::raise(
+                crate::incident::Kind::Switchover,
+                format!("switchover {outcome}"),
+                &[],
+            );
             self.switchover_outcome = Some(outcome);
         }
         if eng.checking_peers() && eng.fenced().is_none() {
@@ -509,8 +557,12 @@ impl Link {
                     let _ = stream.set_nodelay(true);
                     self.stats.accepted += 1;
                     if !self.is_peer_address(addr.ip()) {
-                        log::warn!(
-                            "INCIDENT link: refused a connection from {addr}: not one of this node's [link] peers"
+                        crate::incident::raise(
+                            crate::incident::Kind::PeerRefused,
+                            format!(
+                                "link: refused a connection from {addr}: not one of this node's [link] peers"
+                            ),
+                            &[("peer", addr.to_string())],
                         );
                         continue;
                     }
@@ -619,13 +671,17 @@ impl Link {
                 }
                 return Err(why);
             }
-            Err(ReadEnd::Bad(e)) => return Err(format!("bad frame: {e}")),
+            Err(ReadEnd::Bad(e)) => {
+                frame_incident(&e, &c.peer.label());
+                return Err(format!("bad frame: {e}"));
+            }
         }
         loop {
             match c.peer.next_frame() {
                 Ok(Some(f)) => self.on_frame(c, f.ty, &f.payload, eng)?,
                 Ok(None) => return Ok(()),
                 Err(ReadEnd::Bad(e)) => {
+                    frame_incident(&e, &c.peer.label());
                     return Err(format!(
                         "bad frame ({e}): corrupted or injected data; reconnecting"
                     ));
@@ -664,9 +720,13 @@ impl Link {
                     Ok(x) => x,
                     Err(e) => {
                         self.stats.auth_failures += 1;
-                        log::error!(
-                            "INCIDENT link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
-                            c.peer.addr
+                        crate::incident::raise(
+                            crate::incident::Kind::AuthFailure,
+                            format!(
+                                "link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
+                                c.peer.addr
+                            ),
+                            &[("peer", c.peer.addr.clone())],
                         );
                         return Err(format!("authentication failed: {e}"));
                     }
@@ -710,9 +770,13 @@ impl Link {
                     }
                     Err(e) => {
                         self.stats.auth_failures += 1;
-                        log::error!(
-                            "INCIDENT link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
-                            c.peer.addr
+                        crate::incident::raise(
+                            crate::incident::Kind::AuthFailure,
+                            format!(
+                                "link authentication failed: {} did not prove the shared key ({e}); nothing it sent is applied",
+                                c.peer.addr
+                            ),
+                            &[("peer", c.peer.addr.clone())],
                         );
                         Err(format!("authentication failed: {e}"))
                     }
@@ -759,14 +823,16 @@ impl Link {
                     t.last_error = None;
                 }
                 c.job = Job::Feed(Box::new(feed));
+                self.note_link_up(c);
                 eng.note_fed_slave();
                 self.write_slot(c, eng, true);
                 Ok(())
             }
             Err(refusal) => {
-                log::error!(
-                    "INCIDENT link {}: not feeding it: {refusal}",
-                    c.peer.label()
+                crate::incident::raise(
+                    crate::incident::Kind::PeerRefused,
+                    format!("link {}: not feeding it: {refusal}", c.peer.label()),
+                    &[("peer", c.peer.label())],
                 );
                 c.peer
                     .send(auth::T_REFUSE, &auth::refuse_payload(&refusal.to_string()));
@@ -790,7 +856,11 @@ impl Link {
             if their_gen >= ours {
                 if let Err(e) = eng.prepare_rejoin(&theirs.history, &c.peer.label()) {
                     let why = format!("cannot rejoin: {e}");
-                    log::error!("INCIDENT link {}: {why}", c.peer.label());
+                    crate::incident::raise(
+                        crate::incident::Kind::PeerRefused,
+                        format!("link {}: {why}", c.peer.label()),
+                        &[("peer", c.peer.label())],
+                    );
                     c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
                     return Err(why);
                 }
@@ -814,7 +884,7 @@ impl Link {
                 },
             );
             log::error!(
-                "INCIDENT link {}: a {} (generation {}) dialled this master to feed it: {why}",
+                "link {}: a {} (generation {}) dialled this master to feed it: {why}",
                 c.peer.label(),
                 match theirs.role {
                     Role::Master => "master",
@@ -833,7 +903,11 @@ impl Link {
                 "this node is at generation {ours}; it does not follow {} at the older generation {their_gen}",
                 c.peer.label()
             );
-            log::error!("INCIDENT link: {why}");
+            crate::incident::raise(
+                crate::incident::Kind::PeerRefused,
+                format!("link: {why}"),
+                &[("peer", c.peer.label())],
+            );
             c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
             return Err(why);
         }
@@ -863,6 +937,7 @@ impl Link {
             eng.note_master_node(node, &c.peer.label());
         }
         c.job = Job::Follow(Box::default());
+        self.note_link_up(c);
         Ok(())
     }
 
@@ -930,7 +1005,16 @@ impl Link {
         let was_up = matches!(c.job, Job::Feed(_) | Job::Follow(_));
         if was_up {
             self.stats.disconnects += 1;
-            log::warn!("INCIDENT link {} down: {why}", c.peer.label());
+            crate::incident::raise(
+                crate::incident::Kind::LinkDown,
+                format!("link {} down: {why}", c.peer.label()),
+                &[("peer", c.peer.label())],
+            );
+            if let Some(node) = c.node {
+                self.down_since
+                    .entry(node)
+                    .or_insert_with(|| (Instant::now(), c.peer.label()));
+            }
         } else {
             log::info!("link {}: closed: {why}", c.peer.label());
         }
@@ -1101,10 +1185,14 @@ impl Link {
                 return Some(oldest.1);
             }
             let (node, lsn, name) = oldest.clone();
-            log::error!(
-                "INCIDENT slot of slave {name} ({}) dropped: it needs the journal from LSN {lsn}, {retained} bytes, over max_retained_bytes ({}); it will need a full sync",
-                hex(&node),
-                self.settings.max_retained_bytes
+            crate::incident::raise(
+                crate::incident::Kind::SlotDropped,
+                format!(
+                    "slot of slave {name} ({}) dropped: it needs the journal from LSN {lsn}, {retained} bytes, over max_retained_bytes ({}); it will need a full sync",
+                    hex(&node),
+                    self.settings.max_retained_bytes
+                ),
+                &[("peer", name.clone()), ("lsn", lsn.to_string())],
             );
             self.stats.slots_dropped += 1;
             eng.drop_slot(&node);
@@ -1164,6 +1252,7 @@ impl Link {
                 connected_s: p.connected_at.elapsed().as_secs(),
                 full_syncs: 0,
                 partial_syncs: 0,
+                sync_summary: String::new(),
             };
             match &c.job {
                 Job::Feed(f) => {
@@ -1189,6 +1278,7 @@ impl Link {
                     s.acked_received = f.received;
                     s.full_syncs = f.full_syncs;
                     s.partial_syncs = f.partial_syncs;
+                    s.sync_summary = f.sync_summary.clone();
                 }
                 Job::None => {}
             }
@@ -1224,6 +1314,7 @@ impl Link {
                     connected_s: 0,
                     full_syncs: 0,
                     partial_syncs: 0,
+                    sync_summary: String::new(),
                 });
             }
         }

@@ -367,9 +367,15 @@ fn wait_in_sync(
             last_line = line;
         }
         if get("master_link_status") == "up" && state == "streaming" {
+            let how = get("master_sync_summary");
             let mut msg = format!(
-                "{what}; in sync with its master at LSN {}",
-                get("slave_repl_offset")
+                "{what}; in sync with its master at LSN {}{}",
+                get("slave_repl_offset"),
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after {how})")
+                }
             );
             for r in &reports {
                 msg.push('\n');

@@ -215,6 +215,8 @@ pub struct Engine {
     /// A switchover's pause of new writes: Some(refuse) while it lasts (refuse: TRYAGAIN at
     /// once; else they wait in the event loop).
     write_pause: Option<bool>,
+    /// A disk-full incident was raised and not yet ended.
+    disk_alarm: bool,
     /// A rejoin's rewind in progress (see `rejoin.rs`).
     rewind: Option<crate::store::rewind::RewindState>,
     /// What the last rejoin exported.
@@ -354,6 +356,8 @@ impl Engine {
             },
         )?;
         let meta = *store.meta();
+        // The incident list goes on from what was kept (ids keep increasing).
+        crate::incident::restore(store.incidents().unwrap_or_default());
         let rewind = store.rewind()?;
         if let Some(r) = rewind.as_ref().filter(|r| r.upto.is_none()) {
             // A rejoin exported the records from r.fork and set the store back before it; the
@@ -386,11 +390,17 @@ impl Engine {
         attach_archiver(&mut journal, &opts)?;
         let mut stats = EngineStats::default();
         if let Some((seg, offset, dropped, last)) = &recovery.truncated {
-            stats.truncated_at_start = Some(format!(
+            let what = format!(
                 "segment {} offset {offset}: {dropped} bytes of a torn write dropped; last good LSN {}",
                 seg.display(),
                 last.map_or("none".into(), |l| l.to_string())
-            ));
+            );
+            crate::incident::raise(
+                crate::incident::Kind::JournalTruncated,
+                format!("journal tail cut at start (an unfinished write of a crash): {what}"),
+                &[("segment", seg.display().to_string())],
+            );
+            stats.truncated_at_start = Some(what);
         }
         let mut engine = Engine {
             fs: fs_for_later,
@@ -420,6 +430,7 @@ impl Engine {
             rejoin_report: None,
             master_node: None,
             write_pause: None,
+            disk_alarm: false,
             checking_peers: false,
             retention_floor: None,
             sync_started: None,
@@ -579,6 +590,27 @@ impl Engine {
     }
 
     pub fn check_writable(&mut self) -> Result<(), WriteRefused> {
+        let r = self.check_space();
+        // Disk full (and back) are incidents, once per episode.
+        match (&r, self.disk_alarm) {
+            (Err(e @ (WriteRefused::LowSpace { .. } | WriteRefused::DiskFull(_))), false) => {
+                self.disk_alarm = true;
+                crate::incident::raise(crate::incident::Kind::DiskFull, e.to_string(), &[]);
+            }
+            (Ok(()), true) => {
+                self.disk_alarm = false;
+                crate::incident::raise(
+                    crate::incident::Kind::DiskRecovered,
+                    "disk space is back: writes are accepted again",
+                    &[],
+                );
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn check_space(&mut self) -> Result<(), WriteRefused> {
         if self.no_replicas {
             return Err(WriteRefused::NoReplicas);
         }

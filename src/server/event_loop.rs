@@ -584,7 +584,11 @@ impl Server {
             self.flush(slot);
         }
         if self.link.refusing_since.is_some() && self.link.sync_bound() >= durable {
-            log::warn!("sync mode restored: enough slaves acknowledge again");
+            crate::incident::raise(
+                crate::incident::Kind::SyncRecovered,
+                "sync mode restored: enough slaves acknowledge again",
+                &[],
+            );
             self.link.refusing_since = None;
             self.eng.set_no_replicas(false);
         }
@@ -606,16 +610,20 @@ impl Server {
             return;
         }
         let settings = self.link.settings().clone();
-        log::error!(
-            "INCIDENT sync timeout: fewer than {} slave(s) acknowledged within {:?} (sync = {:?}); {}",
-            settings.min_sync_slaves,
-            settings.sync_timeout,
-            settings.sync,
-            if settings.refuse_on_timeout {
-                "the writes held are acknowledged (they are durable here) and new writes are refused until slaves catch up"
-            } else {
-                "acknowledging in async mode until slaves catch up"
-            }
+        crate::incident::raise(
+            crate::incident::Kind::SyncTimeout,
+            format!(
+                "sync timeout: fewer than {} slave(s) acknowledged within {:?} (sync = {:?}); {}",
+                settings.min_sync_slaves,
+                settings.sync_timeout,
+                settings.sync,
+                if settings.refuse_on_timeout {
+                    "the writes held are acknowledged (they are durable here) and new writes are refused until slaves catch up"
+                } else {
+                    "acknowledging in async mode until slaves catch up"
+                }
+            ),
+            &[],
         );
         self.link.refusing_since = Some(Instant::now());
         if settings.refuse_on_timeout {
@@ -1024,6 +1032,15 @@ impl Server {
             }
         }
         self.link.tick(&mut self.eng, self.poll.registry());
+        crate::incident::set_role(if self.eng.is_slave() {
+            "slave"
+        } else {
+            "master"
+        });
+        let new = crate::incident::take_unsaved();
+        if !new.is_empty() {
+            self.eng.save_incidents(&new);
+        }
         let second = now.duration_since(self.last_housekeeping) >= Duration::from_secs(1);
         let (interval, bytes) = (
             self.settings.checkpoint_interval,

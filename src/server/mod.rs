@@ -53,11 +53,29 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
         settings.instance,
         settings.data_dir.display()
     );
+    if !config.incidents.notify.is_empty() {
+        let n = crate::incident::notify::Notifier::start(crate::incident::notify::Settings {
+            targets: config.incidents.notify.clone(),
+            burst: config.incidents.notify_burst,
+            window: config.incidents.notify_window,
+            hook_timeout: config.incidents.hook_timeout,
+            instance: config.instance.clone(),
+        });
+        match n {
+            Ok(n) => crate::incident::set_notifier(Some(n)),
+            Err(e) => log::warn!(
+                "cannot start the incident notifier: {e}; incidents go to the journal only"
+            ),
+        }
+    }
     crate::systemd::notify_status("recovering: opening the journal and the store").ok();
     let engine = Engine::open(settings.engine_options())?;
     let server = Server::new(engine, settings)?;
     if let Some(a) = server.local_addr() {
         log::info!("ready: clients on {a}");
     }
-    server.run()
+    let r = server.run();
+    // Tell what is queued before the process goes.
+    crate::incident::set_notifier(None);
+    r
 }

@@ -9,6 +9,7 @@
 //!
 //! The store never reads the journal and never decides what a command means: it applies ops.
 
+pub mod incidents;
 pub mod item;
 mod read;
 pub mod rewind;

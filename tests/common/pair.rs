@@ -28,7 +28,56 @@ pub fn node_config(
         peers = peers.join(", "),
         key = key.display(),
     );
+    // Every incident is told to a hook that appends it to notified.log (see assert_incident).
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ncat >> {}\n", dir.join("notified.log").display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = if extra.contains("[incidents]") {
+        text
+    } else {
+        format!(
+            "{text}\n[incidents]\nnotify = [\"exec:{}\"]\nnotify_burst = 1000\n",
+            hook.display()
+        )
+    };
     std::fs::write(dir.join("node.toml"), text).unwrap();
+}
+
+/// Asserts that `n` raised an incident of `kind` and that it reached every place: its log
+/// line with the journald fields, its notify hook, and `hotbackup incidents`.
+pub fn assert_incident(n: &Node, kind: &str) {
+    let notified = n.dir.join("notified.log");
+    let needle = format!("\"kind\":\"{kind}\"");
+    let ok = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(&notified).is_ok_and(|t| t.contains(&needle))
+    });
+    assert!(
+        ok,
+        "incident {kind} did not reach the notify hook of {}: {:?}\n{}",
+        n.addr,
+        std::fs::read_to_string(&notified),
+        n.log_text()
+    );
+    let log = n.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("INCIDENT {kind}:")))
+        .unwrap_or_else(|| panic!("no INCIDENT {kind} line in the log:\n{log}"));
+    assert!(
+        line.contains("MESSAGE_ID=") && line.contains(&format!("HOTBACKUP_INCIDENT={kind}")),
+        "the incident's journald fields are missing: {line}"
+    );
+    let (code, out, err) = super::cli(&["incidents", "--config", n.config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(" {kind}: ")),
+        "{kind} not in `hotbackup incidents`:\n{out}"
+    );
 }
 
 /// A master and its slave, each a real process.

@@ -193,7 +193,11 @@ impl Link {
             "aborted after {} ms: {why}; this node stays the master and takes writes again",
             sw.started.elapsed().as_millis()
         );
-        log::warn!("INCIDENT switchover {outcome}");
+        crate::incident::raise(
+            crate::incident::Kind::Switchover,
+            format!("switchover {outcome}"),
+            &[],
+        );
         self.switchover_outcome = Some(outcome);
     }
 
@@ -209,7 +213,11 @@ impl Link {
             "unsettled: the link to {} broke after it was asked to take over at LSN {lsn}; this node takes no writes until it hears from it, then follows it if it took over",
             sw.target_name
         );
-        log::error!("INCIDENT switchover {outcome}");
+        crate::incident::raise(
+            crate::incident::Kind::Switchover,
+            format!("switchover {outcome}"),
+            &[],
+        );
         self.switchover_outcome = Some(outcome);
     }
 

@@ -192,6 +192,7 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.promote", 1, ADMIN | NOQUEUE, NOKEY, role::promote),
     spec("hb.rejoin", -1, ADMIN | NOQUEUE, NOKEY, role::rejoin),
     spec("hb.switchover", 1, ADMIN | NOQUEUE, NOKEY, role::switchover),
+    spec("hb.incidents", -1, ADMIN, NOKEY, role::incidents),
     spec("sentinel", -2, NOQUEUE, NOKEY, sentinel::sentinel),
 ];
 

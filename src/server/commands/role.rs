@@ -31,8 +31,10 @@ pub fn promote(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
             )));
         }
         let result = if ctx.eng.checking_peers() {
-            log::warn!(
-                "INCIDENT promote: this master stops waiting to hear from its peers and takes writes (by an admin's command)"
+            crate::incident::raise(
+                crate::incident::Kind::Promoted,
+                "promote: this master stops waiting to hear from its peers and takes writes (by an admin's command)",
+                &[],
             );
             ctx.eng.set_checking_peers(false);
             "stopped_waiting"
@@ -177,6 +179,32 @@ pub fn role(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
         encode::bulk(ctx.out, host.as_bytes());
         encode::bulk(ctx.out, port.to_string().as_bytes());
         encode::bulk(ctx.out, s.acked_applied.to_string().as_bytes());
+    }
+    Ok(())
+}
+
+/// HB.INCIDENTS [since_ms [RAW]]: the incidents this node keeps (oldest first), one JSON
+/// object per element (RAW: their binary encoding, what `hotbackup incidents` reads).
+pub fn incidents(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    let since = match args.get(1) {
+        None => 0,
+        Some(a) => super::parse_i64(a)
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or(CmdError::NotInteger)?,
+    };
+    let raw = match args.get(2) {
+        None => false,
+        Some(a) if a.eq_ignore_ascii_case(b"raw") => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    let list = crate::incident::recent(since);
+    encode::array_len(ctx.out, list.len());
+    for i in list {
+        if raw {
+            encode::bulk(ctx.out, &i.encode());
+        } else {
+            encode::bulk(ctx.out, i.to_json().as_bytes());
+        }
     }
     Ok(())
 }

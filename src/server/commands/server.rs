@@ -411,6 +411,11 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                     "master_link_state",
                     &master.map_or("down".to_string(), |m| m.state.clone()),
                 );
+                kv(
+                    t,
+                    "master_sync_summary",
+                    &master.map_or("", |m| m.sync_summary.as_str()),
+                );
                 kv(t, "slave_repl_offset", &ctx.eng.visible_lsn());
                 kv(t, "slave_read_only", &1);
             }

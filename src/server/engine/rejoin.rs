@@ -145,10 +145,18 @@ impl Engine {
             records,
             tape,
         };
-        log::error!(
-            "INCIDENT rejoin: {report}; {master} forked from this node's history at LSN {fork}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
-            report.tape.display(),
-            report.tape.display()
+        crate::incident::raise(
+            crate::incident::Kind::LostTransactions,
+            format!(
+                "rejoin: {report}; {master} forked from this node's history at LSN {fork}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
+                report.tape.display(),
+                report.tape.display()
+            ),
+            &[
+                ("peer", master.to_string()),
+                ("lsn", fork.to_string()),
+                ("tape", report.tape.display().to_string()),
+            ],
         );
         // 2. The rewind state, durably, with the applied LSN at fork - 1.
         let generation = {

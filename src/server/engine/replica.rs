@@ -135,9 +135,7 @@ impl Engine {
         }
         self.fenced = fenced;
         if let Some(why) = &self.fenced {
-            log::error!(
-                "INCIDENT this node is fenced ({why}): it refuses writes until `hotbackup rejoin`"
-            );
+            log::error!("this node is fenced ({why}): it refuses writes until `hotbackup rejoin`");
         }
         Ok(())
     }
@@ -170,7 +168,11 @@ impl Engine {
         if self.opts.slave || self.fenced.is_some() {
             return;
         }
-        log::error!("INCIDENT fenced: {why}; this node refuses writes until `hotbackup rejoin`");
+        crate::incident::raise(
+            crate::incident::Kind::Fenced,
+            format!("fenced: {why}; this node refuses writes until `hotbackup rejoin`"),
+            &[],
+        );
         if let Err(e) = self.persist_local("fenced", Some(&why)) {
             log::error!("cannot persist the fencing: {e}");
         }
@@ -333,8 +335,15 @@ impl Engine {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         b.set_local("fed", Some("1"))?;
         self.persist_local("role", Some("master"))?;
-        log::warn!(
-            "INCIDENT promoted: this node is the master, generation {generation} from LSN {first_lsn}"
+        crate::incident::raise(
+            crate::incident::Kind::Promoted,
+            format!(
+                "promoted: this node is the master, generation {generation} from LSN {first_lsn}"
+            ),
+            &[
+                ("generation", generation.to_string()),
+                ("lsn", first_lsn.to_string()),
+            ],
         );
         Ok(generation)
     }
@@ -646,6 +655,17 @@ impl Engine {
             .as_ref()
             .and_then(|s| s.slots().ok())
             .unwrap_or_default()
+    }
+
+    /// Writes incidents to the store's list (durable with the next checkpoint).
+    pub fn save_incidents(&mut self, list: &[crate::incident::Incident]) {
+        let result = match self.batch() {
+            Ok(b) => b.save_incidents(list),
+            Err(e) => Err(StoreError::Corrupt(e.to_string())),
+        };
+        if let Err(e) = result {
+            log::warn!("cannot keep incidents in the store: {e}");
+        }
     }
 
     /// Records how far a slave has acknowledged (kept with the store; durable at checkpoints).
