@@ -132,6 +132,7 @@ mod tests {
             connected_s: 0,
             full_syncs: 0,
             partial_syncs: 0,
+            sync_summary: String::new(),
         }
     }
 
