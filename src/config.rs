@@ -110,7 +110,9 @@ impl ServiceAddress {
             && dev.len() < 16
             && *dev != "."
             && *dev != ".."
-            && dev.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+            && dev
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
         if !dev_ok {
             return Err(format!("{EXPECTED}: {dev:?} is not an interface name"));
         }
@@ -2131,7 +2133,9 @@ mod tests {
         assert_eq!(c.service.address.map(|a| a.prefix), Some(64));
         assert_eq!(ok("data_dir = \"/d\"\n").service.address, None);
         assert_eq!(
-            ok("data_dir = \"/d\"\n[service]\naddress = \"\"\n").service.address,
+            ok("data_dir = \"/d\"\n[service]\naddress = \"\"\n")
+                .service
+                .address,
             None
         );
         for (bad, why) in [
@@ -2140,7 +2144,10 @@ mod tests {
             ("10.77.0.300/24 dev vA", "is not an IP address"),
             ("10.77.0.100/24 vA", "expected"),
             ("10.77.0.100/24 dev a/b", "is not an interface name"),
-            ("10.77.0.100/24 dev abcdefghijklmnop", "is not an interface name"),
+            (
+                "10.77.0.100/24 dev abcdefghijklmnop",
+                "is not an interface name",
+            ),
         ] {
             let e = err_in(&format!("[service]\naddress = \"{bad}\"\n"));
             assert!(

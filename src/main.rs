@@ -38,6 +38,10 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print only this field's value (e.g. role, writes, generation, links; a running
+        /// daemon's fields, else the data directory's); an empty line when it has none.
+        #[arg(long, value_name = "NAME", conflicts_with = "json")]
+        field: Option<String>,
     },
     /// Make this node the master (a slave: a new generation, writable at once; works when the
     /// old master is unreachable, and on a stopped node). Exit codes: 0 done or already master,
@@ -136,12 +140,19 @@ enum Cmd {
     /// of hotbackup-slave@NAME.socket; prints the commands to run next. Idempotent; a file
     /// with other contents is never replaced without --force. Exit codes: 0 done or already
     /// so, 1 failed, 2 bad usage, 3 refused (a file differs, a port is taken).
+    /// Forms: `setup NAME --role master|slave ...` or `setup master|slave NAME ...`.
+    #[command(
+        override_usage = "hotbackup setup NAME --role <ROLE> --peer <HOST:PORT> [OPTIONS]\n       \
+                                hotbackup setup <ROLE> NAME --peer <HOST:PORT> [OPTIONS]"
+    )]
     Setup {
+        /// NAME, or ROLE NAME: the instance (database) name (/etc/hotbackup/NAME.toml,
+        /// hotbackup-ROLE@NAME), after the role when --role is not given.
+        #[arg(value_name = "NAME", num_args = 1..=2, required = true)]
+        words: Vec<String>,
         /// The role the instance starts with.
-        #[arg(value_enum)]
-        role: SetupRoleArg,
-        /// The instance (database) name: /etc/hotbackup/NAME.toml, hotbackup-ROLE@NAME.
-        name: String,
+        #[arg(long, value_enum)]
+        role: Option<SetupRoleArg>,
         /// This node's hot-backup link port (the same on both nodes is simplest).
         #[arg(long, default_value_t = 2000)]
         port: u16,
@@ -169,6 +180,22 @@ enum Cmd {
         /// Write under DIR instead of / (image builds, tests); also HOTBACKUP_ROOT.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+        /// A service (virtual) address for the master unit to hold: "ADDR/PREFIX dev IFACE"
+        /// ([service] address).
+        #[arg(long, value_name = "ADDR/PREFIX dev IFACE", value_parser = parse_service_address)]
+        address: Option<hotbackup::config::ServiceAddress>,
+    },
+    /// Add (up) or remove (down) the instance's service address ([service] address): run by
+    /// hotbackup-master@.service as root when it starts and stops. `up` first checks that no
+    /// other host answers for it (arping -D), then announces it (arping -U). Exit codes: 0 done
+    /// or nothing to do (also when another host holds the address: it is then not taken, and
+    /// an error is logged), 1 failed, 2 bad usage/config.
+    ServiceAddress {
+        /// up or down.
+        #[arg(value_enum)]
+        action: AddressAction,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Write the man pages and shell completions generated from this CLI into DIR
     /// (packaging; DIR/man1/*.1, DIR/completions/{hotbackup.bash,_hotbackup,hotbackup.fish}).
@@ -185,6 +212,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AddressAction {
+    Up,
+    Down,
+}
+
+fn parse_service_address(s: &str) -> Result<hotbackup::config::ServiceAddress, String> {
+    hotbackup::config::ServiceAddress::parse(s)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -330,10 +367,16 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 }
             }
         }
-        Cmd::Status { config, json } => {
+        Cmd::Status {
+            config,
+            json,
+            field,
+        } => {
             let cfg = load(&config.config)?;
             let st = status::status(&cfg);
-            if json {
+            if let Some(k) = field {
+                println!("{}", st.field(&k).unwrap_or_default());
+            } else if json {
                 println!("{}", st.to_json(&cfg));
             } else {
                 print!("{}", st.render_human(&cfg));
@@ -546,8 +589,8 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         },
         Cmd::Setup {
+            words,
             role,
-            name,
             port,
             listen_address,
             peers,
@@ -557,8 +600,33 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
             force,
             skip_port_check,
             root,
+            address,
         } => {
             use hotbackup::ops::setup;
+            let (role, name) = match (role, words.as_slice()) {
+                (Some(r), [name]) => (r, name.clone()),
+                (None, [r, name]) => match <SetupRoleArg as clap::ValueEnum>::from_str(r, false) {
+                    Ok(r) => (r, name.clone()),
+                    Err(_) => {
+                        eprintln!(
+                            "hotbackup: setup: {r:?} is not a role: use `setup NAME --role master|slave` or `setup master|slave NAME`"
+                        );
+                        return Err(ExitCode::from(2));
+                    }
+                },
+                (None, [_]) => {
+                    eprintln!(
+                        "hotbackup: setup: give the role: `setup NAME --role master|slave` (or `setup master|slave NAME`)"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+                _ => {
+                    eprintln!(
+                        "hotbackup: setup: with --role, give only the instance NAME (`setup NAME --role master|slave`)"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            };
             let opts = setup::SetupOpts {
                 role: match role {
                     SetupRoleArg::Master => setup::SetupRole::Master,
@@ -574,6 +642,7 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 root: setup::default_root(root),
                 force,
                 skip_port_check,
+                address,
             };
             match setup::setup(&opts) {
                 Ok(r) => {
@@ -583,6 +652,24 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Err(e) => {
                     eprintln!("hotbackup: setup: {e}");
                     Err(ExitCode::from(e.exit_code()))
+                }
+            }
+        }
+        Cmd::ServiceAddress { action, config } => {
+            use hotbackup::ops::service_address;
+            let cfg = load(&config.config)?;
+            let r = match action {
+                AddressAction::Up => service_address::up(&cfg),
+                AddressAction::Down => service_address::down(&cfg),
+            };
+            match r {
+                Ok(o) => {
+                    eprintln!("{}", o.describe(&cfg));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("<3>hotbackup: service-address: {e}");
+                    Err(ExitCode::FAILURE)
                 }
             }
         }

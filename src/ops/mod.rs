@@ -16,5 +16,6 @@ pub mod replay;
 pub mod restore;
 pub mod role_cmd;
 pub mod save;
+pub mod service_address;
 pub mod setup;
 pub mod status;

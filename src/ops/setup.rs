@@ -75,6 +75,8 @@ pub struct SetupOpts {
     pub force: bool,
     /// Do not check that the ports are free.
     pub skip_port_check: bool,
+    /// The service address the master unit holds (`[service] address`).
+    pub address: Option<crate::config::ServiceAddress>,
 }
 
 /// Why setup did not complete. [`SetupError::exit_code`] gives the command's exit code.
@@ -282,6 +284,13 @@ pub fn render_config(opts: &SetupOpts) -> String {
         .replace("@LINK_LISTEN@", &link_listen(opts).to_string())
         .replace("@PEERS@", &peers)
         .replace("@KEY_FILE@", &toml_str(&paths.key.to_string_lossy()))
+        .replace(
+            "@SERVICE_ADDRESS@",
+            &match &opts.address {
+                Some(a) => format!("address = \"{}\"", toml_str(&a.to_string())),
+                None => "# address = \"10.0.0.100/24 dev eth0\"".to_string(),
+            },
+        )
 }
 
 /// The drop-in for `hotbackup-slave@NAME.socket`: resets the template's port and sets this
@@ -614,6 +623,7 @@ mod tests {
             root: root.to_path_buf(),
             force: false,
             skip_port_check: true,
+            address: None,
         }
     }
 
@@ -687,6 +697,7 @@ mod tests {
             "@DATA_DIR@",
             "@PEERS@",
             "@KEY_FILE@",
+            "@SERVICE_ADDRESS@",
         ] {
             assert!(
                 !text.contains(placeholder),
@@ -705,6 +716,12 @@ mod tests {
         assert_eq!(cfg.link.listen, Some("0.0.0.0:2000".parse().unwrap()));
         assert_eq!(cfg.link.peers, vec!["10.77.0.1:2000", "[fd00::1]:2001"]);
         assert_eq!(cfg.client.listen, Some("127.0.0.1:7379".parse().unwrap()));
+        assert_eq!(cfg.service.address, None);
+        // With a service address, the [service] section names it.
+        o.address = Some(crate::config::ServiceAddress::parse("10.77.0.100/24 dev vA").unwrap());
+        let text = render_config(&o).replace("/etc/hotbackup/db1.key", &key.to_string_lossy());
+        let cfg = crate::config::Config::parse(&text, &dir.path().join("db1.toml")).unwrap();
+        assert_eq!(cfg.service.address, o.address);
     }
 
     #[test]
