@@ -26,7 +26,9 @@ use thiserror::Error;
 
 use super::port_check;
 
-/// The config template; `@NAME@` placeholders are filled by [`render_config`].
+/// The built-in config template; `@NAME@` placeholders are filled by [`render_config`]. The
+/// packages also install it as `/etc/hotbackup/setup-template.toml` (a conffile the admin may
+/// edit), which setup uses instead when it exists.
 const TEMPLATE: &str = include_str!("../../etc/hotbackup/setup-template.toml");
 
 /// Bytes of randomness in a new key (written base64, 44 characters).
@@ -267,8 +269,23 @@ fn link_listen(opts: &SetupOpts) -> SocketAddr {
     SocketAddr::new(opts.listen_address, opts.port)
 }
 
-/// The instance's config file.
+/// The template to use: `/etc/hotbackup/setup-template.toml` under the root, or the built-in.
+fn template(root: &Path) -> Result<String, SetupError> {
+    let real = Path::new("/etc/hotbackup/setup-template.toml");
+    match std::fs::read_to_string(under(root, real)) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TEMPLATE.to_string()),
+        Err(e) => Err(io_err(real)(e)),
+    }
+}
+
+/// The instance's config file, from the built-in template.
 pub fn render_config(opts: &SetupOpts) -> String {
+    render_config_from(TEMPLATE, opts)
+}
+
+/// The instance's config file from `template`.
+pub fn render_config_from(template: &str, opts: &SetupOpts) -> String {
     let paths = InstancePaths::new(&opts.name);
     let peers = opts
         .peers
@@ -276,7 +293,7 @@ pub fn render_config(opts: &SetupOpts) -> String {
         .map(|p| format!("\"{}\"", toml_str(p)))
         .collect::<Vec<_>>()
         .join(", ");
-    TEMPLATE
+    template
         .replace("@INSTANCE@", &toml_str(&opts.name))
         .replace("@ROLE@", opts.role.as_str())
         .replace("@DATA_DIR@", &toml_str(&paths.data_dir.to_string_lossy()))
@@ -496,7 +513,7 @@ pub fn setup(opts: &SetupOpts) -> Result<SetupReport, SetupError> {
     let root_owned = nix::unistd::geteuid().is_root();
     let paths = InstancePaths::new(&opts.name);
 
-    let config = render_config(opts);
+    let config = render_config_from(&template(&opts.root)?, opts);
     let dropin = render_socket_dropin(opts);
     let key = match &opts.key_file {
         Some(src) => read_key(src)?,
