@@ -122,8 +122,10 @@ cleanup() {
     rm -rf "$WORK"
     if [ "$failed" = 0 ]; then
         log "two-hosts: PASSED in $((SECONDS - START))s"
+        echo "system: 1 passed, 0 failed"
     else
         log "two-hosts: FAILED (exit $rc) after $((SECONDS - START))s"
+        echo "system: 0 passed, 1 failed"
     fi
 }
 trap cleanup EXIT
