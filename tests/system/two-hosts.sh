@@ -136,7 +136,7 @@ ROOTFS=$(tests/system/rootfs.sh)
 if [ -n "${HB_DEB:-}" ]; then
     DEB=$HB_DEB
 else
-    scripts/package.sh >"$WORK/package.log" 2>&1 || { tail -30 "$WORK/package.log"; fail "scripts/package.sh"; }
+    scripts/package.sh --deb >"$WORK/package.log" 2>&1 || { tail -30 "$WORK/package.log"; fail "scripts/package.sh"; }
     DEB=$(ls -t target/debian/hotbackup_*.deb | head -1)
 fi
 [ -f "$DEB" ] || fail "no .deb at $DEB"
@@ -397,5 +397,21 @@ for k in k1=v1 k2=v2 k3=v3 k4=v4 during-cut=yes key:1=value-1; do
     grep -qx "$k" "$WORK/data-A.txt" || fail "$k missing"
 done
 log "A and B hold the same $(wc -l <"$WORK/data-A.txt") items"
+
+step "package life cycle: reinstall (upgrade path) restarts the master; remove keeps data; purge deletes it"
+pid_before=$(show A hotbackup-master@db1.service MainPID)
+on A dpkg -i /root/hotbackup.deb >"$WORK/dpkg-again.log" 2>&1 || { cat "$WORK/dpkg-again.log"; fail "dpkg -i again on A"; }
+wait_for 30 "A's master restarted by the upgrade" \
+    bash -c "p=\$(timeout 10 nsenter -t ${PID1[A]} -a systemctl show -p MainPID --value hotbackup-master@db1.service); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && [ \"\$p\" != $pid_before ]"
+wait_for 30 "A writable after the upgrade" bash -c "[ \"\$(timeout 10 nsenter -t ${PID1[A]} -a hotbackup status --config $CFG --field writes)\" = ok ]"
+on B dpkg -r hotbackup >"$WORK/dpkg-r.log" 2>&1 || { cat "$WORK/dpkg-r.log"; fail "dpkg -r on B"; }
+on B systemctl is-active --quiet hotbackup-slave@db1.service && fail "dpkg -r left B's instance running"
+on B test -d /var/lib/hotbackup/db1 || fail "dpkg -r deleted the data"
+on B test -f /etc/hotbackup/db1.toml || fail "dpkg -r deleted the config"
+on B dpkg -P hotbackup >"$WORK/dpkg-P.log" 2>&1 || { cat "$WORK/dpkg-P.log"; fail "dpkg -P on B"; }
+on B test -e /var/lib/hotbackup && fail "dpkg -P left /var/lib/hotbackup"
+on B test -e /etc/hotbackup/db1.key && fail "dpkg -P left the key"
+on B test -e /etc/systemd/system/hotbackup-slave@db1.socket.d && fail "dpkg -P left the socket drop-in"
+log "reinstall restarted A's master; remove kept B's data; purge deleted it"
 
 failed=0
