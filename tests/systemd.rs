@@ -2,7 +2,7 @@
 //! as LISTEN_FDS/LISTEN_FDNAMES, kept open across a restart of the daemon, as a .socket unit
 //! does), the sd_notify protocol (READY, STATUS, WATCHDOG, STOPPING on a datagram socket of
 //! the test's), the watchdog freeze trigger, and `hotbackup setup` into a temporary root.
-//! The same behaviour under a real systemd is tests/system/two_hosts.sh.
+//! The same behaviour under a real systemd is tests/system/two-hosts.sh.
 
 mod common;
 
@@ -296,4 +296,65 @@ fn setup_into_a_root_writes_a_config_the_daemon_runs_and_is_idempotent() {
         role.first(),
         Some(&redis::Value::BulkString(b"slave".to_vec()))
     );
+}
+
+#[test]
+fn recovery_extends_the_start_timeout_and_ready_comes_only_after_the_replay() {
+    let mut n =
+        Node::start("[durability]\ncheckpoint_interval = \"1h\"\ncheckpoint_bytes = \"1GiB\"\n");
+    {
+        let mut c = n.client();
+        for i in 0..300 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+        }
+    }
+    // No checkpoint since: the next start replays the journal into the store.
+    n.kill9();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(&n.config)
+        .env("NOTIFY_SOCKET", &sock_path);
+    n.launch_cmd(cmd);
+    let got = recv_until(&sock, Duration::from_secs(10), |m| m.contains("READY=1"));
+    let extend = got
+        .iter()
+        .position(|m| m.contains("EXTEND_TIMEOUT_USEC="))
+        .unwrap_or_else(|| panic!("no EXTEND_TIMEOUT_USEC during the replay: {got:?}"));
+    let replayed = got
+        .iter()
+        .position(|m| m.starts_with("STATUS=recovering: replayed the journal up to LSN"))
+        .unwrap_or_else(|| panic!("no replay STATUS before READY: {got:?}"));
+    let ready = got.len() - 1;
+    assert!(extend < ready && replayed < ready, "{got:?}");
+    assert_eq!(get(&n, "k299"), Some("299".into()));
+    assert_eq!(n.stop(), Some(0));
+}
+
+#[test]
+fn status_field_and_service_address_without_an_address() {
+    let mut n = Node::start("");
+    let cfg = n.config.to_string_lossy().into_owned();
+    let (code, out, err) = common::cli(&["status", "--config", &cfg, "--field", "role"]);
+    assert_eq!((code, out.as_str()), (0, "master\n"), "{err}");
+    let (code, out, _) = common::cli(&["status", "--config", &cfg, "--field", "writes"]);
+    assert_eq!((code, out.as_str()), (0, "ok\n"));
+    let (code, out, _) = common::cli(&["status", "--config", &cfg, "--field", "no-such"]);
+    assert_eq!((code, out.as_str()), (0, "\n"));
+    // No [service] address: nothing to do, exit 0, and it says so.
+    for action in ["up", "down"] {
+        let (code, _, err) = common::cli(&["service-address", action, "--config", &cfg]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("no [service] address"), "{err}");
+    }
+    assert_eq!(n.stop(), Some(0));
+    // Stopped: exit 3 (LSB), the data directory's fields.
+    let (code, out, _) = common::cli(&["status", "--config", &cfg, "--field", "generation"]);
+    assert_eq!((code, out.as_str()), (3, "1\n"));
 }
