@@ -9,9 +9,10 @@ set -euo pipefail
 
 SUITE=bookworm
 # systemd as PID 1; iproute2/iptables for the network faults; procps for ps/pgrep-free checks;
-# redis-tools for redis-cli inside the hosts; iputils-arping for the service address (DAD, gratuitous ARP). passwd (useradd, in minbase) and systemd-sysusers
-# create the service user.
-PACKAGES="systemd,systemd-sysv,dbus,iproute2,iptables,procps,redis-tools,iputils-arping"
+# redis-tools for redis-cli inside the hosts; iputils-arping for the service address (DAD,
+# gratuitous ARP); man-db so systemd-analyze verify can check the units' Documentation=man:...
+# passwd (useradd, in minbase) and systemd-sysusers create the service user.
+PACKAGES="systemd,systemd-sysv,dbus,iproute2,iptables,procps,redis-tools,iputils-arping,man-db"
 
 cache=${HB_ROOTFS_CACHE:-/var/tmp/hotbackup-rootfs}
 key=$(printf '%s\n%s\n' "$SUITE" "$PACKAGES" | sha256sum | cut -c1-16)
