@@ -358,3 +358,53 @@ fn status_field_and_service_address_without_an_address() {
     let (code, out, _) = common::cli(&["status", "--config", &cfg, "--field", "generation"]);
     assert_eq!((code, out.as_str()), (3, "1\n"));
 }
+
+/// The unit-swap script behind hotbackup-failover/-rejoin/-switchover refuses bad usage with
+/// exit 2 before it touches anything (its real work is shown by tests/system/two-hosts.sh).
+#[test]
+fn failover_scripts_refuse_bad_usage() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/lib/hotbackup-units");
+    let run = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("HOTBACKUP_BIN", BIN)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (args, says) in [
+        (&[][..], "usage"),
+        (&["explode", "db1"][..], "unknown action"),
+        (&["failover"][..], "usage: hotbackup-failover NAME"),
+        (&["rejoin", "a/b"][..], "invalid instance name"),
+        (
+            &["switchover", "db1", "--bogus"][..],
+            "unknown option --bogus",
+        ),
+        (
+            &["failover", "db1", "--timeout", "soon"][..],
+            "--timeout takes seconds",
+        ),
+        (
+            &["failover", "no-such-instance-here"][..],
+            if nix_is_root() {
+                "/etc/hotbackup/no-such-instance-here.toml not found"
+            } else {
+                "run as root"
+            },
+        ),
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
