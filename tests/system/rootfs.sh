@@ -36,4 +36,9 @@ rm -f "$tmp/etc/machine-id"
 touch "$tmp/.complete"
 rm -rf "$dir"
 mv "$tmp" "$dir"
+# Root file systems made for an older package list are never used again: drop them.
+for old in "$cache"/*/; do
+    old=${old%/}
+    [ "$old" = "$dir" ] || [ ! -f "$old/.complete" ] || { rm -rf "$old" "$cache/debootstrap-$(basename "$old").log"; }
+done
 echo "$dir"
