@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs hotbackup's whole test suite: unit tests, integration tests against the real binary
 # (redis crate, redis-cli, redis-benchmark, redis-py's Sentinel client), the kill -9 crash test, the disk-full tests (tmpfs:
-# needs root) and the fuzz corpus replay.
+# needs root) and the fuzz corpus replay; then the two-host system test (tests/system/two-hosts.sh:
+# two systemd hosts in nspawn containers, the .deb, failover scripts), which needs root,
+# systemd-nspawn, debootstrap and overlayfs: without them it is SKIPPED and says why, unless
+# HB_SYSTEM_TEST=1 (CI sets it), which makes a skip a failure. HB_SYSTEM_TEST=0 leaves it out.
 # Installs redis-tools and python3-redis first when missing and we may (root with apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +27,22 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked -- --test-threads="${HB_TEST_THREADS:-2}"
+
+echo "== system test: two systemd hosts (tests/system/two-hosts.sh)"
+if [ "${HB_SYSTEM_TEST:-auto}" = 0 ]; then
+    echo "== system test SKIPPED: HB_SYSTEM_TEST=0"
+    exit 0
+fi
+set +e
+tests/system/two-hosts.sh
+rc=$?
+set -e
+if [ "$rc" = 77 ]; then
+    if [ "${HB_SYSTEM_TEST:-auto}" = 1 ]; then
+        echo "== system test could not run, and HB_SYSTEM_TEST=1 requires it (reason above)" >&2
+        exit 1
+    fi
+    echo "== system test SKIPPED (reason above): only the unit and integration tests ran"
+    exit 0
+fi
+exit "$rc"

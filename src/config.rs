@@ -67,6 +67,68 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     pub verify: VerifyConfig,
     pub metrics: MetricsConfig,
+    pub service: ServiceConfig,
+}
+
+/// `[service]`: how the systemd units present the instance on the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The service (virtual) address the master unit holds: added when it starts, removed when
+    /// it stops, so clients that know one address follow a failover.
+    pub address: Option<ServiceAddress>,
+}
+
+/// `address/prefix dev IFACE`, e.g. `10.77.0.100/24 dev eth0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAddress {
+    pub ip: std::net::IpAddr,
+    pub prefix: u8,
+    pub dev: String,
+}
+
+impl ServiceAddress {
+    /// Parses `ADDR/PREFIX dev IFACE`; the message says what was expected.
+    pub fn parse(s: &str) -> Result<ServiceAddress, String> {
+        const EXPECTED: &str = "expected \"ADDR/PREFIX dev IFACE\" like \"10.0.0.100/24 dev eth0\"";
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let [cidr, "dev", dev] = words.as_slice() else {
+            return Err(EXPECTED.to_string());
+        };
+        let Some((ip, prefix)) = cidr.split_once('/') else {
+            return Err(format!("{EXPECTED}: the prefix length is missing"));
+        };
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{EXPECTED}: {ip:?} is not an IP address"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{EXPECTED}: prefix length {prefix:?} is not 0..{max}"))?;
+        // IFNAMSIZ is 16 with the NUL; the kernel refuses '/', ':' and whitespace in names.
+        let dev_ok = !dev.is_empty()
+            && dev.len() < 16
+            && *dev != "."
+            && *dev != ".."
+            && dev
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if !dev_ok {
+            return Err(format!("{EXPECTED}: {dev:?} is not an interface name"));
+        }
+        Ok(ServiceAddress {
+            ip,
+            prefix,
+            dev: dev.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ServiceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} dev {}", self.ip, self.prefix, self.dev)
+    }
 }
 
 /// `[client]`: how clients reach the server.
@@ -601,6 +663,8 @@ struct RawConfig {
     verify: RawVerify,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    service: RawService,
 }
 
 #[derive(Deserialize, Default)]
@@ -693,6 +757,25 @@ struct RawVerify {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+struct RawService {
+    address: Option<Spanned<String>>,
+}
+
+impl RawService {
+    fn validate(self, src: &Source<'_>) -> Result<ServiceConfig, ConfigError> {
+        let mut c = ServiceConfig::default();
+        if let Some(a) = self.address.as_ref().filter(|a| !a.get_ref().is_empty()) {
+            c.address = Some(
+                ServiceAddress::parse(a.get_ref())
+                    .map_err(|m| src.invalid(a.span(), "service.address", m))?,
+            );
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawMetrics {
     listen: Option<Spanned<String>>,
 }
@@ -716,6 +799,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "incidents",
             "verify",
             "metrics",
+            "service",
         ],
     ),
     (
@@ -773,6 +857,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     ("verify", &["canary_interval", "canary_alarm", "interval"]),
     ("metrics", &["listen"]),
+    ("service", &["address"]),
 ];
 
 impl RawConfig {
@@ -828,6 +913,7 @@ impl RawConfig {
             incidents: self.incidents.validate(src)?,
             verify: self.verify.validate(src)?,
             metrics: self.metrics.validate(src)?,
+            service: self.service.validate(src)?,
         })
     }
 }
@@ -2071,6 +2157,42 @@ mod tests {
     }
 
     #[test]
+    fn service_address_is_parsed_and_checked() {
+        let c = ok("data_dir = \"/d\"\n[service]\naddress = \"10.77.0.100/24 dev vA\"\n");
+        let a = c.service.address.expect("an address");
+        assert_eq!(a.to_string(), "10.77.0.100/24 dev vA");
+        assert_eq!(a.prefix, 24);
+        assert_eq!(a.dev, "vA");
+        let c = ok("data_dir = \"/d\"\n[service]\naddress = \"fd00::64/64 dev eth0\"\n");
+        assert_eq!(c.service.address.map(|a| a.prefix), Some(64));
+        assert_eq!(ok("data_dir = \"/d\"\n").service.address, None);
+        assert_eq!(
+            ok("data_dir = \"/d\"\n[service]\naddress = \"\"\n")
+                .service
+                .address,
+            None
+        );
+        for (bad, why) in [
+            ("10.77.0.100 dev vA", "the prefix length is missing"),
+            ("10.77.0.100/33 dev vA", "is not 0..32"),
+            ("10.77.0.300/24 dev vA", "is not an IP address"),
+            ("10.77.0.100/24 vA", "expected"),
+            ("10.77.0.100/24 dev a/b", "is not an interface name"),
+            (
+                "10.77.0.100/24 dev abcdefghijklmnop",
+                "is not an interface name",
+            ),
+        ] {
+            let e = err_in(&format!("[service]\naddress = \"{bad}\"\n"));
+            assert!(
+                e.starts_with("/etc/hotbackup/db1.toml:3:11: invalid value for service.address"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn minimal_file_gets_every_default() {
         let c = ok("data_dir = \"/var/lib/hotbackup/db1\"\n");
         assert_eq!(c.path, Path::new(PATH));
@@ -2311,13 +2433,13 @@ level = "debug"
             err("data_dir = \"/d\"\ndatadir = 1\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `datadir` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify, metrics"
+             incidents, verify, metrics, service"
         );
         assert_eq!(
             err("data_dir = \"/d\"\n[clinet]\n"),
             "/etc/hotbackup/db1.toml:2:2: unknown key `clinet` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify, metrics"
+             incidents, verify, metrics, service"
         );
     }
 
@@ -2381,7 +2503,7 @@ level = "debug"
             err_in("level = \"info\"\n"),
             "/etc/hotbackup/db1.toml:2:1: unknown key `level` at top level, expected one of: \
              instance, data_dir, role, client, link, durability, journal, store, files, log, \
-             incidents, verify, metrics (`level` belongs in [log])"
+             incidents, verify, metrics, service (`level` belongs in [log])"
         );
         let e = err("data_dir = \"/d\"\n[client]\ninstance = \"x\"\n");
         assert!(

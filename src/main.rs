@@ -38,6 +38,10 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print only this field's value (e.g. role, writes, generation, links; a running
+        /// daemon's fields, else the data directory's); an empty line when it has none.
+        #[arg(long, value_name = "NAME", conflicts_with = "json")]
+        field: Option<String>,
     },
     /// Statistics of the running daemon and of each link (state, frames and bytes, reconnects,
     /// syncs, acknowledged LSNs, queue): counted since the daemon started, reset on restart.
@@ -156,6 +160,76 @@ enum Cmd {
         #[arg(long, default_value_t = 2002)]
         slave_link_port: u16,
     },
+    /// Prepare this host to run instance NAME under systemd: checks the ports, writes
+    /// /etc/hotbackup/NAME.toml from a template, the pair's key /etc/hotbackup/NAME.key (0600,
+    /// owned by the service user; new, or imported with --key-file) and the link port drop-in
+    /// of hotbackup-slave@NAME.socket; prints the commands to run next. Idempotent; a file
+    /// with other contents is never replaced without --force. Exit codes: 0 done or already
+    /// so, 1 failed, 2 bad usage, 3 refused (a file differs, a port is taken).
+    /// Forms: `setup NAME --role master|slave ...` or `setup master|slave NAME ...`.
+    #[command(
+        override_usage = "hotbackup setup NAME --role <ROLE> --peer <HOST:PORT> [OPTIONS]\n       \
+                                hotbackup setup <ROLE> NAME --peer <HOST:PORT> [OPTIONS]"
+    )]
+    Setup {
+        /// NAME, or ROLE NAME: the instance (database) name (/etc/hotbackup/NAME.toml,
+        /// hotbackup-ROLE@NAME), after the role when --role is not given.
+        #[arg(value_name = "NAME", num_args = 1..=2, required = true)]
+        words: Vec<String>,
+        /// The role the instance starts with.
+        #[arg(long, value_enum)]
+        role: Option<SetupRoleArg>,
+        /// This node's hot-backup link port (the same on both nodes is simplest).
+        #[arg(long, default_value_t = 2000)]
+        port: u16,
+        /// The address the link port listens on.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        listen_address: std::net::IpAddr,
+        /// The partner node's link address, HOST:PORT (repeat for several).
+        #[arg(long = "peer", value_name = "HOST:PORT", required = true)]
+        peers: Vec<String>,
+        /// Where clients connect, ADDR:PORT.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7379")]
+        client_listen: std::net::SocketAddr,
+        /// Import the pair's key from FILE (the other node's key) instead of making a new one.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// The service user that owns the key file.
+        #[arg(long, default_value = "hotbackup")]
+        user: String,
+        /// Replace files that exist with other contents.
+        #[arg(long)]
+        force: bool,
+        /// Do not check that the link and client ports are free.
+        #[arg(long)]
+        skip_port_check: bool,
+        /// Write under DIR instead of / (image builds, tests); also HOTBACKUP_ROOT.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// A service (virtual) address for the master unit to hold: "ADDR/PREFIX dev IFACE"
+        /// ([service] address).
+        #[arg(long, value_name = "ADDR/PREFIX dev IFACE", value_parser = parse_service_address)]
+        address: Option<hotbackup::config::ServiceAddress>,
+    },
+    /// Add (up) or remove (down) the instance's service address ([service] address): run by
+    /// hotbackup-master@.service as root when it starts and stops. `up` first checks that no
+    /// other host answers for it (arping -D), then announces it (arping -U). Exit codes: 0 done
+    /// or nothing to do (also when another host holds the address: it is then not taken, and
+    /// an error is logged), 1 failed, 2 bad usage/config.
+    ServiceAddress {
+        /// up or down.
+        #[arg(value_enum)]
+        action: AddressAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write the man pages and shell completions generated from this CLI into DIR
+    /// (packaging; DIR/man1/*.1, DIR/completions/{hotbackup.bash,_hotbackup,hotbackup.fish}).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// Is a TCP port free on this host? If not, which process holds it (like netstat -tlnp).
     PortCheck {
         /// The TCP port.
@@ -164,6 +238,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AddressAction {
+    Up,
+    Down,
+}
+
+fn parse_service_address(s: &str) -> Result<hotbackup::config::ServiceAddress, String> {
+    hotbackup::config::ServiceAddress::parse(s)
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SetupRoleArg {
+    Master,
+    Slave,
 }
 
 #[derive(Args)]
@@ -303,10 +393,16 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 }
             }
         }
-        Cmd::Status { config, json } => {
+        Cmd::Status {
+            config,
+            json,
+            field,
+        } => {
             let cfg = load(&config.config)?;
             let st = status::status(&cfg);
-            if json {
+            if let Some(k) = field {
+                println!("{}", st.field(&k).unwrap_or_default());
+            } else if json {
                 println!("{}", st.to_json(&cfg));
             } else {
                 print!("{}", st.render_human(&cfg));
@@ -563,6 +659,104 @@ fn run(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Err(ExitCode::FAILURE)
             }
         },
+        Cmd::Setup {
+            words,
+            role,
+            port,
+            listen_address,
+            peers,
+            client_listen,
+            key_file,
+            user,
+            force,
+            skip_port_check,
+            root,
+            address,
+        } => {
+            use hotbackup::ops::setup;
+            let (role, name) = match (role, words.as_slice()) {
+                (Some(r), [name]) => (r, name.clone()),
+                (None, [r, name]) => match <SetupRoleArg as clap::ValueEnum>::from_str(r, false) {
+                    Ok(r) => (r, name.clone()),
+                    Err(_) => {
+                        eprintln!(
+                            "hotbackup: setup: {r:?} is not a role: use `setup NAME --role master|slave` or `setup master|slave NAME`"
+                        );
+                        return Err(ExitCode::from(2));
+                    }
+                },
+                (None, [_]) => {
+                    eprintln!(
+                        "hotbackup: setup: give the role: `setup NAME --role master|slave` (or `setup master|slave NAME`)"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+                _ => {
+                    eprintln!(
+                        "hotbackup: setup: with --role, give only the instance NAME (`setup NAME --role master|slave`)"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let opts = setup::SetupOpts {
+                role: match role {
+                    SetupRoleArg::Master => setup::SetupRole::Master,
+                    SetupRoleArg::Slave => setup::SetupRole::Slave,
+                },
+                name,
+                port,
+                listen_address,
+                peers,
+                client_listen,
+                key_file,
+                user,
+                root: setup::default_root(root),
+                force,
+                skip_port_check,
+                address,
+            };
+            match setup::setup(&opts) {
+                Ok(r) => {
+                    print!("{}", r.render_human());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: setup: {e}");
+                    Err(ExitCode::from(e.exit_code()))
+                }
+            }
+        }
+        Cmd::ServiceAddress { action, config } => {
+            use hotbackup::ops::service_address;
+            let cfg = load(&config.config)?;
+            let r = match action {
+                AddressAction::Up => service_address::up(&cfg),
+                AddressAction::Down => service_address::down(&cfg),
+            };
+            match r {
+                Ok(o) => {
+                    eprintln!("{}", o.describe(&cfg));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("<3>hotbackup: service-address: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::GenerateDocs { dir } => {
+            use clap::CommandFactory;
+            match hotbackup::ops::docs::write_docs(Cli::command(), &dir) {
+                Ok(n) => {
+                    println!("wrote {n} file(s) under {}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hotbackup: generate-docs: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
         Cmd::PortCheck { port, json } => match port_check::check_port(port) {
             Ok(r) => {
                 if json {

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod docs;
 pub mod export;
 pub mod journal_cmd;
 pub use crate::json;
@@ -15,6 +16,8 @@ pub mod replay;
 pub mod restore;
 pub mod role_cmd;
 pub mod save;
+pub mod service_address;
+pub mod setup;
 pub mod stats_cmd;
 pub mod status;
 pub mod verify_cmd;

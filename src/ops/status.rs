@@ -31,6 +31,15 @@ impl Status {
         }
     }
 
+    /// One field's value: the daemon's (HB.STATUS), or the data directory's when stopped.
+    pub fn field(&self, k: &str) -> Option<&str> {
+        let list = match self {
+            Status::Running(f) => f,
+            Status::Stopped { disk, .. } => disk,
+        };
+        list.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
+    }
+
     pub fn render_human(&self, cfg: &Config) -> String {
         let mut o = String::new();
         match self {

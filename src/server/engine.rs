@@ -493,6 +493,10 @@ impl Engine {
             store.commit(batch, upto)?;
             from = upto + 1;
             crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
+            crate::systemd::notify_status(&format!(
+                "recovering: replayed the journal up to LSN {upto} of {written}"
+            ))
+            .ok();
         }
         self.generation = self.generation.max(self.journal.last_generation());
         // The store must not be made durable ahead of the journal.

@@ -191,6 +191,8 @@ pub struct Server {
     last_housekeeping: Instant,
     last_watchdog: Instant,
     watchdog: Option<Duration>,
+    /// Test-only: freezes the loop while a file exists (the watchdog system test).
+    freeze: super::status_line::FreezeTrigger,
 }
 
 fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
@@ -370,6 +372,7 @@ impl Server {
             last_housekeeping: Instant::now(),
             last_watchdog: Instant::now(),
             watchdog: crate::systemd::watchdog_interval(),
+            freeze: super::status_line::FreezeTrigger::from_env(),
         })
     }
 
@@ -1060,6 +1063,7 @@ impl Server {
     }
 
     fn housekeeping(&mut self) {
+        self.freeze.check();
         let now = Instant::now();
         if let Some(iv) = self.watchdog {
             if now.duration_since(self.last_watchdog) >= iv {
@@ -1123,18 +1127,25 @@ impl Server {
     }
 
     fn update_status(&self) {
-        let j = self.eng.journal();
-        let s = format!(
-            "master, generation {}, LSN {}, {} client(s){}",
-            self.eng.generation(),
-            j.durable_lsn(),
-            self.nconns,
-            if self.stopping.is_some() {
-                ", stopping"
-            } else {
-                ""
-            }
-        );
+        let writes = if self.eng.is_slave() {
+            Some("readonly")
+        } else if self.eng.fenced().is_some() {
+            Some("fenced")
+        } else if self.eng.checking_peers() {
+            Some("checking_peers")
+        } else {
+            None
+        };
+        let peers = self.link.status(&self.eng);
+        let s = super::status_line::format_status(&super::status_line::StatusInput {
+            role: self.eng.role_name(),
+            generation: self.eng.generation(),
+            durable_lsn: self.eng.journal().durable_lsn(),
+            clients: self.nconns,
+            writes,
+            peers: &peers,
+            stopping: self.stopping.is_some(),
+        });
         crate::systemd::notify_status(&s).ok();
     }
 

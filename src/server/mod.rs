@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event_loop;
 pub mod metrics;
 pub mod settings;
+pub mod status_line;
 
 use thiserror::Error;
 
@@ -69,6 +70,7 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
             ),
         }
     }
+    crate::systemd::notify_status("recovering: opening the journal and the store").ok();
     let engine = Engine::open(settings.engine_options())?;
     let server = Server::new(engine, settings)?;
     if let Some(a) = server.local_addr() {

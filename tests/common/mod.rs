@@ -65,6 +65,19 @@ impl Node {
         n
     }
 
+    /// A node on an existing directory holding `node.toml`, not started yet.
+    pub fn start_in_unlaunched(dir: &Path) -> Node {
+        Node {
+            dir: dir.to_path_buf(),
+            config: dir.join("node.toml"),
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            link_addr: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+            _tmp: None,
+        }
+    }
+
     /// Starts a node on an existing directory holding `node.toml`.
     pub fn start_in(dir: &Path) -> Node {
         let mut n = Node {
@@ -82,10 +95,16 @@ impl Node {
 
     /// (Re)starts the process and waits until it serves clients.
     pub fn launch(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"]).arg(&self.config);
+        self.launch_cmd(cmd);
+    }
+
+    /// Starts `cmd` (a `hotbackup serve` in some wrapper) as this node's process and waits
+    /// until it serves clients.
+    pub fn launch_cmd(&mut self, mut cmd: Command) {
         assert!(self.child.is_none(), "already running");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&self.config)
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
