@@ -95,10 +95,15 @@ fn run(min_free_space: &str, checkpoint_interval: &str) {
         ),
     );
     let _ = config;
+    // The notify hook's log lives off the full file system (else it could not be written).
+    let outside = fs.dir.parent().unwrap().join("notified.log");
+    std::fs::write(&outside, "").unwrap();
+    std::os::unix::fs::symlink(&outside, fs.dir.join("notified.log")).unwrap();
     let mut n = Node::start_in(&fs.dir);
     let (acked, err) = write_until_full(&n, "a");
     assert!(acked.len() > 50, "only {} writes before full", acked.len());
     check_full_behaviour(&n, &acked, &err);
+    common::pair::assert_incident(&n, "disk_full");
     // Space returns: writes work again (after the server notices).
     std::fs::remove_file(&filler).unwrap();
     let mut con = n.client();
@@ -111,6 +116,7 @@ fn run(min_free_space: &str, checkpoint_interval: &str) {
         "writes did not resume after space was freed:\n{}",
         n.log_text()
     );
+    common::pair::assert_incident(&n, "disk_recovered");
     // Nothing acknowledged was lost, across a crash too.
     n.kill9();
     n.launch();

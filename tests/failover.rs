@@ -712,3 +712,46 @@ fn promote_and_rejoin_work_on_stopped_nodes_and_are_idempotent() {
     wait_caught_up(&d.b, &d.a, Duration::from_secs(30));
     assert_same(&d.b, &d.a, &["main"]);
 }
+
+#[test]
+fn two_masters_of_one_generation_meet_refuse_to_feed_each_other_and_raise_an_incident() {
+    // B is made from a save of A and configured as a master: the same database at the same
+    // generation, two writable masters (a setup mistake). When they meet, neither feeds the
+    // other and both raise the incident that tells the admin to promote one and rejoin the other.
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::key_file(dir.path(), "k.key", KEY);
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let (adir, bdir) = (dir.path().join("a"), dir.path().join("b"));
+    node_config(&adir, "master", pa, &[format!("127.0.0.1:{pb}")], &key, "");
+    node_config(&bdir, "master", pb, &[format!("127.0.0.1:{pa}")], &key, "");
+    let a = Node::start_in(&adir);
+    load(&a, "k", 100);
+    let tape = dir.path().join("a.save");
+    let (code, out, err) = cli(&[
+        "save",
+        "-c",
+        a.config.to_str().unwrap(),
+        "--to",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&[
+        "restore",
+        "-c",
+        bdir.join("node.toml").to_str().unwrap(),
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let b = Node::start_in(&bdir);
+    assert_incident(&a, "two_masters");
+    assert_incident(&b, "two_masters");
+    assert_eq!(
+        get(&b, "k0000099").as_deref(),
+        get(&a, "k0000099").as_deref()
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("promote one (`hotbackup promote`) and rejoin the other"),
+        "{log}"
+    );
+}

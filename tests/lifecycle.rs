@@ -167,6 +167,42 @@ fn corruption_before_the_tail_stops_start_up_and_journal_check_finds_it() {
 }
 
 #[test]
+fn a_torn_journal_tail_is_cut_at_start_with_an_incident_and_nothing_acked_is_lost() {
+    let mut n = Node::start("");
+    let mut c = n.client();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    n.kill9();
+    // The unfinished write of a crash: part of a group commit at the end of the segment.
+    let dir = n.dir.join("data/current/journal");
+    let mut segs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hbj"))
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    f.write_all(&[0xab; 77]).unwrap();
+    drop(f);
+    n.launch();
+    let mut c = n.client();
+    for i in 0..50 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    common::pair::assert_incident(&n, "journal_truncated");
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_dir_is_refused() {
     let n = Node::start("");
     let (code, _, err) = cli(&["serve", "-c", n.config.to_str().unwrap()]);

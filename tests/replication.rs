@@ -246,6 +246,12 @@ fn link_faults_are_detected_and_recovered_without_divergence() {
     proxy.flip_byte(common::proxy::Dir::ToTarget, 40);
     load(&p.master, "d", 500);
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    // A duplicated frame (valid MAC, repeated sequence number): a sequence gap, nothing of it
+    // applied twice, and the link resyncs.
+    proxy.dup_frame(common::proxy::Dir::ToTarget, 21); // RECORDS
+    load(&p.master, "f", 500);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    assert_incident(&p.slave, "sequence_gap");
     // A slow network.
     proxy.delay(Duration::from_millis(30));
     load(&p.master, "e", 200);

@@ -750,6 +750,7 @@ fn a_failing_archive_keeps_the_segments_and_raises_an_incident() {
         Duration::from_secs(20)
     ));
     assert!(a.log_text().contains("archive is broken"));
+    common::pair::assert_incident(&a, "archive_failed");
     let jdir = a.dir.join("data/current/journal");
     let before = segments_in(&jdir).len();
     assert!(before >= 3);

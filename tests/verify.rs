@@ -326,3 +326,17 @@ fn verify_reports_every_slave_of_a_cascading_chain() {
         "B keeps C's outcome:\n{on_b}"
     );
 }
+
+#[test]
+fn a_scheduled_verify_runs_by_itself() {
+    let p = Pair::start("\n[verify]\ninterval = \"1s\"\n", "");
+    load(&p.master, "k", 500);
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(30));
+    let mut last = String::new();
+    let ran = wait_until(Duration::from_secs(20), || {
+        let (code, out, err) = verify(&p.master, &["--last"]);
+        last = format!("{code} {out}{err}");
+        code == 0 && out.contains(": match;") && out.contains("1 of 1 slave outcome")
+    });
+    assert!(ran, "no scheduled run came to a match: {last}");
+}

@@ -592,18 +592,16 @@ impl Verifier {
     /// VERIFY_RESULT from a fed slave (its own or one it relays): kept, and relayed upstream.
     pub fn on_result(&mut self, peer: &str, payload: &[u8]) -> Result<Vec<Out>, String> {
         let o = Outcome::decode(payload).map_err(|e| e.to_string())?;
-        if !o.matches() {
-            let kind = if o.error.is_some() {
-                log::warn!("{} (reported by {peer})", o.summary());
-                None
-            } else {
-                Some(Kind::VerifyMismatch)
-            };
-            if let Some(kind) = kind {
-                incident::raise(kind, o.summary(), &[("peer", o.node.clone())]);
-            }
-        } else {
+        if o.error.is_some() {
+            log::warn!("{} (reported by {peer})", o.summary());
+        } else if o.matches() {
             log::info!("{}", o.summary());
+        } else {
+            incident::raise(
+                Kind::VerifyMismatch,
+                o.summary(),
+                &[("peer", o.node.clone())],
+            );
         }
         let id = o.id;
         let relay = Out::Upstream(Frame::Result, payload.to_vec());

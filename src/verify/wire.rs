@@ -38,6 +38,30 @@ impl SumsMsg {
     }
 }
 
+fn put_buckets(w: &mut Writer, buckets: &[u16]) {
+    w.u32(buckets.len() as u32);
+    for b in buckets {
+        w.u32(u32::from(*b));
+    }
+}
+
+/// A list of bucket numbers, each checked against [`sums::BUCKETS`].
+fn get_buckets(r: &mut Reader<'_>) -> Result<Vec<u16>, MsgError> {
+    let n = r.count(4)?;
+    if n > sums::BUCKETS {
+        return Err(r.err("more buckets than there are"));
+    }
+    let mut buckets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let v = r.u32()?;
+        if v as usize >= sums::BUCKETS {
+            return Err(r.err("bucket out of range"));
+        }
+        buckets.push(v as u16);
+    }
+    Ok(buckets)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NarrowMsg {
     pub id: u64,
@@ -49,28 +73,14 @@ impl NarrowMsg {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u64(self.id).bytes(self.file.as_bytes());
-        w.u32(self.buckets.len() as u32);
-        for b in &self.buckets {
-            w.u32(u32::from(*b));
-        }
+        put_buckets(&mut w, &self.buckets);
         w.0
     }
     pub fn decode(b: &[u8]) -> Result<NarrowMsg, MsgError> {
         let mut r = Reader::new(b, "VERIFY_NARROW");
         let id = r.u64()?;
         let file = r.string()?;
-        let n = r.count(4)?;
-        if n > sums::BUCKETS {
-            return Err(r.err("more buckets than there are"));
-        }
-        let mut buckets = Vec::with_capacity(n);
-        for _ in 0..n {
-            let v = r.u32()?;
-            if v as usize >= sums::BUCKETS {
-                return Err(r.err("bucket out of range"));
-            }
-            buckets.push(v as u16);
-        }
+        let buckets = get_buckets(&mut r)?;
         r.end()?;
         Ok(NarrowMsg { id, file, buckets })
     }
@@ -89,10 +99,7 @@ impl ItemsMsg {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u64(self.id).bytes(self.file.as_bytes());
-        w.u32(self.buckets.len() as u32);
-        for b in &self.buckets {
-            w.u32(u32::from(*b));
-        }
+        put_buckets(&mut w, &self.buckets);
         match &self.items {
             Ok(items) => {
                 w.u8(0);
@@ -108,18 +115,7 @@ impl ItemsMsg {
         let mut r = Reader::new(b, "VERIFY_ITEMS");
         let id = r.u64()?;
         let file = r.string()?;
-        let n = r.count(4)?;
-        if n > sums::BUCKETS {
-            return Err(r.err("more buckets than there are"));
-        }
-        let mut buckets = Vec::with_capacity(n);
-        for _ in 0..n {
-            let v = r.u32()?;
-            if v as usize >= sums::BUCKETS {
-                return Err(r.err("bucket out of range"));
-            }
-            buckets.push(v as u16);
-        }
+        let buckets = get_buckets(&mut r)?;
         let items = match r.u8()? {
             0 => Ok(sums::get_item_hashes(&mut r)?),
             1 => Err(r.string()?),

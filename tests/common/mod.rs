@@ -23,6 +23,20 @@ pub struct Node {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Writes `dir/hook.sh`, a notify hook appending each incident's JSON to `dir/notified.log`.
+pub fn notify_hook(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ncat >> {}\n", dir.join("notified.log").display()),
+    )
+    .expect("write the notify hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+        .expect("make the notify hook executable");
+    hook
+}
+
 /// Writes a config for a node in `dir`; `extra` is appended (TOML sections).
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let config = dir.join("node.toml");
@@ -41,6 +55,16 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
         text
     } else {
         text + "\n[log]\nlevel = \"info\"\n"
+    };
+    // Every incident is told to a hook that appends it to notified.log (see
+    // `pair::assert_incident`).
+    let text = if extra.contains("[incidents]") {
+        text
+    } else {
+        format!(
+            "{text}\n[incidents]\nnotify = [\"exec:{}\"]\nnotify_burst = 1000\n",
+            notify_hook(dir).display()
+        )
     };
     std::fs::write(&config, text).expect("write config");
     config

@@ -29,14 +29,7 @@ pub fn node_config(
         key = key.display(),
     );
     // Every incident is told to a hook that appends it to notified.log (see assert_incident).
-    let hook = dir.join("hook.sh");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\ncat >> {}\n", dir.join("notified.log").display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = super::notify_hook(dir);
     let text = if extra.contains("[incidents]") {
         text
     } else {

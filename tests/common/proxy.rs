@@ -125,6 +125,13 @@ impl Proxy {
         self.shared.delay_nanos.store(nanos, Ordering::SeqCst);
     }
 
+    /// Sends the next hot-backup link frame of type `ty` in `dir` twice (over any connection),
+    /// as a network that duplicated it would: the receiver must see the repeated sequence
+    /// number. One-shot. Only frames of at most 64 KiB are duplicated.
+    pub fn dup_frame(&self, dir: Dir, ty: u8) {
+        lock(&self.shared.dups[dir.index()]).push(ty);
+    }
+
     /// Flips the lowest bit of the `nth` byte (0 = the very next one) forwarded in `dir` from
     /// now on, counting over all connections. One-shot; several may be pending at once.
     pub fn flip_byte(&self, dir: Dir, nth: u64) {
@@ -178,6 +185,8 @@ struct Shared {
     /// Absolute positions (in `forwarded` terms) of bytes still to flip; the lock also orders
     /// the updates of `forwarded`.
     flips: [Mutex<Vec<u64>>; 2],
+    /// Frame types still to duplicate (see `dup_frame`).
+    dups: [Mutex<Vec<u8>>; 2],
     connections: AtomicU64,
     links: Mutex<Vec<Link>>,
 }
@@ -249,6 +258,76 @@ impl Sockets {
         match dir {
             Dir::ToTarget => &self.target,
             Dir::FromTarget => &self.client,
+        }
+    }
+}
+
+/// Follows the hot-backup link frames of one direction (header: "HB", version, type, u32
+/// length, u64 seq; then the payload and, except on the auth frames 1-3, a 16-byte MAC) to
+/// duplicate whole frames on request. It stops following at anything else.
+#[derive(Default)]
+struct Framer {
+    /// The frame being read, while it is small enough to copy.
+    cur: Vec<u8>,
+    /// Bytes of the current frame still to come (0: reading a header).
+    need: usize,
+    ty: u8,
+    /// The whole frame's length.
+    total: usize,
+    lost: bool,
+}
+
+impl Framer {
+    /// `data` with any requested duplicate inserted right after its frame.
+    fn pass(&mut self, data: &[u8], dups: &Mutex<Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < data.len() && !self.lost {
+            if self.need == 0 {
+                let take = (16 - self.cur.len()).min(data.len() - i);
+                self.cur.extend_from_slice(&data[i..i + take]);
+                out.extend_from_slice(&data[i..i + take]);
+                i += take;
+                if self.cur.len() < 16 {
+                    continue;
+                }
+                if &self.cur[..2] != b"HB" {
+                    self.lost = true;
+                    break;
+                }
+                self.ty = self.cur[3];
+                let len = u32::from_le_bytes([self.cur[4], self.cur[5], self.cur[6], self.cur[7]]);
+                let mac = if (1..=3).contains(&self.ty) { 0 } else { 16 };
+                self.need = len as usize + mac;
+                self.total = 16 + self.need;
+                if self.need == 0 {
+                    self.end_frame(&mut out, dups);
+                }
+            } else {
+                let take = self.need.min(data.len() - i);
+                if self.cur.len() <= 64 * 1024 {
+                    self.cur.extend_from_slice(&data[i..i + take]);
+                }
+                out.extend_from_slice(&data[i..i + take]);
+                i += take;
+                self.need -= take;
+                if self.need == 0 {
+                    self.end_frame(&mut out, dups);
+                }
+            }
+        }
+        out.extend_from_slice(&data[i..]);
+        out
+    }
+
+    fn end_frame(&mut self, out: &mut Vec<u8>, dups: &Mutex<Vec<u8>>) {
+        let frame = std::mem::take(&mut self.cur);
+        let mut pending = lock(dups);
+        if let Some(at) = pending.iter().position(|&t| t == self.ty) {
+            if frame.len() == self.total {
+                pending.remove(at);
+                out.extend_from_slice(&frame);
+            }
         }
     }
 }
@@ -356,6 +435,7 @@ fn open_link(shared: &Arc<Shared>, n: u64, client: TcpStream, target: TcpStream)
 fn read_side(shared: &Shared, sockets: &Sockets, dir: Dir, tx: SyncSender<Chunk>) {
     let mut src = sockets.source(dir);
     let mut buf = vec![0u8; CHUNK];
+    let mut frames = Framer::default();
     loop {
         if !shared.alive(sockets) {
             sockets.kill();
@@ -370,7 +450,7 @@ fn read_side(shared: &Shared, sockets: &Sockets, dir: Dir, tx: SyncSender<Chunk>
             Ok(n) => {
                 let chunk = Chunk {
                     read_at: Instant::now(),
-                    data: buf[..n].to_vec(),
+                    data: frames.pass(&buf[..n], &shared.dups[dir.index()]),
                 };
                 // Blocks while the queue is full; fails once the writer has gone.
                 if tx.send(chunk).is_err() {
