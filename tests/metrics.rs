@@ -327,6 +327,8 @@ fn metrics_endpoint_serves_valid_prometheus_text_with_the_pairs_figures() {
     assert_eq!(m.value("hotbackup_role", &[("role", "slave")]), 0.0);
     assert_eq!(m.value("hotbackup_generation", &[]), 1.0);
     assert_eq!(m.value("hotbackup_writes_accepted", &[]), 1.0);
+    assert_eq!(m.value("hotbackup_canary_late", &[]), 0.0);
+    assert_eq!(m.value("hotbackup_canary_late_slaves", &[]), 0.0);
     let d = m.value("hotbackup_durable_lsn", &[]) as u64;
     assert!(
         d >= before + N && d <= after,

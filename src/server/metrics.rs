@@ -539,6 +539,7 @@ pub fn render(src: &Sources<'_>) -> String {
     );
 
     link_metrics(&mut x, src);
+    canary_metrics(&mut x, src);
 
     x.family(
         "hotbackup_incidents_total",
@@ -557,6 +558,43 @@ pub fn render(src: &Sources<'_>) -> String {
         x.sample("hotbackup_incidents_kept", &[("kind", k.name())], n);
     }
     x.out
+}
+
+/// The canary: how old the last one held here is, its lag end to end, and the alarms.
+fn canary_metrics(x: &mut Exposition, src: &Sources<'_>) {
+    let c = src.link.canary_status();
+    if let Some(last) = &c.last {
+        x.single(
+            "hotbackup_canary_counter",
+            "gauge",
+            "Number of the last canary written (master) or applied (slave) here.",
+            last.counter,
+        );
+        x.single(
+            "hotbackup_canary_age_seconds",
+            "gauge",
+            "Seconds since the last canary was written or applied here.",
+            c.age_s.unwrap_or(0.0),
+        );
+        x.single(
+            "hotbackup_canary_lag_seconds",
+            "gauge",
+            "On a slave: its clock minus the master's when the last canary was applied (end-to-end lag; clocks in sync assumed).",
+            last.lag_ms as f64 / 1000.0,
+        );
+    }
+    x.single(
+        "hotbackup_canary_late",
+        "gauge",
+        "1 while this slave has had no canary for canary_alarm.",
+        u8::from(c.late_here),
+    );
+    x.single(
+        "hotbackup_canary_late_slaves",
+        "gauge",
+        "Fed slaves whose canary is late (not applied within canary_alarm).",
+        c.late_peers.len(),
+    );
 }
 
 fn link_metrics(x: &mut Exposition, src: &Sources<'_>) {
