@@ -214,7 +214,13 @@ pub struct Verifier {
     rx: Receiver<Done>,
     /// A run's (text, JSON) to keep in the store (the last finished run).
     persist: Option<(String, String)>,
+    /// Item lists being made for slaves (bounded: a slave cannot make us start threads
+    /// without end).
+    narrow_jobs: usize,
 }
+
+/// Item lists made for slaves at once, at most.
+const MAX_NARROW_JOBS: usize = 8;
 
 impl Verifier {
     pub fn new(name: String, interval: Duration) -> Verifier {
@@ -229,6 +235,7 @@ impl Verifier {
             tx,
             rx,
             persist: None,
+            narrow_jobs: 0,
         }
     }
 
@@ -515,6 +522,21 @@ impl Verifier {
     /// at the marker, computed in a thread.
     pub fn on_narrow(&mut self, peer: &str, payload: &[u8]) -> Result<Vec<Out>, String> {
         let m = NarrowMsg::decode(payload).map_err(|e| e.to_string())?;
+        if self.narrow_jobs >= MAX_NARROW_JOBS {
+            let reply = ItemsMsg {
+                id: m.id,
+                file: m.file,
+                buckets: m.buckets,
+                items: Err(format!(
+                    "{MAX_NARROW_JOBS} item lists are being made already; run verify again"
+                )),
+            };
+            return Ok(vec![Out::Peer(
+                peer.to_string(),
+                Frame::Items,
+                reply.encode(),
+            )]);
+        }
         let view = self.find(m.id).and_then(|r| r.view.clone());
         let Some(view) = view else {
             let reply = ItemsMsg {
@@ -547,6 +569,7 @@ impl Verifier {
                 });
             });
         spawned.map_err(|e| format!("cannot start a thread: {e}"))?;
+        self.narrow_jobs += 1;
         Ok(Vec::new())
     }
 
@@ -662,6 +685,7 @@ impl Verifier {
                     buckets,
                     result,
                 } => {
+                    self.narrow_jobs = self.narrow_jobs.saturating_sub(1);
                     let m = ItemsMsg {
                         id,
                         file,
@@ -839,6 +863,29 @@ mod tests {
         }
         assert!(v.due_marker(Instant::now(), true).is_none(), "no schedule");
         assert!(v.request().unwrap() > id);
+    }
+
+    #[test]
+    fn a_slave_cannot_start_item_lists_without_end() {
+        let mut v = Verifier::new("a".into(), Duration::ZERO);
+        let ask = NarrowMsg {
+            id: 1,
+            file: "main".into(),
+            buckets: vec![3],
+        }
+        .encode();
+        let reply = |outs: Vec<Out>| match outs.as_slice() {
+            [Out::Peer(p, Frame::Items, payload)] => {
+                assert_eq!(p, "b");
+                ItemsMsg::decode(payload).unwrap().items.unwrap_err()
+            }
+            other => panic!("{other:?}"),
+        };
+        // No run 1 here: answered at once, no thread.
+        assert!(reply(v.on_narrow("b", &ask).unwrap()).contains("no longer held"));
+        v.narrow_jobs = MAX_NARROW_JOBS;
+        assert!(reply(v.on_narrow("b", &ask).unwrap()).contains("already"));
+        assert!(v.on_narrow("b", b"garbage").is_err());
     }
 
     #[test]
