@@ -579,6 +579,8 @@ impl Server {
             // A batch was kept open while the last sync ran: its turn to be committed.
             self.end_turn();
         }
+        // Not a writable master any more: what is held and not yet satisfied is dropped below.
+        let demoted = self.eng.is_slave() || self.eng.fenced().is_some();
         let durable = self.eng.durable_lsn();
         let bound = self.sync_bound();
         let timeout = self.link.settings().sync_timeout;
@@ -595,7 +597,7 @@ impl Server {
                 }
                 if h.wrote > bound {
                     // Durable here, not yet acknowledged by enough slaves.
-                    if h.at.elapsed() < timeout {
+                    if demoted || h.at.elapsed() < timeout {
                         break;
                     }
                     timed_out = true;
@@ -617,6 +619,9 @@ impl Server {
         for slot in ready {
             self.flush(slot);
         }
+        if demoted && !self.holding.is_empty() {
+            self.drop_held();
+        }
         if self.link.refusing_since.is_some() && self.link.sync_bound() >= durable {
             crate::incident::raise(
                 crate::incident::Kind::SyncRecovered,
@@ -625,6 +630,34 @@ impl Server {
             );
             self.link.refusing_since = None;
             self.eng.set_no_replicas(false);
+        }
+    }
+
+    /// This node stopped being a writable master (fenced, or a slave now) while replies
+    /// waited for durability or for slaves: their writes are in doubt (a rejoin may export and
+    /// rewind them, and the LSNs they waited for be reused by the new master's records), so
+    /// they must never be acknowledged. Their clients are disconnected, which a client takes
+    /// as "outcome unknown", the truth.
+    fn drop_held(&mut self) {
+        let holding = std::mem::take(&mut self.holding);
+        for slot in holding {
+            let held = match self.conns.get(slot) {
+                Some(Some(c)) if !c.held.is_empty() => c.held.len(),
+                _ => continue,
+            };
+            if let Some(Some(c)) = self.conns.get(slot) {
+                log::warn!(
+                    "client id={} addr={}: {held} repl(ies) waiting for durability or slaves are in doubt now that this node is {}; disconnected without an answer",
+                    c.state.id,
+                    c.state.addr,
+                    if self.eng.is_slave() {
+                        "a slave"
+                    } else {
+                        "fenced"
+                    }
+                );
+            }
+            self.close(slot);
         }
     }
 
@@ -765,6 +798,10 @@ impl Server {
             c.state.last_active = Instant::now();
             let start = c.out_base + c.out.len() as u64;
             let lsn_before = self.eng.visible_lsn();
+            // What an admin command writes (a promotion's record) waits to be durable here,
+            // not for slaves: a promoted node has none yet.
+            let admin =
+                commands::lookup(&args[0]).is_some_and(|s| s.flags & commands::flags::ADMIN != 0);
             let class = {
                 let dir = Directory { conns: &self.conns };
                 let info = ServerInfo {
@@ -800,7 +837,7 @@ impl Server {
                     }
                 }
             }
-            if self.eng.visible_lsn() > lsn_before {
+            if self.eng.visible_lsn() > lsn_before && !admin {
                 c.wrote = self.eng.visible_lsn();
             }
             if self.eng.turn_has_writes() {
