@@ -734,3 +734,41 @@ fn socket2_free_connect(from: &str, port: u16) -> bool {
         ok
     }
 }
+
+/// A bit flipped in a frame's length field (+64 KiB here) makes the slave wait for a payload
+/// that long while the master's heartbeats keep arriving, so the peer is never silent: the
+/// frame that does not complete in peer_timeout (plus a second per MiB it states) is caught,
+/// the link is resynced with an incident. Found by the torture test (it stalled undetected).
+#[test]
+fn a_flipped_length_bit_is_detected_within_the_peer_timeout() {
+    use common::duo::{Duo, try_set};
+    use common::pair::{durable, field, info, load, wait_caught_up};
+    use common::proxy::Dir;
+    use std::time::Duration;
+    let d = Duo::start("");
+    load(&d.a, "k", 100);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    // Idle but for heartbeats: wait until a frame has just passed, then flip the next frame's
+    // byte 6 (bit 0 of the third length byte).
+    let base = d.to_b.forwarded(Dir::ToTarget);
+    assert!(common::wait_until(Duration::from_secs(5), || d
+        .to_b
+        .forwarded(Dir::ToTarget)
+        > base));
+    std::thread::sleep(Duration::from_millis(50));
+    d.to_b.flip_byte(Dir::ToTarget, 6);
+    try_set(&d.a, "after-flip", "1").unwrap();
+    let detected = common::wait_until(Duration::from_secs(6), || {
+        std::fs::read_to_string(d.b.dir.join("notified.log")).is_ok_and(|t| {
+            t.contains("\"kind\":\"auth_failure\"") || t.contains("\"kind\":\"link_down\"")
+        })
+    });
+    assert!(
+        detected,
+        "no incident 6 s after a flipped length bit (peer_timeout 2 s); slave link {:?}, slave at LSN {:?}, master at {}",
+        field(&info(&d.b, "replication"), "master_link_status"),
+        field(&info(&d.b, "replication"), "slave_repl_offset"),
+        durable(&d.a)
+    );
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+}

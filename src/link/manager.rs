@@ -1191,6 +1191,10 @@ impl Link {
                 self.close(c, &why, eng, registry);
                 continue;
             }
+            if let Some(why) = c.peer.stalled_frame(self.settings.peer_timeout) {
+                self.close(c, &why, eng, registry);
+                continue;
+            }
             if matches!(c.peer.phase, Phase::Ready)
                 && c.peer.last_send.elapsed() >= self.settings.heartbeat
             {

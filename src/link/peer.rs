@@ -41,6 +41,8 @@ pub struct Peer {
     pub out: Vec<u8>,
     out_pos: usize,
     pub last_recv: Instant,
+    /// When the last whole frame was decoded (or the connection made).
+    pub last_frame: Instant,
     pub last_send: Instant,
     pub connected_at: Instant,
     pub closed: bool,
@@ -82,6 +84,7 @@ impl Peer {
             out: Vec::new(),
             out_pos: 0,
             last_recv: now,
+            last_frame: now,
             last_send: now,
             connected_at: now,
             closed: false,
@@ -140,6 +143,7 @@ impl Peer {
             Ok(Some((f, used))) => {
                 self.in_pos += used;
                 self.frames_in += 1;
+                self.last_frame = Instant::now();
                 if self.in_pos == self.inbuf.len() {
                     self.inbuf.clear();
                     self.in_pos = 0;
@@ -152,6 +156,27 @@ impl Peer {
             Ok(None) => Ok(None),
             Err(e) => Err(ReadEnd::Bad(e)),
         }
+    }
+
+    /// A frame that started arriving and has not completed in time: bytes keep coming (so the
+    /// peer is not silent) but the frame does not end, as when a bit flipped in its length
+    /// field made it look longer than it is. Allowed: `timeout` plus one second per MiB of its
+    /// stated length. Some(why) when over.
+    pub fn stalled_frame(&self, timeout: std::time::Duration) -> Option<String> {
+        let partial = &self.inbuf[self.in_pos..];
+        if partial.len() < 8 {
+            return None;
+        }
+        let len = u32::from_le_bytes([partial[4], partial[5], partial[6], partial[7]]) as u64;
+        let allowed = timeout + std::time::Duration::from_millis(len * 1000 / (1 << 20));
+        let waited = self.last_frame.elapsed();
+        (waited > allowed).then(|| {
+            format!(
+                "a frame stating {len} bytes has not completed in {:.1}s ({} bytes of it arrived): a corrupted length; resyncing",
+                waited.as_secs_f64(),
+                partial.len()
+            )
+        })
     }
 
     /// Writes queued bytes until done or the socket is full. Err: the connection broke.
