@@ -1039,6 +1039,29 @@ impl Engine {
                 || self.journal.bytes_since_mark() >= bytes)
     }
 
+    /// Commits the open store batch and checkpoints now. Inside a turn whose writes are not
+    /// yet in the journal the batch cannot be committed (the store never goes ahead of the
+    /// journal), and a checkpoint then — a second redb write transaction beside the batch's —
+    /// would wait for it forever on this very thread: the checkpoint is asked of the next
+    /// [`Engine::tick`] instead, right after the turn. Ok(false) says so.
+    pub(crate) fn make_durable(&mut self) -> Result<bool, StoreError> {
+        if self.turn_dirty || self.journal.pending() > 0 {
+            self.checkpoint_requested = true;
+            return Ok(false);
+        }
+        self.commit_batch();
+        if self.batch.is_some() {
+            // The commit failed and the store is being rebuilt from the journal.
+            self.checkpoint_requested = true;
+            return Ok(false);
+        }
+        self.sync_now();
+        if let Some(store) = self.store.as_mut() {
+            store.checkpoint()?;
+        }
+        Ok(true)
+    }
+
     /// Asks for a checkpoint at the next [`Engine::tick`] (SAVE).
     pub fn request_checkpoint(&mut self) {
         self.checkpoint_requested = true;

@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, TurnOutcome};
 use crate::journal::tape::TapeWriter;
 use crate::journal::truncate::truncate_after;
 use crate::journal::{Journal, JournalOptions, JournalReader, Lsn};
@@ -126,8 +126,15 @@ impl Engine {
             return Ok(None);
         }
         // Everything applied so far goes to disk first: the export reads the journal.
-        self.end_turn();
+        if let TurnOutcome::Failed { message, .. } = self.end_turn() {
+            return Err(EngineError::Role(format!("cannot rewind: {message}")));
+        }
         self.commit_batch();
+        if self.batch.is_some() {
+            return Err(EngineError::Role(
+                "cannot rewind: the store could not commit; retry".into(),
+            ));
+        }
         self.sync_now();
         if let Some(f) = &self.fatal {
             return Err(EngineError::Role(format!("cannot rewind: {f}")));
@@ -287,11 +294,7 @@ impl Engine {
         st.keys.retain(|(f, _)| !st.files.contains(f));
         let b = self.batch().map_err(|e| e.to_string())?;
         b.set_rewind(&st).map_err(|e| e.to_string())?;
-        self.commit_batch();
-        self.sync_now();
-        if let Some(store) = self.store.as_mut() {
-            store.checkpoint().map_err(|e| e.to_string())?;
-        }
+        self.make_durable().map_err(|e| e.to_string())?;
         log::info!(
             "rejoin: repair complete ({} item(s), {} whole file(s), {} file item(s)) at the master's LSN {}; streaming from LSN {}",
             end.keys,

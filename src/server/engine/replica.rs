@@ -140,16 +140,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes a local setting and makes it durable at once.
+    /// Writes a local setting and makes it durable at once (or, inside a turn with writes,
+    /// with the checkpoint right after the turn: see [`Engine::make_durable`]).
     fn persist_local(&mut self, key: &str, value: Option<&str>) -> Result<(), EngineError> {
         self.batch()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?
             .set_local(key, value)?;
-        self.commit_batch();
-        self.sync_now();
-        if let Some(store) = self.store.as_mut() {
-            store.checkpoint()?;
-        }
+        self.make_durable()?;
         Ok(())
     }
 

@@ -316,3 +316,33 @@ fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
         .collect();
     assert_eq!(states.len(), 1, "the old copy is gone: {states:?}");
 }
+
+/// A setting made durable while a turn's writes are still open (a master feeding a slave for
+/// the first time while clients write) must neither wait forever on redb's write lock (the
+/// torture test caught the daemon hung there) nor be lost.
+#[test]
+fn a_local_setting_made_inside_a_turn_with_writes_does_not_hang_and_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut e = Engine::open(opts(&dir)).unwrap();
+        e.write(put("a", "1")).unwrap();
+        e.end_txn();
+        e.note_fed_slave();
+        assert!(matches!(e.end_turn(), TurnOutcome::Committed(_)));
+        e.tick(Duration::from_secs(3600), u64::MAX);
+        let kept = e.has_fed_slaves();
+        drop(e);
+        let _ = tx.send(kept);
+    });
+    let kept = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("note_fed_slave inside a turn hung (or panicked)");
+    assert!(
+        kept,
+        "the setting is committed with the checkpoint after the turn"
+    );
+    let e = Engine::open(opts(tmp.path())).unwrap();
+    assert!(e.has_fed_slaves(), "and survives a restart");
+}
