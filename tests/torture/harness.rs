@@ -355,12 +355,14 @@ impl Cluster {
         s
     }
 
-    /// The master takes writes and its slave's link is up.
+    /// The master takes writes and feeds its slave, whose link is up.
     fn healthy(&self) -> bool {
         let m = info_of(&self.nodes[self.master]);
         let s = info_of(&self.nodes[self.slave()]);
-        m.is_some_and(|m| field_of(&m, "writes").as_deref() == Some("ok"))
-            && s.is_some_and(|s| field_of(&s, "master_link_status").as_deref() == Some("up"))
+        m.is_some_and(|m| {
+            field_of(&m, "writes").as_deref() == Some("ok")
+                && field_of(&m, "connected_slaves").as_deref() == Some("1")
+        }) && s.is_some_and(|s| field_of(&s, "master_link_status").as_deref() == Some("up"))
     }
 
     fn wait_healthy(&self, within: Duration, what: &str) {
@@ -537,8 +539,7 @@ impl Cluster {
                 let before = lost_tapes(&self.nodes[m]);
                 if !strict() {
                     // See `strict`: the promoted node feeds a slave for the first time now.
-                    workload.pause(true);
-                    std::thread::sleep(Duration::from_millis(100));
+                    assert!(workload.pause(true), "fault {no}: a write never returned");
                 }
                 let t3 = now_ms();
                 let (code, out, err) = rejoin(&self.nodes[m], &[]);
@@ -575,7 +576,6 @@ impl Cluster {
                         Duration::from_secs(30),
                         &format!("fault {no}: after the rejoin"),
                     );
-                    std::thread::sleep(Duration::from_millis(200));
                     workload.pause(false);
                 }
             }
@@ -763,7 +763,6 @@ pub fn run(seed: u64, faults: usize) {
     if !strict() {
         // See `strict`: the master feeds its slave for the first time now.
         c.wait_healthy(Duration::from_secs(30), "at the start");
-        std::thread::sleep(Duration::from_millis(200));
     }
     let workload = Workload::start(addrs, CLIENTS, seed, c.t0);
 

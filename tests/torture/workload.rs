@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,10 @@ pub struct Op {
 /// The client threads of a run.
 pub struct Workload {
     stop: Arc<AtomicBool>,
-    /// While set, the clients send nothing (see `harness::KNOWN_DEADLOCK`).
+    /// While set, the clients send nothing (see `harness::strict`).
     paused: Arc<AtomicBool>,
+    /// Clients with a write in flight.
+    busy: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<Vec<Op>>>,
 }
 
@@ -82,25 +84,31 @@ impl Workload {
     pub fn start(nodes: [SocketAddr; 2], clients: usize, seed: u64, t0: Instant) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicUsize::new(0));
         let threads = (0..clients)
             .map(|c| {
-                let (stop, paused) = (stop.clone(), paused.clone());
+                let (stop, paused, busy) = (stop.clone(), paused.clone(), busy.clone());
                 std::thread::Builder::new()
                     .name(format!("torture-client-{c}"))
-                    .spawn(move || client(c, nodes, seed, t0, &stop, &paused))
+                    .spawn(move || client(c, nodes, seed, t0, &stop, &paused, &busy))
                     .expect("spawn a client thread")
             })
             .collect();
         Workload {
             stop,
             paused,
+            busy,
             threads,
         }
     }
 
-    /// Holds the clients (a write in flight finishes) or lets them go on.
-    pub fn pause(&self, on: bool) {
+    /// Holds the clients or lets them go on. Holding waits (bounded) until no write is in
+    /// flight; false if one still is.
+    pub fn pause(&self, on: bool) -> bool {
         self.paused.store(on, Ordering::SeqCst);
+        !on || crate::common::wait_until(WRITE_TIMEOUT + Duration::from_secs(1), || {
+            self.busy.load(Ordering::SeqCst) == 0
+        })
     }
 
     /// Stops the clients and returns every write they sent.
@@ -131,6 +139,7 @@ fn client(
     t0: Instant,
     stop: &AtomicBool,
     paused: &AtomicBool,
+    busy: &AtomicUsize,
 ) -> Vec<Op> {
     let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(c as u64 + 1));
     let mut ops = Vec::new();
@@ -142,7 +151,9 @@ fn client(
         && n < MAX_OPS_PER_CLIENT
         && started.elapsed() < CLIENT_LIFETIME
     {
+        busy.fetch_add(1, Ordering::SeqCst);
         if paused.load(Ordering::SeqCst) {
+            busy.fetch_sub(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
@@ -150,6 +161,7 @@ fn client(
             conns[which] = connect(nodes[which]);
             if conns[which].is_none() {
                 // Not reachable (killed, restarting): nothing was sent; try the other one.
+                busy.fetch_sub(1, Ordering::SeqCst);
                 which = 1 - which;
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
@@ -161,6 +173,7 @@ fn client(
         n += 1;
         let conn = conns[which].as_mut().expect("connected above");
         let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&value).query(conn);
+        busy.fetch_sub(1, Ordering::SeqCst);
         let at_ms = t0.elapsed().as_millis() as u64;
         let (outcome, error) = match r {
             Ok(()) => (Outcome::Acked, None),
