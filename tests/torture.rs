@@ -19,10 +19,10 @@ mod harness;
 mod workload;
 
 /// Faults per schedule in CI: one of each kind.
-const CI_FAULTS: usize = 10;
+const CI_FAULTS: usize = 11;
 
 #[test]
-fn torture_durable_seed_1_loses_no_acknowledged_write_through_ten_faults() {
+fn torture_durable_seed_1_loses_no_acknowledged_write_through_every_kind_of_fault() {
     harness::run(1, CI_FAULTS);
 }
 

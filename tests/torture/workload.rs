@@ -102,13 +102,11 @@ impl Workload {
         }
     }
 
-    /// Holds the clients or lets them go on. Holding waits (bounded) until no write is in
-    /// flight; false if one still is.
-    pub fn pause(&self, on: bool) -> bool {
+    /// Holds the clients or lets them go on. Holding waits up to `within` until no write is
+    /// in flight; false if one still is.
+    pub fn pause(&self, on: bool, within: Duration) -> bool {
         self.paused.store(on, Ordering::SeqCst);
-        !on || crate::common::wait_until(WRITE_TIMEOUT + Duration::from_secs(1), || {
-            self.busy.load(Ordering::SeqCst) == 0
-        })
+        !on || crate::common::wait_until(within, || self.busy.load(Ordering::SeqCst) == 0)
     }
 
     /// Stops the clients and returns every write they sent.
