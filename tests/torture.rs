@@ -77,3 +77,67 @@ fn torture_seeds() {
         "failing seeds: {failed:?} (replay one with HB_TORTURE_SEED=n HB_TORTURE_FAULTS={faults})"
     );
 }
+
+// Findings of the torture run, pinned as deterministic tests. They fail today (the bugs are
+// reported, not fixed in src/ by the torture work), hence ignored; run them with
+// `cargo test --test torture -- --ignored finding_`.
+
+/// Finding: the peer timeout counts bytes, not frames. A bit flipped in a RECORDS/heartbeat
+/// frame's length field (+64 KiB here) makes the slave wait for a payload that long; the
+/// master's heartbeats keep arriving, so the slave never finds it silent: the link shows "up",
+/// nothing is applied and no incident is raised (until the bytes add up, minutes later, or
+/// canary_late after 30 s).
+#[test]
+#[ignore = "known bug: a corrupted frame length stalls the link undetected (see the doc comment)"]
+fn finding_a_flipped_length_bit_is_detected_within_the_peer_timeout() {
+    use common::duo::{Duo, try_set};
+    use common::pair::{durable, field, info, load, wait_caught_up};
+    use common::proxy::Dir;
+    use std::time::Duration;
+    let d = Duo::start("");
+    load(&d.a, "k", 100);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    // Idle but for heartbeats: wait until a frame has just passed, then flip the next frame's
+    // byte 6 (bit 0 of the third length byte).
+    let base = d.to_b.forwarded(Dir::ToTarget);
+    assert!(common::wait_until(Duration::from_secs(5), || d
+        .to_b
+        .forwarded(Dir::ToTarget)
+        > base));
+    std::thread::sleep(Duration::from_millis(50));
+    d.to_b.flip_byte(Dir::ToTarget, 6);
+    try_set(&d.a, "after-flip", "1").unwrap();
+    let detected = common::wait_until(Duration::from_secs(6), || {
+        std::fs::read_to_string(d.b.dir.join("notified.log")).is_ok_and(|t| {
+            t.contains("\"kind\":\"auth_failure\"") || t.contains("\"kind\":\"link_down\"")
+        })
+    });
+    assert!(
+        detected,
+        "no incident 6 s after a flipped length bit (peer_timeout 2 s); slave link {:?}, slave at LSN {:?}, master at {}",
+        field(&info(&d.b, "replication"), "master_link_status"),
+        field(&info(&d.b, "replication"), "slave_repl_offset"),
+        durable(&d.a)
+    );
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+}
+
+/// Finding: in a sync mode, `hotbackup promote` of a slave whose master is dead answers only
+/// when the promotion record is acknowledged by a slave (there is none) or `sync_timeout`
+/// passes: with sync_timeout >= 10 s the command gives up ("the daemon did not answer"),
+/// exits 1, although the node was promoted at once and takes writes.
+#[test]
+#[ignore = "known bug: promote in durable mode answers only after sync_timeout (see the doc comment)"]
+fn finding_promote_in_durable_mode_answers_at_once() {
+    use common::duo::{Duo, promote};
+    use common::pair::{load, wait_caught_up};
+    use std::time::{Duration, Instant};
+    let mut d = Duo::start("sync = \"durable\"\nsync_timeout = \"30s\"\n");
+    load(&d.a, "k", 100);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.a.kill9();
+    let t = Instant::now();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "after {:?}: {out}{err}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
