@@ -2,11 +2,12 @@
 //! fault-injecting proxies, three clients writing unique keys and recording every write's
 //! outcome (acked, failed, unknown), and a seeded schedule of faults: kill -9 and graceful
 //! restarts of either node, link cut, stall, flipped byte, duplicated frame, failover (promote
-//! after kill -9, rejoin of the old master) and switchover. After the schedule everything is
-//! healed and a checker proves: every acknowledged write is there (async mode: or in a
-//! lost-transactions tape), nothing appears that no client wrote, the slave equals the master
-//! (`hotbackup verify` and item by item), two writable masters never overlapped beyond one
-//! peer timeout, and every fault raised its incidents in time.
+//! after kill -9, rejoin of the old master), split brain (promote while the master, cut off,
+//! still writes; heal; the old master fenced and rejoined) and switchover. After the schedule
+//! everything is healed and a checker proves: every acknowledged write is there (async mode: or
+//! in a lost-transactions tape), nothing appears that no client wrote, the slave equals the
+//! master (`hotbackup verify` and item by item), two writable masters never overlapped beyond
+//! one peer timeout (after contact), and every fault raised its incidents in time.
 //!
 //! CI runs two fixed seeds (one per sync mode). For release testing run many:
 //! `HB_TORTURE_SEEDS=1..50 HB_TORTURE_FAULTS=20 cargo test --release --test torture -- --ignored --nocapture`;

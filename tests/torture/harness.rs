@@ -207,6 +207,7 @@ const NAMES: [&str; 2] = ["A", "B"];
 /// Both nodes and their proxies; `proxies[i]` forwards to node i's link port, so the master
 /// dials its slave `s` through `proxies[s]`.
 struct Cluster {
+    seed: u64,
     nodes: [Node; 2],
     proxies: [Proxy; 2],
     master: usize,
@@ -304,7 +305,7 @@ fn lost_tapes(n: &Node) -> Vec<PathBuf> {
 }
 
 impl Cluster {
-    fn start(mode: Mode) -> Cluster {
+    fn start(seed: u64, mode: Mode) -> Cluster {
         let Duo {
             a,
             b,
@@ -313,6 +314,7 @@ impl Cluster {
             _dir,
         } = Duo::start(mode.config());
         Cluster {
+            seed,
             nodes: [a, b],
             proxies: [to_a, to_b],
             master: 0,
@@ -351,7 +353,26 @@ impl Cluster {
         });
     }
 
+    /// With HB_TORTURE_LOGS=DIR, writes each node's whole log and notified incidents to
+    /// DIR/seed{N}-{A,B}.log (the failure message shows only their tails).
+    fn save_logs(&self) {
+        let Some(dir) = std::env::var_os("HB_TORTURE_LOGS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        for (i, n) in self.nodes.iter().enumerate() {
+            let notified = std::fs::read_to_string(n.dir.join("notified.log")).unwrap_or_default();
+            let text = format!("{}\n--- notified.log\n{notified}", n.log_text());
+            let path = dir.join(format!("seed{}-{}.log", self.seed, NAMES[i]));
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("cannot write {}: {e}", path.display());
+            }
+        }
+    }
+
     fn diagnostics(&self) -> String {
+        self.save_logs();
         let mut s = String::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let info = info_of(n);
@@ -835,7 +856,7 @@ pub fn run(seed: u64, faults: usize) {
         eprintln!("  {:>2}. {f}", i + 1);
     }
     let mut rng = Rng::new(seed.wrapping_add(0xABCD));
-    let mut c = Cluster::start(mode);
+    let mut c = Cluster::start(seed, mode);
     let addrs = [c.nodes[0].addr, c.nodes[1].addr];
     let monitor = Monitor::start(addrs, c.t0);
     if !strict() {
@@ -1029,6 +1050,7 @@ fn check(c: &mut Cluster, mode: Mode, ops: &[Op], report: &MonitorReport) {
     for k in &c.known {
         eprintln!("  KNOWN FINDING: {k}");
     }
+    c.save_logs();
     if strict() {
         problems.extend(c.known.iter().map(|k| format!("known finding: {k}")));
     }
