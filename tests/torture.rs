@@ -10,7 +10,7 @@
 //! one peer timeout (after contact), and every fault raised its incidents in time.
 //!
 //! CI runs two fixed seeds (one per sync mode). For release testing run many:
-//! `HB_TORTURE_SEEDS=1..50 HB_TORTURE_FAULTS=20 cargo test --release --test torture -- --ignored --nocapture`;
+//! `HB_TORTURE_SEEDS=1..50 HB_TORTURE_FAULTS=20 cargo test --release --test torture -- --ignored --nocapture torture_seeds`;
 //! a failing seed is replayed with `HB_TORTURE_SEED=n` (same fault count).
 
 mod common;
