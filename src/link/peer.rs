@@ -158,25 +158,29 @@ impl Peer {
         }
     }
 
-    /// A frame that started arriving and has not completed in time: bytes keep coming (so the
-    /// peer is not silent) but the frame does not end, as when a bit flipped in its length
-    /// field made it look longer than it is. Allowed: `timeout` plus one second per MiB of its
-    /// stated length. Some(why) when over.
+    /// A frame that started arriving and does not progress: bytes keep coming (so the peer
+    /// is not silent) but the frame does not end, as when a bit flipped in its length field
+    /// made it look longer than it is and only heartbeats trickle in behind it. After
+    /// `timeout` without a whole frame, the frame must have been arriving at 64 KiB/s at least
+    /// (any real link is faster; heartbeats are a few hundred bytes a second). Some(why) when
+    /// it has not.
     pub fn stalled_frame(&self, timeout: std::time::Duration) -> Option<String> {
+        const MIN_RATE: f64 = 64.0 * 1024.0;
         let partial = &self.inbuf[self.in_pos..];
         if partial.len() < 8 {
             return None;
         }
-        let len = u32::from_le_bytes([partial[4], partial[5], partial[6], partial[7]]) as u64;
-        let allowed = timeout + std::time::Duration::from_millis(len * 1000 / (1 << 20));
         let waited = self.last_frame.elapsed();
-        (waited > allowed).then(|| {
-            format!(
-                "a frame stating {len} bytes has not completed in {:.1}s ({} bytes of it arrived): a corrupted length; resyncing",
-                waited.as_secs_f64(),
-                partial.len()
-            )
-        })
+        let over = waited.checked_sub(timeout)?;
+        if (partial.len() as f64) >= over.as_secs_f64() * MIN_RATE {
+            return None;
+        }
+        let len = u32::from_le_bytes([partial[4], partial[5], partial[6], partial[7]]);
+        Some(format!(
+            "a frame stating {len} bytes has not completed in {:.1}s and hardly progresses ({} bytes of it arrived): a corrupted length; resyncing",
+            waited.as_secs_f64(),
+            partial.len()
+        ))
     }
 
     /// Writes queued bytes until done or the socket is full. Err: the connection broke.
