@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs each RESP fuzz target for a bounded time and prints executions and findings.
+# Runs each fuzz target for a bounded time and prints executions and findings.
 #
-#   fuzz/run.sh [SECONDS]        default 60 s per target
+#   fuzz/run.sh [SECONDS] [TARGET...]   default 60 s per target, every target
+#
+# Targets: resp_request, resp_value (RESP parsers); link_frame_preauth, link_frame_auth,
+# link_msg (the hot-backup link); journal_segment, tape, savefile (files); config.
+# The bodies of all but the RESP ones are in src/fuzzing.rs (input layouts in its doc).
 #
 # Environment: FUZZ_SANITIZER=address|none (default address), FUZZ_JOBS (default 1).
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). The toolchain here is stable; cargo fuzz
@@ -10,7 +14,8 @@
 # libFuzzer reads the committed seeds in fuzz/corpus/<target> and writes what it discovers to
 # fuzz/corpus-work/<target> (not committed), so the seed corpus stays small and reviewed.
 # A crash is saved as fuzz/artifacts/<target>/crash-*; make it a regression test: copy it into
-# fuzz/corpus/<target>/ and add it to tests/resp_corpus.rs.
+# fuzz/corpus/<target>/ as crash_<what>, which `cargo test` replays (tests/resp_corpus.rs for
+# the RESP targets, tests/fuzz_corpus.rs for the others), and fix it.
 set -euo pipefail
 
 secs="${1:-60}"
@@ -20,8 +25,15 @@ fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 cd "$fuzz_dir/.."
 export RUSTC_BOOTSTRAP=1
 
-targets=(resp_request resp_value)
+all=(resp_request resp_value link_frame_preauth link_frame_auth link_msg journal_segment tape
+    savefile config)
+if [ $# -gt 1 ]; then
+    targets=("${@:2}")
+else
+    targets=("${all[@]}")
+fi
 failed=0
+summary=()
 for t in "${targets[@]}"; do
     work="$fuzz_dir/corpus-work/$t"
     arts="$fuzz_dir/artifacts/$t"
@@ -29,12 +41,22 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$arts"
     crashes_before=$(find "$arts" -type f | wc -l)
 
+    # The RESP dictionary helps the RESP targets only; the file targets need longer inputs.
+    dict=()
+    case "$t" in
+    resp_*) dict=(-dict="$fuzz_dir/resp.dict") ;;
+    esac
+    max_len=4096
+    case "$t" in
+    journal_segment | tape | savefile | config) max_len=16384 ;;
+    esac
+
     echo "== $t: ${secs}s, sanitizer=$sanitizer, jobs=$jobs (log: $log)"
     # -a: debug assertions (and overflow checks) on, so arithmetic overflow is a finding too.
     set +e
     cargo fuzz run -a --sanitizer "$sanitizer" "$t" "$work" "$fuzz_dir/corpus/$t" -- \
-        -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-        -dict="$fuzz_dir/resp.dict" -print_final_stats=1 \
+        -max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+        "${dict[@]}" -print_final_stats=1 \
         $([ "$jobs" -gt 1 ] && echo "-fork=$jobs") >"$log" 2>&1
     rc=$?
     set -e
@@ -51,8 +73,12 @@ for t in "${targets[@]}"; do
         echo "   FINDINGS: $new new artifact(s) in $arts"
         grep -E 'panicked|ERROR: |SUMMARY' "$log" | head -5 | sed 's/^/   /' || true
         failed=1
+        summary+=("$(printf '%-20s %12s execs  %-10s findings: %s' "$t" "${execs:-?}" "${cov:-}" "$new")")
     else
         echo "   findings: none"
+        summary+=("$(printf '%-20s %12s execs  %-10s findings: none' "$t" "${execs:-?}" "${cov:-}")")
     fi
 done
+echo "== summary (${secs}s per target)"
+printf '   %s\n' "${summary[@]}"
 exit "$failed"

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod datadir;
 pub mod files;
+pub mod fuzzing;
 pub mod glob;
 pub mod incident;
 pub mod journal;
