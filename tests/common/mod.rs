@@ -235,11 +235,26 @@ impl Drop for Node {
 }
 
 /// A TCP port that was free a moment ago on loopback (for configs that must name ports).
+/// A port free now, for a node's fixed address. Taken below the kernel's ephemeral range
+/// (32768-60999 by default): a port from that range, free while its node is down (a restart
+/// after kill -9), could meanwhile become the local port of some outgoing connection (a
+/// proxy's, a client's) and the node could not bind it again. Each test binary walks the range
+/// from its own start, so parallel binaries rarely meet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        // 7919 is prime and does not divide SPAN: the walk visits every port once.
+        let port = (LOW + start.wrapping_add(n.wrapping_mul(7919)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Writes a 0600 key file and returns its path.
