@@ -605,9 +605,10 @@ fn the_promoted_slave_keeps_the_journal_the_old_master_needs_to_rejoin_without_a
     assert!(checkpointed, "no checkpoint on B");
     assert!(
         link_stat(&d.b, "journal_first_lsn") <= fork + 1,
-        "B dropped journal the old master needs: it starts at {} (fork at {})",
+        "B dropped journal the old master needs: it starts at {} (fork at {})\n{}",
         link_stat(&d.b, "journal_first_lsn"),
-        fork + 1
+        fork + 1,
+        d.b.log_text()
     );
     d.heal();
     d.a.launch();

@@ -190,7 +190,16 @@ pub fn rejoin(cfg: &Config, o: &RejoinOpts, progress: &mut dyn std::io::Write) -
         return outcome(Exit::Done, what);
     }
     let _ = writeln!(progress, "{what}; waiting for its master and catching up");
-    wait_in_sync(&mut c, o.timeout, progress, what)
+    wait_in_sync(cfg, c, o.timeout, progress, what)
+}
+
+/// Whether a failed call means the daemon is busy (no answer within the client's timeout)
+/// rather than gone.
+fn busy(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// INFO replication of a client's node, as (field, value) lines.
@@ -301,8 +310,12 @@ pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
 }
 
 /// Polls INFO replication until the slave streams from its master, showing progress.
+/// A daemon busy for longer than the client's timeout (a slave committing a big full sync on a
+/// loaded machine) is waited for on a new connection, up to `timeout`; one that closed the
+/// connection or refuses new ones has stopped.
 fn wait_in_sync(
-    c: &mut Client,
+    cfg: &Config,
+    mut c: Client,
     timeout: Duration,
     progress: &mut dyn std::io::Write,
     what: String,
@@ -317,6 +330,20 @@ fn wait_in_sync(
             Ok(Value::Bulk(b)) => String::from_utf8_lossy(&b).into_owned(),
             Ok(Value::Verbatim(_, b)) => String::from_utf8_lossy(&b).into_owned(),
             Ok(other) => format!("{other:?}"),
+            Err(e) if busy(&e) && Instant::now() < deadline => {
+                let _ = writeln!(
+                    progress,
+                    "the daemon did not answer within {TIMEOUT:?} (busy); still waiting"
+                );
+                // The late answer would come on this connection: take a new one.
+                match Client::for_config(cfg, TIMEOUT) {
+                    Ok(n) => c = n,
+                    Err(e) => {
+                        return outcome(Exit::Failed, format!("the daemon stopped answering: {e}"));
+                    }
+                }
+                continue;
+            }
             Err(e) => return outcome(Exit::Failed, format!("the daemon stopped answering: {e}")),
         };
         let get = |k: &str| {

@@ -447,14 +447,7 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(redb_err("open slots")(e)),
         };
-        let mut out = Vec::new();
-        for e in t.iter().map_err(redb_err("read slots"))? {
-            let (k, v) = e.map_err(redb_err("read slots"))?;
-            if let Some(slot) = Slot::decode(v.value()) {
-                out.push((k.value().to_vec(), slot));
-            }
-        }
-        Ok(out)
+        read_slots(&t)
     }
 
     /// Starts a batch: one write transaction, not durable until a checkpoint.
@@ -544,6 +537,19 @@ impl View {
 }
 
 /// An open write transaction applying ops.
+fn read_slots(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<Vec<(Vec<u8>, Slot)>, StoreError> {
+    let mut out = Vec::new();
+    for e in t.iter().map_err(redb_err("read slots"))? {
+        let (k, v) = e.map_err(redb_err("read slots"))?;
+        if let Some(slot) = Slot::decode(v.value()) {
+            out.push((k.value().to_vec(), slot));
+        }
+    }
+    Ok(out)
+}
+
 pub struct Batch {
     txn: redb::WriteTransaction,
     base: Catalog,
@@ -754,6 +760,12 @@ impl Batch {
         t.insert(node, &slot.encode()[..])
             .map_err(redb_err("write slot"))?;
         Ok(())
+    }
+
+    /// Replication slots as this batch sees them (its own changes included).
+    pub fn slots(&self) -> Result<Vec<(Vec<u8>, Slot)>, StoreError> {
+        let t = self.txn.open_table(SLOTS).map_err(redb_err("open slots"))?;
+        read_slots(&t)
     }
 
     pub fn remove_slot(&mut self, node: &[u8]) -> Result<(), StoreError> {

@@ -316,7 +316,7 @@ impl Engine {
                 name: format!("{name} (the old master)"),
             };
             log::info!(
-                "promote: keeping the journal from LSN {first_lsn} for {} (the old master) until it rejoins",
+                "promote: keeping the journal from LSN {first_lsn} for {} until it rejoins",
                 slot.name
             );
             self.record_slot(&node, &slot);
@@ -661,12 +661,19 @@ impl Engine {
         self.retention_floor = floor;
     }
 
-    /// Replication slots, from the store (slave node id, slot).
+    /// Replication slots (slave node id, slot), as the open batch sees them: a slot recorded
+    /// since the last commit (the old master's, at promotion) must already hold the journal
+    /// at the checkpoint that commits it.
     pub fn slots(&self) -> Vec<(Vec<u8>, Slot)> {
-        self.store
-            .as_ref()
-            .and_then(|s| s.slots().ok())
-            .unwrap_or_default()
+        let slots = match (&self.batch, &self.store) {
+            (Some(b), _) => b.slots(),
+            (None, Some(s)) => s.slots(),
+            (None, None) => return Vec::new(),
+        };
+        slots.unwrap_or_else(|e| {
+            log::warn!("cannot read the replication slots: {e}");
+            Vec::new()
+        })
     }
 
     /// The last full sync this process loaded, and when it went live.

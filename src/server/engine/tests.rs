@@ -346,3 +346,45 @@ fn a_local_setting_made_inside_a_turn_with_writes_does_not_hang_and_is_kept() {
     let e = Engine::open(opts(tmp.path())).unwrap();
     assert!(e.has_fed_slaves(), "and survives a restart");
 }
+
+/// The slot that keeps the old master's journal must count from the moment of promotion:
+/// the retention floor read before the batch holding it was committed once let the next
+/// checkpoint delete the segments the old master's rejoin needed (CI caught it).
+#[test]
+fn the_old_masters_slot_is_seen_at_once_after_promotion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Engine::open(slave_opts(tmp.path())).unwrap();
+    let create = Op::CreateFile {
+        file: "main".into(),
+        logged: true,
+    };
+    s.apply_remote(&wire(1, vec![create, put("a", "1")]))
+        .unwrap();
+    s.apply_remote(&wire(2, vec![put("b", "2")])).unwrap();
+    s.note_master_node([7; 16], "A");
+    assert!(matches!(s.end_turn(), TurnOutcome::Committed(2)));
+    s.promote("B").unwrap();
+    // A write after the promotion keeps a batch open, as clients do.
+    s.write(put("c", "3")).unwrap();
+    s.end_txn();
+    let slots = s.slots();
+    let slot = slots
+        .iter()
+        .find(|(n, _)| n.as_slice() == [7; 16])
+        .map(|(_, s)| s.clone());
+    assert_eq!(slot.map(|s| s.acked), Some(2), "{slots:?}");
+    // And a slot recorded into a batch not yet committed counts before that commit.
+    let other = crate::store::Slot {
+        acked: 1,
+        updated_ms: 1,
+        name: "C".into(),
+    };
+    s.record_slot(&[9; 16], &other);
+    let slots = s.slots();
+    assert!(
+        slots
+            .iter()
+            .any(|(n, s)| n.as_slice() == [9; 16] && s.acked == 1),
+        "{slots:?}"
+    );
+}
