@@ -149,6 +149,14 @@ impl Follow {
                 let records = msg::decode_records(payload).map_err(|e| e.to_string())?;
                 for rec in &records {
                     if let Err(e) = eng.apply_remote(rec) {
+                        if matches!(e, crate::server::engine::ApplyError::NoSpace(_)) {
+                            // The link closes; the master keeps the journal from here and
+                            // resumes from it when it reconnects with space back.
+                            return Err(format!(
+                                "cannot apply LSN {}: {e}; the master resends from there once there is space",
+                                rec.lsn
+                            ));
+                        }
                         if matches!(e, crate::server::engine::ApplyError::Gap { .. }) {
                             crate::incident::raise(
                                 crate::incident::Kind::SequenceGap,

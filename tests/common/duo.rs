@@ -21,6 +21,12 @@ pub struct Duo {
 
 impl Duo {
     pub fn start(extra: &str) -> Duo {
+        Self::start_prepared(extra, &|_| {})
+    }
+
+    /// Like [`Duo::start`], with `prepare` run on each node's directory (its config written,
+    /// its data directory not yet created) before the node starts.
+    pub fn start_prepared(extra: &str, prepare: &dyn Fn(&std::path::Path)) -> Duo {
         let dir = tempfile::tempdir().unwrap();
         let key = key_file(dir.path(), "pair.key", KEY);
         let (la, lb) = (free_port(), free_port());
@@ -34,6 +40,7 @@ impl Duo {
             &key,
             extra,
         );
+        prepare(&dir.path().join("b"));
         let b = Node::start_in(&dir.path().join("b"));
         node_config(
             &dir.path().join("a"),
@@ -43,6 +50,7 @@ impl Duo {
             &key,
             extra,
         );
+        prepare(&dir.path().join("a"));
         let a = Node::start_in(&dir.path().join("a"));
         Duo {
             a,

@@ -86,9 +86,14 @@ pub enum Fault {
     /// The link cut, the slave promoted while the master still takes writes for `ms`, the
     /// link healed: the old master is fenced within a peer timeout and `rejoin`ed.
     Partition { ms: u64 },
+    /// The disk of the master or the slave full for `ms` (a filler takes all the space of its
+    /// data directory's own tmpfs), then space returns.
+    DiskFull { on_master: bool, ms: u64 },
 }
 
-const KINDS: u64 = 11;
+const KINDS: u64 = 12;
+/// Size of each node's data directory file system (a tmpfs of its own).
+const DISK: &str = "512m";
 
 impl Fault {
     fn draw(kind: u64, rng: &mut Rng) -> Fault {
@@ -120,8 +125,12 @@ impl Fault {
                 },
             },
             9 => Fault::Switchover,
-            _ => Fault::Partition {
+            10 => Fault::Partition {
                 ms: rng.range(300, 2000),
+            },
+            _ => Fault::DiskFull {
+                on_master: rng.chance(50),
+                ms: rng.range(500, 3000),
             },
         }
     }
@@ -156,6 +165,11 @@ impl fmt::Display for Fault {
             Fault::Partition { ms } => write!(
                 f,
                 "split brain: link cut, slave promoted, both writable for {ms} ms, healed, old master fenced + rejoined"
+            ),
+            Fault::DiskFull { on_master, ms } => write!(
+                f,
+                "disk of the {} full for {ms} ms",
+                if *on_master { "master" } else { "slave" }
             ),
         }
     }
@@ -221,7 +235,61 @@ struct Cluster {
     partitions: Vec<(u64, u64)>,
     /// Lost-transactions tapes written by rejoins.
     tapes: Vec<PathBuf>,
+    /// Each node's data directory file system (unmounted after the nodes are gone: fields
+    /// drop in order).
+    _disks: Vec<Tmpfs>,
     _dir: tempfile::TempDir,
+}
+
+/// A tmpfs mounted on a node's data directory, so that a fault can fill it (needs root; CI
+/// runs as root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={DISK},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mounting a tmpfs on {} failed: the torture test needs root (CI runs as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system of `path` with a file there until it takes no more; returns its size.
+fn fill_up(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the filler");
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    total
 }
 
 /// `INFO replication` without panicking (None: the node does not answer).
@@ -304,13 +372,17 @@ fn lost_tapes(n: &Node) -> Vec<PathBuf> {
 
 impl Cluster {
     fn start(seed: u64, mode: Mode) -> Cluster {
+        let disks = std::sync::Mutex::new(Vec::new());
         let Duo {
             a,
             b,
             to_a,
             to_b,
             _dir,
-        } = Duo::start(mode.config());
+        } = Duo::start_prepared(mode.config(), &|dir| {
+            disks.lock().unwrap().push(Tmpfs::mount(&dir.join("data")));
+        });
+        let _disks = disks.into_inner().unwrap();
         Cluster {
             seed,
             nodes: [a, b],
@@ -322,6 +394,7 @@ impl Cluster {
             known: Vec::new(),
             partitions: Vec::new(),
             tapes: Vec::new(),
+            _disks,
             _dir,
         }
     }
@@ -678,6 +751,33 @@ impl Cluster {
                 let healed = now_ms();
                 self.fenced_then_rejoin(no, m, healed, PEER_TIMEOUT);
                 workload.pause(false, Duration::ZERO);
+            }
+            Fault::DiskFull { on_master, ms } => {
+                // Writes (clients' on the master, the stream's on the slave) are refused with
+                // a disk_full incident; nothing acknowledged is lost; when space returns the
+                // node says so (disk_recovered) and catches up.
+                let victim = if on_master { m } else { s };
+                let filler = self.nodes[victim].dir.join("data").join("filler");
+                let took = fill_up(&filler);
+                eprintln!("    filler of {} MiB on {}", took >> 20, NAMES[victim]);
+                self.expect(no, Some(victim), &["disk_full"], t, Duration::from_secs(5));
+                std::thread::sleep(Duration::from_millis(ms));
+                let node = &self.nodes[victim];
+                // Let the node meet the full disk before space returns.
+                wait_until(Duration::from_secs(5), || {
+                    notified(node)
+                        .iter()
+                        .any(|(k, at)| k == "disk_full" && *at + 50 >= t)
+                });
+                std::fs::remove_file(&filler).expect("remove the filler");
+                let t2 = now_ms();
+                self.expect(
+                    no,
+                    Some(victim),
+                    &["disk_recovered"],
+                    t2,
+                    Duration::from_secs(10),
+                );
             }
             Fault::Switchover => {
                 let (code, out, err) = cli(&["switchover", "--config", &config_of(&self.nodes[m])]);

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use super::{Engine, EngineError, TurnOutcome};
+use super::{Engine, EngineError, TurnOutcome, WriteRefused};
 use crate::datadir::NewState;
 use crate::journal::{Journal, JournalOptions, Lsn};
 use crate::link::msg::{GenStart, Ident, Role, SyncBegin, WireRecord};
@@ -30,6 +30,10 @@ pub enum ApplyError {
     NotSlave,
     #[error("records arrived before the repair of this rejoining node was complete")]
     RepairPending,
+    /// The disk is (nearly) full: nothing is applied until space returns (the master keeps
+    /// the journal from here for this slave).
+    #[error("{0}")]
+    NoSpace(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -416,6 +420,15 @@ impl Engine {
     pub fn apply_remote(&mut self, rec: &WireRecord) -> Result<(), ApplyError> {
         if !self.opts.slave {
             return Err(ApplyError::NotSlave);
+        }
+        if !self.turn_dirty {
+            // The first record of a turn: is there room for it (the same guard as a master's
+            // client writes, with its disk_full / disk_recovered incidents)?
+            if let Err(e @ (WriteRefused::LowSpace { .. } | WriteRefused::DiskFull(_))) =
+                self.check_writable()
+            {
+                return Err(ApplyError::NoSpace(e.to_string()));
+            }
         }
         self.apply_record(rec)
     }

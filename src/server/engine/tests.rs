@@ -388,3 +388,30 @@ fn the_old_masters_slot_is_seen_at_once_after_promotion() {
         "{slots:?}"
     );
 }
+
+/// A slave whose disk is (nearly) full applies nothing of the stream — the same guard as a
+/// master's client writes — and takes it again where it stopped once there is room.
+#[test]
+fn a_slave_short_of_space_applies_nothing_until_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = slave_opts(tmp.path());
+    o.min_free_space = u64::MAX;
+    let mut s = Engine::open(o).unwrap();
+    let create = Op::CreateFile {
+        file: "main".into(),
+        logged: true,
+    };
+    let rec = wire(1, vec![create, put("a", "1")]);
+    match s.apply_remote(&rec) {
+        Err(ApplyError::NoSpace(e)) => assert!(e.contains("disk full"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.end_turn(), TurnOutcome::ReadOnly));
+    assert_eq!(s.journal().next_lsn(), 1, "nothing journaled");
+    drop(s);
+    // Space is back (the guard off): the same record applies.
+    let mut s = Engine::open(slave_opts(tmp.path())).unwrap();
+    s.apply_remote(&rec).unwrap();
+    assert!(matches!(s.end_turn(), TurnOutcome::Committed(1)));
+    assert_eq!(get(&mut s, "a").as_deref(), Some(&b"1"[..]));
+}
