@@ -821,7 +821,7 @@ def render(data, cfg, took):
     meta = data["meta"]
     put("# hotbackup benchmark report\n")
     put(f"Written by `bench/report.sh` on {meta['date']} in {took / 60:.0f} min: {meta['runs']} run(s) per "
-        f"figure, medians. Machine: {meta['machine']}. hotbackup {meta['hotbackup']} (release build), "
+        f"figure, medians. Machine: {meta['machine']}. hotbackup {meta['hotbackup'].removeprefix('hotbackup ')} (release build), "
         f"{meta['redis']}, {meta['postgres']}. Everything on loopback on this one machine (the "
         "clients, the master and its slaves share its cores and its disk), so the figures compare "
         "the systems with each other; they are not what two machines would give. Raw samples: "
@@ -988,7 +988,7 @@ def versions():
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "hotbackup": f"{hbv} ({commit})",
+        "hotbackup": f"{hbv.removeprefix('hotbackup ')} ({commit})",
         "redis": redis_v,
         "postgres": pg_v.replace("postgres (PostgreSQL)", "PostgreSQL"),
         "machine": f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}",
