@@ -34,7 +34,7 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
     fi
 fi
 cargo build --release --locked -q
-BIN=$PWD/target/release/hotbackup
+BIN=${HB_BIN:-$PWD/target/release/hotbackup}   # HB_BIN: another build to compare
 WORK=$(mktemp -d /var/tmp/hb-repl-bench.XXXXXX)
 PIDS=()
 cleanup() {
