@@ -1,9 +1,9 @@
 //! Torture test (issue 7, part 1): a master and a slave as real processes, their link through
 //! fault-injecting proxies, three clients writing unique keys and recording every write's
 //! outcome (acked, failed, unknown), and a seeded schedule of faults: kill -9 and graceful
-//! restarts of either node, link cut, stall, flipped byte, duplicated frame, a full disk on
-//! either node (each node's data directory is a tmpfs of its own: root), failover (promote
-//! after kill -9, rejoin of the old master), split brain (promote while the master, cut off,
+//! restarts of either node, the slave stopped (SIGSTOP), link cut, stall, flipped byte,
+//! duplicated frame, a full disk on either node (each node's data directory is a tmpfs of its
+//! own: root), failover (promote after kill -9, rejoin of the old master), split brain (promote while the master, cut off,
 //! still writes; heal; the old master fenced and rejoined) and switchover. After the schedule
 //! everything is healed and a checker proves: every acknowledged write is there (async mode: or
 //! in a lost-transactions tape), nothing appears that no client wrote, the slave equals the
@@ -21,7 +21,7 @@ mod harness;
 mod workload;
 
 /// Faults per schedule in CI: one of each kind.
-const CI_FAULTS: usize = 12;
+const CI_FAULTS: usize = 13;
 
 #[test]
 fn torture_durable_seed_1_loses_no_acknowledged_write_through_every_kind_of_fault() {

@@ -89,9 +89,11 @@ pub enum Fault {
     /// The disk of the master or the slave full for `ms` (a filler takes all the space of its
     /// data directory's own tmpfs), then space returns.
     DiskFull { on_master: bool, ms: u64 },
+    /// The slave process stopped (SIGSTOP) for `ms`, then continued (SIGCONT).
+    SlaveStopped { ms: u64 },
 }
 
-const KINDS: u64 = 12;
+const KINDS: u64 = 13;
 /// Size of each node's data directory file system (a tmpfs of its own).
 const DISK: &str = "512m";
 
@@ -128,9 +130,12 @@ impl Fault {
             10 => Fault::Partition {
                 ms: rng.range(300, 2000),
             },
-            _ => Fault::DiskFull {
+            11 => Fault::DiskFull {
                 on_master: rng.chance(50),
                 ms: rng.range(500, 3000),
+            },
+            _ => Fault::SlaveStopped {
+                ms: rng.range(500, 4000),
             },
         }
     }
@@ -171,6 +176,7 @@ impl fmt::Display for Fault {
                 "disk of the {} full for {ms} ms",
                 if *on_master { "master" } else { "slave" }
             ),
+            Fault::SlaveStopped { ms } => write!(f, "slave process stopped for {ms} ms"),
         }
     }
 }
@@ -778,6 +784,29 @@ impl Cluster {
                     t2,
                     Duration::from_secs(10),
                 );
+            }
+            Fault::SlaveStopped { ms } => {
+                let pid = self.nodes[s].child.as_ref().map(|c| c.id().to_string());
+                let pid = pid.expect("the slave runs");
+                let signal = |sig: &str| {
+                    let st = std::process::Command::new("kill")
+                        .args([sig, pid.as_str()])
+                        .status();
+                    assert!(st.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+                };
+                signal("-STOP");
+                std::thread::sleep(Duration::from_millis(ms));
+                signal("-CONT");
+                if Duration::from_millis(ms) >= PEER_TIMEOUT + Duration::from_secs(1) {
+                    // Silent for longer than peer_timeout: its master declares the link down.
+                    self.expect(
+                        no,
+                        Some(m),
+                        &["link_down"],
+                        t,
+                        PEER_TIMEOUT + Duration::from_millis(1500),
+                    );
+                }
             }
             Fault::Switchover => {
                 let (code, out, err) = cli(&["switchover", "--config", &config_of(&self.nodes[m])]);
