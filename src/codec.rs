@@ -13,6 +13,13 @@ pub struct MsgError {
     pub why: &'static str,
 }
 
+/// The most an LZ4 block of `compressed` bytes can decompress to: a match or literal run
+/// grows by at most 255 bytes per byte of its length field, so a size field claiming more is a
+/// lie, refused before anything that large is allocated.
+pub fn lz4_max_plain(compressed: usize) -> usize {
+    compressed.saturating_mul(255).saturating_add(64)
+}
+
 /// Appends little-endian fields.
 #[derive(Default)]
 pub struct Writer(pub Vec<u8>);

@@ -226,6 +226,12 @@ pub fn decode_chunk(b: &[u8]) -> Result<Chunk, String> {
             "chunk claims {size} bytes decompressed, over the limit"
         ));
     }
+    if size > crate::codec::lz4_max_plain(b.len() - 4) {
+        return Err(format!(
+            "chunk claims {size} bytes decompressed, more than its {} compressed bytes can hold",
+            b.len() - 4
+        ));
+    }
     let plain =
         lz4_flex::decompress_size_prepended(b).map_err(|e| format!("bad lz4 block: {e}"))?;
     let mut r = Cursor {
@@ -569,6 +575,17 @@ impl SaveReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_claiming_more_than_its_block_can_hold_is_refused() {
+        let mut b = (1u32 << 30).to_le_bytes().to_vec();
+        b.extend_from_slice(&[0xf0, 0, 0, 0, 0, 0]);
+        let e = decode_chunk(&b).unwrap_err();
+        assert!(
+            e.contains("more than its 6 compressed bytes can hold"),
+            "{e}"
+        );
+    }
 
     fn header() -> SaveHeader {
         SaveHeader {

@@ -432,6 +432,9 @@ pub fn decode_chunk(b: &[u8], max: usize) -> Result<Chunk, MsgError> {
     if size > max {
         return Err(err("decompressed size over the frame limit"));
     }
+    if size > crate::codec::lz4_max_plain(b.len() - 4) {
+        return Err(err("decompressed size larger than the block can hold"));
+    }
     let plain = lz4_flex::decompress_size_prepended(b).map_err(|_| err("bad lz4 block"))?;
     let mut r = Reader::new(&plain, "SYNC_CHUNK");
     let file = r.string()?;
@@ -521,6 +524,18 @@ impl Heartbeat {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A few bytes claiming a 1 GiB chunk are refused before anything is allocated, while the
+    /// best-compressing real chunk (all zeros) is within the bound.
+    #[test]
+    fn a_chunk_size_its_block_cannot_hold_is_refused() {
+        let mut b = (1u32 << 30).to_le_bytes().to_vec();
+        b.extend_from_slice(&[0xf0, 0, 0, 0, 0, 0]);
+        let e = decode_chunk(&b, 2 << 30).unwrap_err();
+        assert_eq!(e.why, "decompressed size larger than the block can hold");
+        let zeros = lz4_flex::compress_prepend_size(&vec![0u8; 8 << 20]);
+        assert!((8 << 20) <= crate::codec::lz4_max_plain(zeros.len() - 4));
+    }
 
     #[test]
     fn messages_round_trip() {
