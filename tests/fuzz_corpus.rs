@@ -195,10 +195,10 @@ fn preauth_seeds(out: &mut Vec<Seed>) {
         out,
         T,
         "bad_version",
-        b"HB\x02\x01\0\0\0\0\0\0\0\0\0\0\0\0".to_vec(),
+        b"HB\x09\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec(),
     );
-    push(out, T, "too_long", b"HB\x01\x01\x01\x10\0\0".to_vec());
-    push(out, T, "header_cut", b"HB\x01\x01\x02\0".to_vec());
+    push(out, T, "too_long", b"HB\x02\x01\x01\x10\0\0".to_vec());
+    push(out, T, "header_cut", b"HB\x02\x01\x02\0".to_vec());
 }
 
 /// `tamper_pos u16 | xor u8 | preauth u8 | step u8` then `ty | len u8 | payload` frames.

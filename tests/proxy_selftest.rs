@@ -312,10 +312,12 @@ fn drop_returns_promptly_with_traffic_stuck() {
 /// A link frame as the proxy sees one: header, payload, and a MAC unless it is an auth frame.
 fn frame(ty: u8, seq: u64, payload: &[u8]) -> Vec<u8> {
     let mut f = b"HB".to_vec();
-    f.push(1);
+    f.push(2);
     f.push(ty);
     f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     f.extend_from_slice(&seq.to_le_bytes());
+    // The header CRC (the proxy does not check it).
+    f.extend_from_slice(&[0; 4]);
     f.extend_from_slice(payload);
     if !(1..=3).contains(&ty) {
         f.extend_from_slice(&[0xee; 16]);

@@ -292,7 +292,7 @@ fn wrong_key_and_no_key_peers_are_refused_and_nothing_is_applied() {
     for junk in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         &[
-            0x48, 0x42, 1, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+            0x48, 0x42, 2, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ][..],
         &[0x48, 0x42][..],
         &[0u8; 4096][..],

@@ -4,15 +4,18 @@
 //! little-endian.
 //! ```text
 //!  0  magic "HB"            2
-//!  2  version u8 (=1)       1
+//!  2  version u8 (=2)       1
 //!  3  type u8               1   message type, opaque here
 //!  4  length u32            4   payload length
 //!  8  seq u64               8   per direction: 0 for the first frame a side sends, +1 each frame
-//! 16  payload               length
+//! 16  header crc u32        4   CRC-32C of bytes 0..16
+//! 20  payload               length
 //!     mac                  16   only once the session is authenticated
 //! ```
-//! `mac` = HMAC-SHA256(session key, direction byte || bytes 0..16 || payload), truncated to its
-//! first 16 bytes. The direction byte is `b'D'` on frames the dialer sends and `b'L'` on frames
+//! `mac` = HMAC-SHA256(session key, direction byte || bytes 0..20 || payload), truncated to its
+//! first 16 bytes. The header CRC makes a damaged length fail as soon as the header is in:
+//! without it, a flipped bit that made the length larger was waited on until that many bytes
+//! had arrived (with records and heartbeats flowing, for many seconds) before the MAC failed. The direction byte is `b'D'` on frames the dialer sends and `b'L'` on frames
 //! the listener sends, so a frame reflected back to the side that sent it does not verify. The
 //! MAC covers the seq, so a dropped, duplicated, reordered or replayed frame is caught too.
 //!
@@ -34,8 +37,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 pub const MAGIC: &[u8; 2] = b"HB";
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 16;
+pub const VERSION: u8 = 2;
+pub const HEADER_LEN: usize = 20;
 pub const MAC_LEN: usize = 16;
 /// Largest payload accepted before authentication (the auth messages are a few hundred bytes).
 pub const PRE_AUTH_MAX: usize = 4096;
@@ -121,6 +124,8 @@ pub enum FrameError {
     BadSeq { expected: u64, got: u64 },
     #[error("frame authentication failed at seq {seq}: corrupted or forged data")]
     BadMac { seq: u64 },
+    #[error("link frame header checksum mismatch at seq {seq}: the stream is corrupted")]
+    BadHeader { seq: u64 },
 }
 
 /// The MAC state for one frame: direction, header and payload fed in, ready to finalize or verify.
@@ -178,6 +183,8 @@ impl Encoder {
         header[3] = ty;
         header[4..8].copy_from_slice(&len.to_le_bytes());
         header[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
+        let crc = crc32c::crc32c(&header[..16]);
+        header[16..20].copy_from_slice(&crc.to_le_bytes());
         out.reserve(HEADER_LEN + payload.len() + MAC_LEN);
         out.extend_from_slice(&header);
         out.extend_from_slice(payload);
@@ -274,6 +281,13 @@ impl Decoder {
                 });
             }
         };
+        let Some(head) = buf.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let crc = u32::from_le_bytes([head[16], head[17], head[18], head[19]]);
+        if crc32c::crc32c(&head[..16]) != crc {
+            return Err(FrameError::BadHeader { seq: self.next_seq });
+        }
         let mac_len = if self.key.is_some() { MAC_LEN } else { 0 };
         let total = HEADER_LEN + len + mac_len;
         if buf.len() < total {
@@ -444,9 +458,29 @@ mod tests {
         enc.authenticate(key(1));
         let frame = encoded(&mut enc, 1, b"abc");
         assert_eq!(frame.len(), HEADER_LEN + 3 + MAC_LEN);
-        assert_eq!(&frame[..4], b"HB\x01\x01");
+        assert_eq!(&frame[..4], b"HB\x02\x01");
         assert_eq!(&frame[4..8], &3u32.to_le_bytes());
         assert_eq!(&frame[8..16], &1u64.to_le_bytes(), "seq keeps counting");
+    }
+
+    /// A flipped bit of the length field fails as soon as the header is in, before any of the
+    /// (now larger) payload it states: the torture test saw such a frame waited on for seconds.
+    #[test]
+    fn a_flipped_length_bit_fails_at_the_header() {
+        for bit in 0..32 {
+            let (mut enc, mut dec) = pair(1 << 30);
+            let mut frame = encoded(&mut enc, 21, &[7u8; 2000]);
+            frame[4 + bit / 8] ^= 1 << (bit % 8);
+            // Over the limit (the high bits) or a header CRC mismatch: either way at once.
+            let got = dec.decode(&frame[..HEADER_LEN]);
+            assert!(
+                matches!(
+                    got,
+                    Err(FrameError::BadHeader { seq: 0 } | FrameError::TooLong { .. })
+                ),
+                "bit {bit}: {got:?}"
+            );
+        }
     }
 
     #[test]
@@ -473,8 +507,11 @@ mod tests {
     fn damage_to_an_authenticated_frame_is_reported_as_bad_mac() {
         let (mut enc, mut dec) = pair(100);
         let mut frame = encoded(&mut enc, 1, b"data");
-        frame[9] ^= 1; // the seq field
-        assert_eq!(dec.decode(&frame), Err(FrameError::BadMac { seq: 0 }));
+        frame[9] ^= 1; // the seq field: the header CRC catches it before the MAC
+        assert_eq!(dec.decode(&frame), Err(FrameError::BadHeader { seq: 0 }));
+        let mut frame = encoded(&mut enc, 1, b"data");
+        frame[17] ^= 1; // the header CRC itself
+        assert_eq!(dec.decode(&frame), Err(FrameError::BadHeader { seq: 0 }));
         let mut frame = encoded(&mut enc, 1, b"data");
         frame[HEADER_LEN] ^= 0x80; // the payload
         assert_eq!(dec.decode(&frame), Err(FrameError::BadMac { seq: 0 }));
@@ -557,7 +594,7 @@ mod tests {
     #[test]
     fn huge_length_is_rejected_before_the_payload_arrives() {
         let mut header = Vec::new();
-        header.extend_from_slice(b"HB\x01\x07");
+        header.extend_from_slice(b"HB\x02\x07");
         header.extend_from_slice(&u32::MAX.to_le_bytes());
         let too_long = Err(FrameError::TooLong {
             len: u64::from(u32::MAX),
@@ -616,8 +653,8 @@ mod tests {
         assert_eq!(dec.decode(b"G"), Err(FrameError::BadMagic));
         assert_eq!(dec.decode(b"HT"), Err(FrameError::BadMagic));
         assert_eq!(dec.decode(b"GET / HTTP/1.1\r\n"), Err(FrameError::BadMagic));
-        assert_eq!(dec.decode(b"HB\x02"), Err(FrameError::BadVersion(2)));
-        assert_eq!(dec.decode(b"HB\x01"), Ok(None));
+        assert_eq!(dec.decode(b"HB\x01"), Err(FrameError::BadVersion(1)));
+        assert_eq!(dec.decode(b"HB\x02"), Ok(None));
     }
 
     #[test]

@@ -227,13 +227,16 @@ mod verify;
 
 const READ_LIMIT: usize = 16 << 20;
 
-/// A frame out of sequence or failing its MAC is an incident of its own (the link-down one
+/// A frame out of sequence, with a damaged header or failing its MAC is an incident of its own (the link-down one
 /// follows when the connection is closed).
 fn frame_incident(e: &super::frame::FrameError, peer: &str) {
     use super::frame::FrameError;
     let kind = match e {
         FrameError::BadSeq { .. } => crate::incident::Kind::SequenceGap,
-        FrameError::BadMac { .. } => crate::incident::Kind::AuthFailure,
+        // A damaged header is damaged data like a failing MAC (caught earlier).
+        FrameError::BadMac { .. } | FrameError::BadHeader { .. } => {
+            crate::incident::Kind::AuthFailure
+        }
         _ => return,
     };
     crate::incident::raise(

@@ -277,6 +277,9 @@ struct Framer {
     lost: bool,
 }
 
+/// A link frame header's length (src/link/frame.rs): magic, version, type, length, seq, CRC.
+const HEADER: usize = 20;
+
 impl Framer {
     /// `data` with any requested duplicate inserted right after its frame.
     fn pass(&mut self, data: &[u8], dups: &Mutex<Vec<u8>>) -> Vec<u8> {
@@ -284,11 +287,11 @@ impl Framer {
         let mut i = 0;
         while i < data.len() && !self.lost {
             if self.need == 0 {
-                let take = (16 - self.cur.len()).min(data.len() - i);
+                let take = (HEADER - self.cur.len()).min(data.len() - i);
                 self.cur.extend_from_slice(&data[i..i + take]);
                 out.extend_from_slice(&data[i..i + take]);
                 i += take;
-                if self.cur.len() < 16 {
+                if self.cur.len() < HEADER {
                     continue;
                 }
                 if &self.cur[..2] != b"HB" {
@@ -299,7 +302,7 @@ impl Framer {
                 let len = u32::from_le_bytes([self.cur[4], self.cur[5], self.cur[6], self.cur[7]]);
                 let mac = if (1..=3).contains(&self.ty) { 0 } else { 16 };
                 self.need = len as usize + mac;
-                self.total = 16 + self.need;
+                self.total = HEADER + self.need;
                 if self.need == 0 {
                     self.end_frame(&mut out, dups);
                 }
