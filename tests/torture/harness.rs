@@ -496,6 +496,27 @@ impl Cluster {
         }
     }
 
+    /// Cuts the link both ways: new connections refused, then the current ones closed.
+    fn cut_link(&self) {
+        for p in &self.proxies {
+            p.refuse(true);
+        }
+        for p in &self.proxies {
+            p.cut();
+        }
+    }
+
+    /// Waits (up to `within`) until node `i` was told of a `kind` incident since `since` (unix
+    /// ms); the checker, not this wait, fails the run if it never comes.
+    fn wait_notified(&self, i: usize, kind: &str, since: u64, within: Duration) {
+        let node = &self.nodes[i];
+        wait_until(within, || {
+            notified(node)
+                .iter()
+                .any(|(k, at)| k == kind && *at + 50 >= since)
+        });
+    }
+
     fn relaunch(&mut self, i: usize) {
         self.nodes[i].launch();
     }
@@ -660,12 +681,7 @@ impl Cluster {
                 self.expect(no, Some(other), &["link_up"], t, Duration::from_secs(20));
             }
             Fault::Cut { ms } => {
-                for p in &self.proxies {
-                    p.refuse(true);
-                }
-                for p in &self.proxies {
-                    p.cut();
-                }
+                self.cut_link();
                 self.expect(no, Some(m), &["link_down"], t, PEER_TIMEOUT * 2);
                 self.expect(no, Some(s), &["link_down"], t, PEER_TIMEOUT * 2);
                 std::thread::sleep(Duration::from_millis(ms));
@@ -712,12 +728,7 @@ impl Cluster {
                 self.proxies[s].dup_frame(Dir::ToTarget, FRAME_RECORDS);
                 self.expect(no, Some(s), &["sequence_gap"], t, Duration::from_secs(20));
                 // Let it happen now, while this is still the stream's direction.
-                let node = &self.nodes[s];
-                wait_until(Duration::from_secs(20), || {
-                    notified(node)
-                        .iter()
-                        .any(|(k, at)| k == "sequence_gap" && *at + 50 >= t)
-                });
+                self.wait_notified(s, "sequence_gap", t, Duration::from_secs(20));
             }
             Fault::Failover { lag_ms } => {
                 if lag_ms > 0 {
@@ -736,12 +747,7 @@ impl Cluster {
                 // Split brain by the admin's hand: the slave is promoted while the master,
                 // cut off, still takes writes. Both are writable until the link heals; then
                 // the old master must be fenced within a peer timeout of contact.
-                for p in &self.proxies {
-                    p.refuse(true);
-                }
-                for p in &self.proxies {
-                    p.cut();
-                }
+                self.cut_link();
                 self.expect(no, Some(m), &["link_down"], t, PEER_TIMEOUT * 2);
                 self.expect(no, Some(s), &["link_down"], t, PEER_TIMEOUT * 2);
                 let split = self.ms();
@@ -768,13 +774,8 @@ impl Cluster {
                 eprintln!("    filler of {} MiB on {}", took >> 20, NAMES[victim]);
                 self.expect(no, Some(victim), &["disk_full"], t, Duration::from_secs(5));
                 std::thread::sleep(Duration::from_millis(ms));
-                let node = &self.nodes[victim];
                 // Let the node meet the full disk before space returns.
-                wait_until(Duration::from_secs(5), || {
-                    notified(node)
-                        .iter()
-                        .any(|(k, at)| k == "disk_full" && *at + 50 >= t)
-                });
+                self.wait_notified(victim, "disk_full", t, Duration::from_secs(5));
                 std::fs::remove_file(&filler).expect("remove the filler");
                 let t2 = now_ms();
                 self.expect(
