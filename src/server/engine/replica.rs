@@ -675,7 +675,7 @@ impl Engine {
     }
 
     /// Replication slots (slave node id, slot), as the open batch sees them: a slot recorded
-    /// since the last commit (the old master's, at promotion) must already hold the journal
+    /// since the last commit (a slave's position, the old master's) must already hold the journal
     /// at the checkpoint that commits it.
     pub fn slots(&self) -> Vec<(Vec<u8>, Slot)> {
         let slots = match (&self.batch, &self.store) {
