@@ -1006,9 +1006,12 @@ impl Engine {
         }
     }
 
-    /// Periodic work between turns: checkpoint when due, journal segment removal, store
-    /// recovery retries. `interval` and `bytes` are the checkpoint triggers.
-    pub fn tick(&mut self, interval: Duration, bytes: u64) {
+    /// Periodic work between turns: the store batch's commit, a checkpoint (and journal
+    /// segment removal) when the caller found one due with [`Engine::checkpoint_due`] — the
+    /// caller sets the retention floor right before, from that same decision, so that no
+    /// checkpoint removes segments under a floor computed before a slot was recorded — and
+    /// store recovery retries.
+    pub fn tick(&mut self, checkpoint: bool) {
         if self.turn_dirty || self.journal.pending() > 0 {
             // A batch with unwritten records is open (kept while a sync runs).
             return;
@@ -1023,10 +1026,8 @@ impl Engine {
             }
             return;
         }
-        let due = std::mem::take(&mut self.checkpoint_requested)
-            || self.last_checkpoint.elapsed() >= interval
-            || self.journal.bytes_since_mark() >= bytes;
-        if due {
+        if checkpoint {
+            self.checkpoint_requested = false;
             self.checkpoint();
         }
     }

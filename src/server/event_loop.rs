@@ -1132,13 +1132,14 @@ impl Server {
             self.settings.checkpoint_interval,
             self.settings.checkpoint_bytes,
         );
-        if second || self.eng.checkpoint_due(interval, bytes) {
+        let checkpoint = self.eng.checkpoint_due(interval, bytes);
+        if second || checkpoint {
             // What the slaves still need, decided right before any segment can go.
             let floor = self.link.retention_floor(&mut self.eng);
             self.eng.set_retention_floor(floor);
             self.link.reap(&mut self.eng, self.poll.registry());
         }
-        self.eng.tick(interval, bytes);
+        self.eng.tick(checkpoint);
         if !second {
             return;
         }

@@ -331,7 +331,8 @@ fn a_local_setting_made_inside_a_turn_with_writes_does_not_hang_and_is_kept() {
         e.end_txn();
         e.note_fed_slave();
         assert!(matches!(e.end_turn(), TurnOutcome::Committed(_)));
-        e.tick(Duration::from_secs(3600), u64::MAX);
+        let due = e.checkpoint_due(Duration::from_secs(3600), u64::MAX);
+        e.tick(due);
         let kept = e.has_fed_slaves();
         drop(e);
         let _ = tx.send(kept);
