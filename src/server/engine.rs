@@ -32,8 +32,17 @@ use crate::txn::{Op, Transaction};
 
 /// Replay commits the store every this many records.
 const REPLAY_BATCH: u64 = 10_000;
-/// The open store batch is committed (not durably) this often.
+/// The open store batch is committed (not durably) this often...
 pub const STORE_COMMIT_INTERVAL: Duration = Duration::from_millis(20);
+/// ... unless writes come faster than this many journal bytes a second (a slave catching up, a
+/// pipelined load): then the batch stays open up to [`BULK_COMMIT_INTERVAL`], so that its item
+/// writes reach redb in large sorted runs (see `store::pending`), each B-tree leaf copied once
+/// per commit instead of once per write. Reads go through the open batch either way.
+const BULK_RATE: u64 = 12 << 20;
+const BULK_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Free space below which a turn's buffered item writes go to redb before the turn is
+/// acknowledged instead of at the batch's commit ([`Engine::room_to_defer`]).
+const DEFER_ROOM: u64 = 1 << 30;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -782,6 +791,14 @@ impl Engine {
         if !std::mem::take(&mut self.turn_dirty) {
             return TurnOutcome::ReadOnly;
         }
+        if self.batch_error.is_none() && !self.room_to_defer() {
+            // Short of room (or not knowing): the turn's item writes go to redb now, before
+            // anyone is told of them, so that a full disk fails this turn (refused, rolled back)
+            // rather than a later commit of writes already acknowledged.
+            if let Some(Err(e)) = self.batch.as_ref().map(Batch::flush) {
+                self.batch_error = Some(e);
+            }
+        }
         if let Some(e) = self.batch_error.take() {
             self.stats.failed_turns += 1;
             return self.fail_store(e);
@@ -1016,7 +1033,7 @@ impl Engine {
             // A batch with unwritten records is open (kept while a sync runs).
             return;
         }
-        if self.batch.is_some() && self.batch_opened.elapsed() >= STORE_COMMIT_INTERVAL {
+        if self.batch.is_some() && self.batch_commit_due() {
             self.commit_batch();
         }
         if self.store.is_none() {
@@ -1030,6 +1047,36 @@ impl Engine {
             self.checkpoint_requested = false;
             self.checkpoint();
         }
+    }
+
+    /// Whether the last free-space measure leaves room for the store batch's buffered writes
+    /// to wait for the commit (see `store::pending`): [`DEFER_ROOM`], or four times the
+    /// free-space guard, beyond what was written since the measure (counted three times).
+    fn room_to_defer(&self) -> bool {
+        match self.free_space {
+            Some((free, _, at_bytes)) if self.disk_full.is_none() => {
+                let since = self
+                    .written_bytes
+                    .saturating_sub(at_bytes)
+                    .saturating_mul(3);
+                free.saturating_sub(since)
+                    >= DEFER_ROOM.max(self.opts.min_free_space.saturating_mul(4))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the open batch has been open long enough (see [`BULK_RATE`]). A bulk batch's
+    /// dirty pages outgrow redb's write buffer and go to the file before the commit, where a
+    /// full disk would fail it: only with room to spare ([`Engine::room_to_defer`]).
+    fn batch_commit_due(&self) -> bool {
+        let age = self.batch_opened.elapsed();
+        if age < STORE_COMMIT_INTERVAL {
+            return false;
+        }
+        let bytes = self.written_bytes.saturating_sub(self.batch_written_at);
+        let bulk = bytes as f64 >= BULK_RATE as f64 * age.as_secs_f64() && self.room_to_defer();
+        !bulk || age >= BULK_COMMIT_INTERVAL
     }
 
     /// Whether the next [`Engine::tick`] would checkpoint.

@@ -11,9 +11,11 @@
 
 pub mod incidents;
 pub mod item;
+mod pending;
 mod read;
 pub mod rewind;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -136,6 +138,8 @@ pub struct Store {
     path: PathBuf,
     catalog: Catalog,
     meta: Meta,
+    /// A batch hands its buffered writes to redb past this many bytes ([`pending_limit`]).
+    pending_limit: usize,
 }
 
 /// Table name of a file.
@@ -370,6 +374,7 @@ impl Store {
             path: path.to_path_buf(),
             catalog: Arc::new(catalog),
             meta,
+            pending_limit: pending_limit(opts.cache_size),
         })
     }
 
@@ -457,6 +462,8 @@ impl Store {
             .map_err(redb_err("set durability"))?;
         Ok(Batch {
             txn,
+            pending: RefCell::default(),
+            pending_limit: self.pending_limit,
             base: self.catalog.clone(),
             overlay: BTreeMap::new(),
             generation: None,
@@ -467,6 +474,7 @@ impl Store {
 
     /// Commits a batch whose last applied record has LSN `lsn`.
     pub fn commit(&mut self, batch: Batch, lsn: Lsn) -> Result<(), StoreError> {
+        batch.flush()?;
         let Batch {
             txn,
             overlay,
@@ -552,6 +560,10 @@ fn read_slots(
 
 pub struct Batch {
     txn: redb::WriteTransaction,
+    /// Item writes not yet handed to redb (see [`pending`]); a RefCell because a read through
+    /// `&Batch` that the buffer cannot answer alone (a scan, a count) flushes it first.
+    pending: RefCell<pending::Pending>,
+    pending_limit: usize,
     base: Catalog,
     /// Catalog changes of this batch (None = dropped).
     overlay: BTreeMap<String, Option<FileInfo>>,
@@ -565,6 +577,15 @@ pub struct Batch {
 
 fn item_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
+}
+
+/// Buffered item writes past this many bytes are handed to redb without waiting for the
+/// commit, so that a long batch (a slave catching up) holds a bounded amount of memory: a
+/// quarter of the store cache (redb keeps a transaction's dirty pages in at most half of it,
+/// and writes the rest to the file before the commit — where a full disk fails the whole
+/// batch), between 1 and 64 MiB.
+pub fn pending_limit(cache_size: usize) -> usize {
+    (cache_size / 4).clamp(1 << 20, 64 << 20)
 }
 
 impl Batch {
@@ -620,24 +641,17 @@ impl Batch {
             }
             Op::DropFile { file } => {
                 self.require_file(file)?;
-                let name = table_name(file);
-                self.txn
-                    .delete_table(item_table(&name))
-                    .map_err(redb_err("drop file"))?;
+                self.delete_items(file, "drop file")?;
                 self.set_catalog(file, None)
             }
             Op::ClearFile { file } => {
                 self.require_file(file)?;
-                let name = table_name(file);
-                self.txn
-                    .delete_table(item_table(&name))
-                    .map_err(redb_err("clear file"))?;
-                Ok(())
+                self.delete_items(file, "clear file")
             }
             Op::Put { file, id, value } => {
                 self.require_file(file)?;
                 let raw = item::encode(value);
-                self.put_raw(file, id, &raw)
+                self.put_raw(file, id, raw)
             }
             Op::Delete { file, id } => {
                 self.require_file(file)?;
@@ -655,7 +669,7 @@ impl Batch {
                         old
                     }
                 };
-                self.put_raw(file, id, &raw)
+                self.put_raw(file, id, raw)
             }
             Op::HashSet { file, id, fields } => {
                 self.require_file(file)?;
@@ -667,7 +681,7 @@ impl Batch {
                     },
                 };
                 item::merge_fields(&mut cur, fields);
-                self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
+                self.put_raw(file, id, item::encode(&Value::Hash(cur)))
             }
             Op::NewGeneration {
                 generation,
@@ -712,7 +726,7 @@ impl Batch {
                 if cur.is_empty() {
                     self.remove_raw(file, id)
                 } else {
-                    self.put_raw(file, id, &item::encode(&Value::Hash(cur)))
+                    self.put_raw(file, id, item::encode(&Value::Hash(cur)))
                 }
             }
         }
@@ -730,6 +744,7 @@ impl Batch {
                 "full sync item of file '{file}' has an unknown type tag"
             )));
         }
+        self.flush()?;
         let name = table_name(file);
         let mut t = self
             .txn
@@ -775,22 +790,53 @@ impl Batch {
     }
 
     fn remove_raw(&mut self, file: &str, id: &[u8]) -> Result<(), StoreError> {
-        let name = table_name(file);
-        let mut t = self
-            .txn
-            .open_table(item_table(&name))
-            .map_err(redb_err("open file"))?;
-        t.remove(id).map_err(redb_err("delete"))?;
+        self.buffer(file, id, None)
+    }
+
+    fn put_raw(&mut self, file: &str, id: &[u8], raw: Vec<u8>) -> Result<(), StoreError> {
+        self.buffer(file, id, Some(raw))
+    }
+
+    fn buffer(&mut self, file: &str, id: &[u8], raw: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let pending = self.pending.get_mut();
+        pending.put(file, id, raw);
+        if pending.bytes() >= self.pending_limit {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    fn put_raw(&mut self, file: &str, id: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+    /// Removes every item of a file, buffered or stored (the file is dropped or cleared).
+    fn delete_items(&mut self, file: &str, op: &'static str) -> Result<(), StoreError> {
+        self.pending.get_mut().discard_file(file);
         let name = table_name(file);
-        let mut t = self
-            .txn
-            .open_table(item_table(&name))
-            .map_err(redb_err("open file"))?;
-        t.insert(id, raw).map_err(redb_err("write"))?;
+        self.txn
+            .delete_table(item_table(&name))
+            .map_err(redb_err(op))?;
+        Ok(())
+    }
+
+    /// Hands the buffered item writes to redb: per file, one table open and the writes in key
+    /// order. On an error the batch must be dropped (aborted), like after a failed apply.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        if self.pending.borrow().is_empty() {
+            return Ok(());
+        }
+        let files = self.pending.borrow_mut().take();
+        for (file, items) in files {
+            let name = table_name(&file);
+            let mut t = self
+                .txn
+                .open_table(item_table(&name))
+                .map_err(redb_err("open file"))?;
+            for (id, raw) in items {
+                match raw {
+                    Some(raw) => t.insert(id.as_slice(), raw.as_slice()).map(|_| ()),
+                    None => t.remove(id.as_slice()).map(|_| ()),
+                }
+                .map_err(redb_err("write"))?;
+            }
+        }
         Ok(())
     }
 }

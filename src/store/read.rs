@@ -1,5 +1,6 @@
 //! Reading items: the same questions asked of a [`View`] (committed state) or of a [`Batch`]
-//! (committed state plus this batch's own writes).
+//! (committed state plus this batch's own writes). A batch answers a point read from its write
+//! buffer when it holds the item, and hands the buffer to redb before a count or a scan.
 
 use std::ops::ControlFlow;
 
@@ -116,6 +117,9 @@ impl Reader for Batch {
         if self.file_info(file).is_none() {
             return Ok(None);
         }
+        if let Some(buffered) = self.pending.borrow().get(file, id) {
+            return Ok(buffered.map(<[u8]>::to_vec));
+        }
         let name = table_name(file);
         let t = self
             .txn
@@ -127,6 +131,7 @@ impl Reader for Batch {
         if self.file_info(file).is_none() {
             return Ok(0);
         }
+        self.flush()?;
         let name = table_name(file);
         let t = self
             .txn
@@ -138,6 +143,7 @@ impl Reader for Batch {
         if self.file_info(file).is_none() {
             return Ok(());
         }
+        self.flush()?;
         let name = table_name(file);
         let t = self
             .txn

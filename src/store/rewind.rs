@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Batch, FileInfo, GENERATIONS, META, PROMOTIONS, Store, StoreError, redb_err};
-use super::{Reader as _, item, item_table, table_name};
+use super::{Reader as _, item};
 use crate::codec::{MsgError, Reader, Writer};
 use crate::journal::Lsn;
 use crate::txn::Op;
@@ -198,10 +198,7 @@ impl Batch {
     /// follow through [`Batch::put_items`]); `None` makes it absent.
     pub fn repair_file(&mut self, file: &str, logged: Option<bool>) -> Result<(), StoreError> {
         if self.file_info(file).is_some() {
-            let name = table_name(file);
-            self.txn
-                .delete_table(item_table(&name))
-                .map_err(redb_err("clear file"))?;
+            self.delete_items(file, "clear file")?;
         }
         match logged {
             Some(logged) => self.set_catalog(
@@ -235,7 +232,7 @@ impl Batch {
                         "repair item of file '{file}' has an unknown type tag"
                     )));
                 }
-                self.put_raw(file, id, raw)
+                self.put_raw(file, id, raw.to_vec())
             }
             None => self.remove_raw(file, id),
         }

@@ -198,3 +198,130 @@ fn ops_that_do_not_fit_are_errors() {
         }
     }
 }
+
+fn del(file: &str, id: &str) -> Op {
+    Op::Delete {
+        file: file.into(),
+        id: s(id),
+    }
+}
+
+fn ids(r: &impl Reader, file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    r.scan_from(file, b"", &mut |id, _| {
+        out.push(String::from_utf8_lossy(id).into_owned());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_batch_reads_its_own_buffered_writes_whatever_the_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(
+        &mut st,
+        1,
+        &[create("main"), put("main", "a", "1"), put("main", "c", "3")],
+    );
+    let mut b = st.begin().unwrap();
+    b.set_lsn(2);
+    for op in [
+        put("main", "b", "2"),
+        del("main", "a"),
+        put("main", "c", "33"),
+    ] {
+        b.apply(&op).unwrap();
+    }
+    // Point reads come from the buffer: a removal, an overwrite, a new item, an untouched one.
+    assert_eq!(b.get_raw("main", b"a").unwrap(), None);
+    assert_eq!(
+        b.get_raw("main", b"c").unwrap(),
+        Some(item::encode_str(b"33"))
+    );
+    assert_eq!(
+        b.get_raw("main", b"b").unwrap(),
+        Some(item::encode_str(b"2"))
+    );
+    // A count and a scan see them too; writes after that are buffered again and seen.
+    assert_eq!(b.count("main").unwrap(), 2);
+    assert_eq!(ids(&b, "main"), ["b", "c"]);
+    b.apply(&put("main", "d", "4")).unwrap();
+    assert_eq!(ids(&b, "main"), ["b", "c", "d"]);
+    // A read of the committed state sees none of it until the commit.
+    assert_eq!(ids(&st.view().unwrap(), "main"), ["a", "c"]);
+    st.commit(b, 2).unwrap();
+    let v = st.view().unwrap();
+    assert_eq!(ids(&v, "main"), ["b", "c", "d"]);
+    assert_eq!(
+        v.get_raw("main", b"c").unwrap(),
+        Some(item::encode_str(b"33"))
+    );
+}
+
+#[test]
+fn dropping_or_clearing_a_file_forgets_its_buffered_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(
+        &mut st,
+        1,
+        &[create("main"), create("aux"), put("main", "a", "1")],
+    );
+    let mut b = st.begin().unwrap();
+    b.set_lsn(2);
+    let ops = [
+        put("main", "b", "2"),
+        put("aux", "x", "1"),
+        Op::ClearFile {
+            file: "main".into(),
+        },
+        put("main", "c", "3"),
+        Op::DropFile { file: "aux".into() },
+        create("aux"),
+    ];
+    for op in &ops {
+        b.apply(op).unwrap();
+    }
+    assert_eq!(b.get_raw("main", b"b").unwrap(), None);
+    assert_eq!(b.get_raw("aux", b"x").unwrap(), None);
+    st.commit(b, 2).unwrap();
+    let v = st.view().unwrap();
+    assert_eq!(ids(&v, "main"), ["c"]);
+    assert_eq!(ids(&v, "aux"), Vec::<String>::new());
+}
+
+#[test]
+fn a_dropped_batch_leaves_its_buffered_writes_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main"), put("main", "a", "1")]);
+    let mut b = st.begin().unwrap();
+    b.apply(&put("main", "b", "2")).unwrap();
+    b.apply(&del("main", "a")).unwrap();
+    drop(b);
+    let v = st.view().unwrap();
+    assert_eq!(ids(&v, "main"), ["a"]);
+    assert_eq!(st.meta().applied_lsn, 1);
+}
+
+#[test]
+fn a_batch_larger_than_its_buffer_is_handed_to_redb_on_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    apply_all(&mut st, 1, &[create("main")]);
+    let mut b = st.begin().unwrap();
+    let big = "v".repeat(64 << 10);
+    let limit = pending_limit(StoreOptions::default().cache_size);
+    let n = limit / big.len() + 10;
+    for i in 0..n {
+        b.apply(&put("main", &format!("k{i:06}"), &big)).unwrap();
+    }
+    assert!(
+        b.pending.borrow().bytes() < limit,
+        "the buffer was flushed on the way"
+    );
+    st.commit(b, 2).unwrap();
+    assert_eq!(st.view().unwrap().count("main").unwrap(), n as u64);
+}
