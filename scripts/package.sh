@@ -4,7 +4,7 @@
 #                                    target/generate-rpm/hotbackup-VERSION-1.ARCH.rpm
 # Installs the pinned packagers when missing (cargo install --locked), builds the release
 # binary, generates the man pages and shell completions from the CLI (hotbackup generate-docs),
-# compresses the man pages, then runs cargo-deb and cargo-generate-rpm (configured in
+# adds the failover scripts' pages (packaging/man8), compresses the man pages, then runs cargo-deb and cargo-generate-rpm (configured in
 # Cargo.toml, [package.metadata.deb] and [package.metadata.generate-rpm]).
 #   scripts/package.sh --deb      only the .deb (the system test's need)
 set -euo pipefail
@@ -37,7 +37,10 @@ mkdir -p target/pkg
 strip --strip-debug -o target/pkg/hotbackup target/release/hotbackup
 rm -rf target/pkg/docs
 target/pkg/hotbackup generate-docs target/pkg/docs >/dev/null
-gzip -9n target/pkg/docs/man1/*.1
+# The failover scripts' pages (section 8: /usr/sbin) are written by hand in packaging/man8.
+mkdir -p target/pkg/docs/man8
+cp packaging/man8/*.8 target/pkg/docs/man8/
+gzip -9n target/pkg/docs/man1/*.1 target/pkg/docs/man8/*.8
 echo "== .deb"
 cargo deb --no-build --no-strip --quiet
 ls -l target/debian/*.deb

@@ -280,6 +280,30 @@ pub fn notify_extend_timeout(d: Duration) -> io::Result<bool> {
     notify(&[NotifyState::Custom(&line)])
 }
 
+/// During a long start-up step that is making progress (opening and repairing the store,
+/// scanning the journal, replaying it): says `STATUS=recovering: {what}` and asks systemd for
+/// [`START_EXTENSION`] more, at most once every [`START_EXTEND_EVERY`], so that `TimeoutStartSec`
+/// catches a start that hangs, not one that works through a large data directory. Cheap to
+/// call often (per segment, per replay batch); does nothing outside systemd.
+pub fn extend_start(what: &str) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Ok(mut last) = LAST.lock() {
+        if !last.is_some_and(|t| t.elapsed() < START_EXTEND_EVERY) {
+            *last = Some(std::time::Instant::now());
+            notify_extend_timeout(START_EXTENSION).ok();
+        }
+    }
+    notify_status(&format!("recovering: {what}")).ok();
+}
+
+/// How much more time each [`extend_start`] asks for.
+pub const START_EXTENSION: Duration = Duration::from_secs(30);
+/// How often [`extend_start`] asks, at most.
+pub const START_EXTEND_EVERY: Duration = Duration::from_secs(5);
+
 /// `RELOADING=1` with `MONOTONIC_USEC=` (required by systemd ≥ 253 for `Type=notify-reload`).
 /// Send [`notify_ready`] when the reload is done.
 pub fn notify_reloading() -> io::Result<bool> {

@@ -333,6 +333,17 @@ fn recovery_extends_the_start_timeout_and_ready_comes_only_after_the_replay() {
         .unwrap_or_else(|| panic!("no replay STATUS before READY: {got:?}"));
     let ready = got.len() - 1;
     assert!(extend < ready && replayed < ready, "{got:?}");
+    // Every start-up step says what it does, the first one with more time asked for.
+    let step = |what: &str| {
+        got.iter()
+            .position(|m| m.starts_with(&format!("STATUS=recovering: {what}")))
+            .unwrap_or_else(|| panic!("no STATUS for '{what}' before READY: {got:?}"))
+    };
+    let (store, scan) = (
+        step("opening the store"),
+        step("scanning journal segment 1 of"),
+    );
+    assert!(extend < store && store < scan && scan < replayed, "{got:?}");
     assert_eq!(get(&n, "k299"), Some("299".into()));
     assert_eq!(n.stop(), Some(0));
 }

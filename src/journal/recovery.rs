@@ -91,6 +91,7 @@ pub fn scan(dir: &Path, db_id: Option<&DbId>) -> Result<ScanReport, JournalError
     };
     let count = infos.len();
     for (i, info) in infos.into_iter().enumerate() {
+        crate::systemd::extend_start(&format!("scanning journal segment {} of {count}", i + 1));
         let is_last = i + 1 == count;
         let path = info.path.clone();
         let ioerr = |source| JournalError::Io {

@@ -1396,6 +1396,10 @@ impl Link {
                         None => f.state_name().into(),
                     };
                     s.acked_received = f.received;
+                    // How far this slave is behind: records its master has made durable and
+                    // it has not received yet, and the end-to-end lag of the last canary.
+                    s.lag_entries = f.master_durable.saturating_sub(f.received);
+                    s.lag_ms = self.canary_status().last.map_or(0, |l| l.lag_ms);
                     s.full_syncs = f.full_syncs;
                     s.partial_syncs = f.partial_syncs;
                     s.sync_summary = f.sync_summary.clone();

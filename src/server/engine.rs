@@ -367,6 +367,8 @@ impl Engine {
         let state_dir = data
             .live()
             .map_err(layout("cannot resolve the live copy"))?;
+        // Opening the store may repair it after a crash (redb walks the whole file).
+        crate::systemd::extend_start("opening the store");
         let store = Store::open(
             &state_dir.join(STORE_FILE),
             &StoreOptions {
@@ -394,6 +396,7 @@ impl Engine {
             }
         }
         let fs_for_later = fs.clone();
+        crate::systemd::extend_start("scanning the journal");
         let (journal, recovery) = Journal::open(
             &state_dir.join(JOURNAL_DIR),
             meta.db_id,
@@ -501,11 +504,9 @@ impl Engine {
             count += apply_records(&self.journal, &mut batch, from, upto, self.rewind.as_ref())?;
             store.commit(batch, upto)?;
             from = upto + 1;
-            crate::systemd::notify_extend_timeout(Duration::from_secs(30)).ok();
-            crate::systemd::notify_status(&format!(
-                "recovering: replayed the journal up to LSN {upto} of {written}"
-            ))
-            .ok();
+            crate::systemd::extend_start(&format!(
+                "replayed the journal up to LSN {upto} of {written}"
+            ));
         }
         self.generation = self.generation.max(self.journal.last_generation());
         // The store must not be made durable ahead of the journal.

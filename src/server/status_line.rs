@@ -23,7 +23,9 @@ pub struct StatusInput<'a> {
     pub stopping: bool,
 }
 
-/// `master gen 3, LSN 1041, writes ok, link: 10.77.0.2:2000 streaming lag 0 (0 ms), 2 client(s)`.
+/// `master gen 3, LSN 1041, writes ok, link: 10.77.0.2:2000 streaming lag 0 (0 ms), 2 client(s)`;
+/// on a slave `slave gen 3, LSN 1041, writes readonly, link: 10.77.0.1:2000 streaming behind 0
+/// (canary 2 ms), 0 client(s)`.
 /// Kept on one line and short: systemd shows it next to the unit.
 pub fn format_status(s: &StatusInput<'_>) -> String {
     let mut out = format!(
@@ -49,6 +51,13 @@ pub fn format_status(s: &StatusInput<'_>) -> String {
             out.push_str(&format!(" {} {}", p.addr, state));
             if p.role == "slave" && p.state == "streaming" {
                 out.push_str(&format!(" lag {} ({} ms)", p.lag_entries, p.lag_ms));
+            }
+            if p.role == "master" && p.state == "streaming" {
+                // This node follows p: how far behind it is (entries, and the canary's lag).
+                out.push_str(&format!(
+                    " behind {} (canary {} ms)",
+                    p.lag_entries, p.lag_ms
+                ));
             }
         }
     }
@@ -151,6 +160,24 @@ mod tests {
         assert_eq!(
             s,
             "master gen 2, LSN 1041, writes ok, link: 10.77.0.2:2000 streaming lag 3 (12 ms), 4 client(s)"
+        );
+    }
+
+    #[test]
+    fn a_slaves_status_line_says_how_far_behind_its_master_it_is() {
+        let peers = [peer("10.77.0.1:2000", "master", "streaming", 120, 35)];
+        let s = format_status(&StatusInput {
+            role: "slave",
+            generation: 2,
+            durable_lsn: 921,
+            clients: 0,
+            writes: Some("readonly"),
+            peers: &peers,
+            stopping: false,
+        });
+        assert_eq!(
+            s,
+            "slave gen 2, LSN 921, writes readonly, link: 10.77.0.1:2000 streaming behind 120 (canary 35 ms), 0 client(s)"
         );
     }
 

@@ -33,6 +33,7 @@ skip() {
 for cmd in systemd-nspawn debootstrap nsenter ip mount; do
     command -v "$cmd" >/dev/null || skip "needs $cmd (apt-get install systemd-container debootstrap iproute2)"
 done
+[ -n "${HB_DEB:-}" ] || command -v rpm >/dev/null || skip "needs rpm to check the .rpm (apt-get install rpm)"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
 grep -qw overlay /proc/filesystems || skip "needs overlayfs"
 
@@ -136,8 +137,35 @@ ROOTFS=$(tests/system/rootfs.sh)
 if [ -n "${HB_DEB:-}" ]; then
     DEB=$HB_DEB
 else
-    scripts/package.sh --deb >"$WORK/package.log" 2>&1 || { tail -30 "$WORK/package.log"; fail "scripts/package.sh"; }
+    scripts/package.sh >"$WORK/package.log" 2>&1 || { tail -30 "$WORK/package.log"; fail "scripts/package.sh"; }
     DEB=$(ls -t target/debian/hotbackup_*.deb | head -1)
+    RPM=$(ls -t target/generate-rpm/hotbackup-*.rpm | head -1)
+    step "the .rpm built beside it: files, config files, scriptlets, dependencies (rpm -qp)"
+    files=$(rpm -qlp "$RPM")
+    for f in /usr/bin/hotbackup /usr/lib/systemd/system/hotbackup-master@.service \
+        /usr/lib/systemd/system/hotbackup-slave@.service /usr/lib/systemd/system/hotbackup-slave@.socket \
+        /usr/sbin/hotbackup-failover /usr/sbin/hotbackup-rejoin /usr/sbin/hotbackup-switchover \
+        /usr/lib/hotbackup/hotbackup-units /usr/lib/hotbackup/hotbackup-package \
+        /usr/lib/sysusers.d/hotbackup.conf /etc/hotbackup/setup-template.toml \
+        /usr/share/man/man1/hotbackup.1.gz /usr/share/man/man8/hotbackup-failover.8.gz \
+        /usr/share/doc/hotbackup/README.md; do
+        grep -qxF "$f" <<<"$files" || fail "the .rpm lacks $f"
+    done
+    [ "$(rpm -qp --configfiles "$RPM")" = /etc/hotbackup/setup-template.toml ] \
+        || fail "the .rpm's config files: $(rpm -qp --configfiles "$RPM")"
+    scripts=$(rpm -qp --scripts "$RPM")
+    for want in "postinstall scriptlet" "hotbackup-package install" "preuninstall scriptlet" \
+        "hotbackup-package stop" "postuninstall scriptlet"; do
+        grep -qF "$want" <<<"$scripts" || fail "the .rpm's scriptlets lack '$want': $scripts"
+    done
+    rpm -qpR "$RPM" | grep -qw systemd || fail "the .rpm does not require systemd"
+    # Unpacked into a scratch root (no scriptlets, no dependency check): the binary runs.
+    mkdir -p "$WORK/rpmroot"
+    rpm --root "$WORK/rpmroot" --dbpath /var/lib/rpm --initdb
+    rpm --root "$WORK/rpmroot" --dbpath /var/lib/rpm -i --nodeps --noscripts "$RPM" 2>&1 \
+        || fail "rpm -i into a scratch root"
+    "$WORK/rpmroot/usr/bin/hotbackup" --version | grep -q hotbackup || fail "the .rpm's binary does not run"
+    log "rpm $RPM checked ($(wc -l <<<"$files") files)"
 fi
 [ -f "$DEB" ] || fail "no .deb at $DEB"
 log "rootfs $ROOTFS, package $DEB ($(stat -c %s "$DEB") bytes)"
@@ -206,6 +234,9 @@ step "systemd-analyze verify and security of both services"
 for page in hotbackup hotbackup-setup; do
     on A man -w "$page" >/dev/null || fail "man page $page(1) not installed"
 done
+for page in hotbackup-failover hotbackup-rejoin hotbackup-switchover; do
+    on A man -w 8 "$page" >/dev/null || fail "man page $page(8) not installed"
+done
 for unit in hotbackup-master@db1.service hotbackup-slave@db1.service hotbackup-slave@db1.socket; do
     out=$(on A systemd-analyze verify "$unit" 2>&1 || true)
     [ -z "$out" ] || fail "systemd-analyze verify $unit printed: $out"
@@ -264,8 +295,10 @@ show() { on "$1" systemctl show -p "$3" --value "$2"; }
 status_text=$(show A hotbackup-master@db1.service StatusText)
 log "A STATUS=: $status_text"
 grep -q master <<<"$status_text" || fail "the master's STATUS= does not say master"
-wait_for 20 "B's STATUS= names its link state" \
-    bash -c "timeout 10 nsenter -t ${PID1[B]} -a systemctl show -p StatusText --value hotbackup-slave@db1.service | grep -q slave"
+wait_for 20 "A's STATUS= shows its slave streaming, with the lag" \
+    bash -c "timeout 10 nsenter -t ${PID1[A]} -a systemctl show -p StatusText --value hotbackup-master@db1.service | grep -q 'streaming lag [0-9]* ([0-9]* ms)'"
+wait_for 20 "B's STATUS= says how far behind its master it is" \
+    bash -c "timeout 10 nsenter -t ${PID1[B]} -a systemctl show -p StatusText --value hotbackup-slave@db1.service | grep -q 'slave.*streaming behind [0-9]* (canary [0-9]* ms)'"
 log "B STATUS=: $(show B hotbackup-slave@db1.service StatusText)"
 on A journalctl -u hotbackup-master@db1 -o verbose --no-pager >"$WORK/journal-A.txt"
 grep -q 'HOTBACKUP_INSTANCE=db1' "$WORK/journal-A.txt" || fail "no HOTBACKUP_INSTANCE field: not logging natively to journald"
