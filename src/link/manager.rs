@@ -175,6 +175,8 @@ pub struct PeerStatus {
     pub partial_syncs: u64,
     /// How this connection came into sync ("" until it did; see `Follow::sync_summary`).
     pub sync_summary: String,
+    /// A full sync or repair this node is receiving from the master it follows.
+    pub progress: Option<super::follow::SyncProgress>,
 }
 
 /// Counters over the life of the process.
@@ -1409,6 +1411,7 @@ impl Link {
                 full_syncs: 0,
                 partial_syncs: 0,
                 sync_summary: String::new(),
+                progress: None,
             };
             match &c.job {
                 Job::Feed(f) => {
@@ -1427,8 +1430,9 @@ impl Link {
                 }
                 Job::Follow(f) => {
                     s.role = "master";
-                    s.state = match f.loading_items() {
-                        Some((n, total)) => format!("full sync ({n} of {total} items loaded)"),
+                    s.progress = f.progress(eng);
+                    s.state = match &s.progress {
+                        Some(p) => p.state_text(),
                         None => f.state_name().into(),
                     };
                     s.acked_received = f.received;
@@ -1471,6 +1475,7 @@ impl Link {
                     full_syncs: 0,
                     partial_syncs: 0,
                     sync_summary: String::new(),
+                    progress: None,
                 });
             }
         }
