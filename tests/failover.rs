@@ -948,6 +948,64 @@ fn a_full_sync_shows_items_bytes_and_eta_in_status_while_the_master_takes_writes
     assert_same(&d.a, &d.b, &["main"]);
 }
 
+/// Scripts call `rejoin` and `switchover` blindly: on the wrong node they must refuse with the
+/// documented exit code 3 and say why, and change nothing.
+#[test]
+fn rejoin_and_switchover_on_the_wrong_node_refuse_with_exit_3_and_change_nothing() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 100);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // rejoin on the healthy, writable, unfenced master: the pair would have no master.
+    for extra in [&[][..], &["--no-wait"][..]] {
+        let (code, out, err) = rejoin(&d.a, extra);
+        assert_eq!(code, 3, "rejoin {extra:?}: {out}{err}");
+        assert!(
+            err.contains("--force") && err.contains("writable master"),
+            "the refusal says why and how to override: {err}"
+        );
+        assert!(out.is_empty(), "{out}");
+    }
+    assert_eq!(writes_state(&d.a), "ok");
+    assert_eq!(
+        field(&info(&d.a, "replication"), "role").as_deref(),
+        Some("master")
+    );
+    try_set(&d.a, "still", "master").unwrap();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // switchover while no slave streams from the master (B stopped): nobody to hand over to.
+    assert_eq!(d.b.stop(), Some(0));
+    let streaming = || {
+        info(&d.a, "replication")
+            .lines()
+            .any(|l| l.starts_with("slave0:") && l.contains("state=streaming"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || !streaming()),
+        "A still sees B streaming"
+    );
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("no slave is streaming"), "{err}");
+    assert_eq!(writes_state(&d.a), "ok", "writes are not left paused");
+    try_set(&d.a, "after", "refused-switchover").unwrap();
+
+    // switchover on the stopped node: refused, the same code as the unit scripts use.
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.b)]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("is not running"), "{err}");
+    // Nothing was changed: B comes back as A's slave and catches up.
+    d.b.launch();
+    assert_eq!(writes_state(&d.b), "readonly");
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(30));
+    assert_eq!(get(&d.b, "after").as_deref(), Some("refused-switchover"));
+    assert_eq!(
+        field(&info(&d.a, "replication"), "generation").as_deref(),
+        Some("1")
+    );
+}
+
 #[test]
 fn a_rejoin_repair_shows_its_progress_in_status() {
     let mut d = Duo::start("");

@@ -222,14 +222,15 @@ fn info_field(info: &str, k: &str) -> String {
 }
 
 /// `hotbackup switchover`: run against either node of the pair; the master hands over to
-/// its slave. Exit 0 done, 1 failed or unsettled, 3 refused, 4 aborted (the slave did not
-/// catch up in time: the old master resumed, nothing changed).
+/// its slave. Exit 0 done, 1 failed or unsettled, 3 refused (this node is not running, or no
+/// slave streams from the master: nothing was changed), 4 aborted (the slave did not catch up
+/// in time: the old master resumed, nothing changed).
 pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
     let Some(mut c) = daemon(cfg) else {
         return outcome(
-            Exit::Failed,
+            Exit::Refused,
             format!(
-                "{} is not running: a switchover needs both nodes up",
+                "{} is not running: a switchover needs both nodes up and streaming (if the master is dead, promote the slave: `hotbackup promote`)",
                 cfg.instance
             ),
         );
