@@ -108,9 +108,9 @@ enum Cmd {
     },
     /// Planned role swap with zero loss, run against either node: the master pauses writes,
     /// waits until its slave has everything, the slave takes over, the old master follows it.
-    /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (e.g. no slave
-    /// streaming), 4 aborted (the slave did not catch up within link.switchover_timeout; the
-    /// old master resumed).
+    /// Exit codes: 0 done, 1 failed/unsettled, 2 bad usage/config, 3 refused (not running, or
+    /// no slave streaming; nothing changed), 4 aborted (the slave did not catch up within
+    /// link.switchover_timeout; the old master resumed).
     Switchover {
         #[command(flatten)]
         config: ConfigArg,

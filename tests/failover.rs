@@ -487,6 +487,32 @@ fn kill9_under_load_in_durable_mode_every_acknowledged_write_is_on_the_new_maste
 }
 
 #[test]
+fn kill9_under_load_in_applied_mode_every_acknowledged_write_is_on_the_new_master() {
+    let mut d = Duo::start("sync = \"applied\"\nsync_timeout = \"5s\"\n");
+    // The slave lags (10 ms on its link; in async mode that loses the last writes, see the
+    // next test): a write is acknowledged only once the slave has applied it, so nothing
+    // acknowledged may be missing.
+    d.to_b.delay(Duration::from_millis(10));
+    let acked = fail_over_under_load(&mut d);
+    d.to_b.delay(Duration::ZERO);
+    assert!(!acked.is_empty());
+    let missing = missing_on(&d.b, &acked);
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // The sync mode was in force: no write was acknowledged by the timeout fallback.
+    assert!(
+        !d.a.log_text().contains("INCIDENT sync_timeout"),
+        "a write timed out waiting for the slave:\n{}",
+        d.a.log_text()
+    );
+}
+
+#[test]
 fn kill9_under_load_in_async_mode_every_acknowledged_write_is_on_the_new_master_or_exported() {
     let mut d = Duo::start("");
     // The slave lags behind (100 ms on its link), so that A acknowledges writes B never gets.
@@ -829,4 +855,250 @@ fn a_write_held_by_a_split_brain_master_is_never_acknowledged_after_its_rewind()
         reply.is_err(),
         "the held write must not be acknowledged: {reply:?}"
     );
+}
+
+/// The string value of `"name":"…"` in `hotbackup status --json` output (its fields are flat
+/// strings without escapes in what these tests read).
+fn json_field(json: &str, name: &str) -> Option<String> {
+    let start = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let rest = &json[start..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// One sample of a full sync as `hotbackup status --json` shows it, checked for sanity:
+/// (items loaded, items total). None when the node shows no full sync.
+fn full_sync_sample(n: &Node) -> Option<(u64, u64)> {
+    let (code, json, err) = cli(&["status", "--config", &config_of(n), "--json"]);
+    assert_eq!(
+        code, 0,
+        "the daemon answers `status` during the sync: {json}{err}"
+    );
+    if json_field(&json, "sync_phase")?.as_str() != "full sync" {
+        return None;
+    }
+    let num = |k: &str| -> f64 {
+        json_field(&json, k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} missing or not a number: {json}"))
+    };
+    let (items, total) = (num("sync_items") as u64, num("sync_items_total") as u64);
+    assert!(items <= total, "loaded {items} of {total}: {json}");
+    if items > 0 {
+        // Bytes and an ETA at the rate observed so far, once items arrive.
+        assert!(num("sync_bytes") > 0.0, "{json}");
+        assert!(num("sync_rate_items_s") > 0.0, "{json}");
+        assert!(num("sync_eta_s") >= 0.0, "{json}");
+        assert!(num("sync_elapsed_s") >= 0.0, "{json}");
+    }
+    Some((items, total))
+}
+
+#[test]
+fn a_full_sync_shows_items_bytes_and_eta_in_status_while_the_master_takes_writes() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 200_000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(60));
+    assert_eq!(d.b.stop(), Some(0));
+    std::fs::remove_dir_all(d.b.dir.join("data")).unwrap();
+    // Each chunk on the link is held 100 ms: the snapshot takes a few seconds to cross (the
+    // proxy queues at most 32 chunks of 16 KiB), long enough to watch.
+    d.to_b.delay(Duration::from_millis(100));
+    let started = Instant::now();
+    d.b.launch();
+    let mut seen = None;
+    let ok = wait_until(Duration::from_secs(60), || {
+        seen = full_sync_sample(&d.b).filter(|&(items, _)| items > 0);
+        seen.is_some()
+    });
+    assert!(
+        ok,
+        "no full sync in progress seen in `status --json` within 60 s\n{}",
+        d.b.log_text()
+    );
+    let (items, total) = seen.unwrap();
+    eprintln!(
+        "full sync seen {:?} after the slave started: {items} of {total} items",
+        started.elapsed()
+    );
+    assert!(total >= 200_000, "{total}");
+    // The human form and INFO replication show it too.
+    let (_, human, _) = cli(&["status", "--config", &config_of(&d.b)]);
+    let line = human
+        .lines()
+        .find(|l| l.trim_start().starts_with("sync "))
+        .unwrap_or_else(|| panic!("no sync line:\n{human}"));
+    assert!(
+        line.contains("full sync:") && line.contains("MiB") && line.contains("ETA"),
+        "{line}"
+    );
+    let repl = info(&d.b, "replication");
+    let n = |k: &str| -> i64 {
+        field(&repl, k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} missing: {repl}"))
+    };
+    assert_eq!(n("master_sync_in_progress"), 1, "{repl}");
+    assert!(n("master_sync_read_items") > 0, "{repl}");
+    assert!(
+        n("master_sync_read_items") <= n("master_sync_total_items"),
+        "{repl}"
+    );
+    assert!(n("master_sync_read_bytes") > 0, "{repl}");
+    assert!(n("master_sync_eta_seconds") >= 0, "{repl}");
+    assert!(
+        field(&repl, "master_sync_progress").is_some_and(|p| p.starts_with("full sync:")),
+        "{repl}"
+    );
+    eprintln!("status: {}", line.trim());
+    // A write to the master during the rebuild is acknowledged at once (and the rebuild is
+    // still going on after it: all of the above was seen during it)...
+    try_set(&d.a, "during", "rebuild").unwrap();
+    let after_write = full_sync_sample(&d.b);
+    eprintln!("after the write: {after_write:?}");
+    assert!(
+        after_write.is_some(),
+        "the full sync ended before the write was acknowledged: the test proves nothing"
+    );
+    // ...and is on the slave once the copy is live and streaming.
+    d.to_b.delay(Duration::ZERO);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(60));
+    eprintln!(
+        "full sync done {:?} after the slave started",
+        started.elapsed()
+    );
+    assert_eq!(get(&d.b, "during").as_deref(), Some("rebuild"));
+    assert!(
+        full_sync_sample(&d.b).is_none(),
+        "the progress fields go once the sync is done"
+    );
+    assert_same(&d.a, &d.b, &["main"]);
+}
+
+/// Scripts call `rejoin` and `switchover` blindly: on the wrong node they must refuse with the
+/// documented exit code 3 and say why, and change nothing.
+#[test]
+fn rejoin_and_switchover_on_the_wrong_node_refuse_with_exit_3_and_change_nothing() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 100);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // rejoin on the healthy, writable, unfenced master: the pair would have no master.
+    for extra in [&[][..], &["--no-wait"][..]] {
+        let (code, out, err) = rejoin(&d.a, extra);
+        assert_eq!(code, 3, "rejoin {extra:?}: {out}{err}");
+        assert!(
+            err.contains("--force") && err.contains("writable master"),
+            "the refusal says why and how to override: {err}"
+        );
+        assert!(out.is_empty(), "{out}");
+    }
+    assert_eq!(writes_state(&d.a), "ok");
+    assert_eq!(
+        field(&info(&d.a, "replication"), "role").as_deref(),
+        Some("master")
+    );
+    try_set(&d.a, "still", "master").unwrap();
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+
+    // switchover while no slave streams from the master (B stopped): nobody to hand over to.
+    assert_eq!(d.b.stop(), Some(0));
+    let streaming = || {
+        info(&d.a, "replication")
+            .lines()
+            .any(|l| l.starts_with("slave0:") && l.contains("state=streaming"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || !streaming()),
+        "A still sees B streaming"
+    );
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("no slave is streaming"), "{err}");
+    assert_eq!(writes_state(&d.a), "ok", "writes are not left paused");
+    try_set(&d.a, "after", "refused-switchover").unwrap();
+
+    // switchover on the stopped node: refused, the same code as the unit scripts use.
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.b)]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("is not running"), "{err}");
+    // Nothing was changed: B comes back as A's slave and catches up.
+    d.b.launch();
+    assert_eq!(writes_state(&d.b), "readonly");
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(30));
+    assert_eq!(get(&d.b, "after").as_deref(), Some("refused-switchover"));
+    assert_eq!(
+        field(&info(&d.a, "replication"), "generation").as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn a_rejoin_repair_shows_its_progress_in_status() {
+    let mut d = Duo::start("");
+    load(&d.a, "k", 30_000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(60));
+    // A, cut off, rewrites every item; B is promoted: A's rejoin must repair all of them.
+    d.cut();
+    let mut c = d.a.client();
+    for i in (0..30_000).step_by(1000) {
+        let mut mset = redis::cmd("MSET");
+        for j in i..i + 1000 {
+            mset.arg(format!("k{j:07}")).arg(format!("on-a-{j}"));
+        }
+        let _: () = mset.query(&mut c).unwrap();
+    }
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    d.heal();
+    // The repair's frames are held 100 ms each on the link (the proxy queues at most 512 KiB):
+    // the repair takes a moment to arrive.
+    d.to_a.delay(Duration::from_millis(100));
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &["--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Watch until part of the repair has arrived.
+    let mut seen = None;
+    let ok = wait_until(Duration::from_secs(60), || {
+        let (code, json, err) = cli(&["status", "--config", &config_of(&d.a), "--json"]);
+        assert_eq!(code, 0, "{json}{err}");
+        if json_field(&json, "sync_phase").as_deref() != Some("repair") {
+            return false;
+        }
+        let got = json_field(&json, "sync_items").is_some_and(|n| n != "0");
+        seen = Some(json);
+        got
+    });
+    assert!(
+        ok,
+        "no repair under way seen in `status --json` (last: {seen:?})\n{}",
+        d.a.log_text()
+    );
+    let json = seen.unwrap();
+    let num = |k: &str| -> u64 {
+        json_field(&json, k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k}: {json}"))
+    };
+    // Every rewritten item is asked for (and hotbackup's own canary, if one was written).
+    assert!(
+        (30_000..=30_001).contains(&num("sync_items_total")),
+        "{json}"
+    );
+    assert!(num("sync_items") <= num("sync_items_total"), "{json}");
+    assert!(num("sync_bytes") > 0, "{json}");
+    assert_eq!(
+        json_field(&json, "sync_eta_s").as_deref(),
+        Some(""),
+        "a repair has no ETA: {json}"
+    );
+    let links = json_field(&json, "links").unwrap_or_default();
+    assert!(links.contains("repair ("), "{links}");
+    eprintln!("{}", json_field(&json, "sync").unwrap_or_default());
+    d.to_a.delay(Duration::ZERO);
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
+    assert_same(&d.b, &d.a, &["main"]);
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
+    assert_eq!(writes_state(&d.a), "readonly");
 }

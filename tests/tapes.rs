@@ -769,6 +769,127 @@ fn a_failing_archive_keeps_the_segments_and_raises_an_incident() {
     assert_eq!(segments_in(&jdir).len(), before);
 }
 
+#[test]
+fn an_archive_command_archives_each_segment_byte_for_byte_before_the_journal_drops_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    let root = tempfile::tempdir().unwrap();
+    let arch = root.path().join("archive");
+    std::fs::create_dir_all(&arch).unwrap();
+    // The archive command copies a segment into `arch` (through a temporary name), once the
+    // gate file exists: until then it waits, as a slow archive (a tape, a remote copy) does.
+    let gate = root.path().join("gate");
+    let done = root.path().join("archived.log");
+    let script = root.path().join("archive.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             # archive.sh SEGMENT NAME\n\
+             i=0\n\
+             while [ ! -e '{gate}' ]; do\n\
+             \x20 i=$((i+1)); [ $i -gt 1200 ] && {{ echo 'the gate never opened' >&2; exit 1; }}\n\
+             \x20 sleep 0.05\n\
+             done\n\
+             dst='{arch}'/\"$2\"\n\
+             # At least once: the same segment again is fine, another one under its name is not.\n\
+             if [ -e \"$dst\" ]; then cmp -s \"$1\" \"$dst\"; exit $?; fi\n\
+             cp \"$1\" \"$dst.tmp\" && mv \"$dst.tmp\" \"$dst\" && echo \"$2\" >> '{done}'\n",
+            gate = gate.display(),
+            arch = arch.display(),
+            done = done.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let extra = format!(
+        "[durability]\nmode = \"none\"\nsegment_size = \"1MiB\"\ncheckpoint_interval = \"1s\"\n\n[journal]\narchive_command = \"{} %p %f\"\n",
+        script.display()
+    );
+    let a = Node::start(&extra);
+    fill(&a, 40);
+    let jdir = a.dir.join("data/current/journal");
+    let checkpoint = |n: &Node| {
+        let m: BTreeMap<String, String> = redis::cmd("HB.STATUS").query(&mut n.client()).unwrap();
+        m["checkpoint_lsn"].parse::<u64>().unwrap()
+    };
+    // Checkpoints cover every record, twice over: the journal could drop every sealed segment,
+    // but none is archived yet, so all stay.
+    let mut c = a.client();
+    redis::cmd("SAVE").exec(&mut c).unwrap();
+    assert!(common::wait_until(Duration::from_secs(10), || checkpoint(
+        &a
+    )
+        == durable_lsn(&a)));
+    std::thread::sleep(Duration::from_millis(1500));
+    redis::cmd("SAVE").exec(&mut c).unwrap();
+    let held = segments_in(&jdir);
+    assert!(
+        held.len() >= 4,
+        "at least 3 sealed segments and the current one: {held:?}"
+    );
+    assert!(
+        segments_in(&arch).is_empty(),
+        "nothing archived yet: {:?}",
+        segments_in(&arch)
+    );
+    // What the sealed segments hold now, in the journal (all but the newest, still written).
+    let sealed: Vec<(String, Vec<u8>)> = held[..held.len() - 1]
+        .iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(p).unwrap(),
+            )
+        })
+        .collect();
+    // The archive works again: every sealed segment is archived, then dropped.
+    std::fs::write(&gate, "").unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            redis::cmd("SAVE").exec(&mut c).unwrap();
+            let left = segments_in(&jdir);
+            sealed.iter().all(|(name, _)| {
+                arch.join(name).exists() && !left.iter().any(|p| p.ends_with(name))
+            })
+        }),
+        "journal {:?}, archive {:?}\n{}",
+        segments_in(&jdir),
+        segments_in(&arch),
+        a.log_text()
+    );
+    for (name, bytes) in &sealed {
+        let copy = std::fs::read(arch.join(name)).unwrap();
+        assert!(
+            copy == *bytes,
+            "{name}: the archived copy ({} bytes) differs from the journal's segment ({} bytes)",
+            copy.len(),
+            bytes.len()
+        );
+        let (code, out, err) = run(&["journal", "check", s(&arch.join(name))]);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+    }
+    // Archived in LSN order, each once, no temporary file left.
+    let log = std::fs::read_to_string(&done).unwrap();
+    let names: Vec<&str> = sealed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(log.lines().take(names.len()).collect::<Vec<_>>(), names);
+    let stray: Vec<_> = std::fs::read_dir(&arch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".hbj"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // And the archive holds the data: the first segment dumps the first writes.
+    let (code, dump, err) = run(&["journal", "dump", s(&arch.join(names[0]))]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dump.contains("k0-0"), "{}", &dump[..dump.len().min(2000)]);
+    assert!(
+        !a.log_text().contains("INCIDENT archive_failed"),
+        "{}",
+        a.log_text()
+    );
+}
+
 /// A master and its slave (real processes, loopback), with `extra` in both configs.
 fn pair(root: &Path, extra: &str) -> (Node, Node) {
     let key = common::key_file(root, "pair.key", "0123456789abcdef-tapes-pair");

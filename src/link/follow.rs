@@ -6,7 +6,7 @@
 //! history or feed a further slave. Acks say how far the slave has received, made durable and
 //! applied; the master's sync modes wait on them.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::msg::{self, Ack, RepairEnd, RepairFile, SyncBegin, SyncEnd};
 use super::peer::Peer;
@@ -31,9 +31,12 @@ pub struct Follow {
     /// The master's durable LSN, from its last heartbeat.
     pub master_durable: Lsn,
     pub started: Instant,
-    /// A rejoin's repair: items and whole-file items received so far.
+    /// A rejoin's repair: items and whole-file items received so far, their bytes, and when
+    /// the master's STREAM opened it.
     repair_keys: u64,
     repair_items: u64,
+    repair_bytes: u64,
+    repair_started: Option<Instant>,
     /// How this connection came into sync: "" until it did, then "a partial resync from LSN N"
     /// or "a full sync of N items in S s".
     pub sync_summary: String,
@@ -51,6 +54,8 @@ impl Default for Follow {
             started: Instant::now(),
             repair_keys: 0,
             repair_items: 0,
+            repair_bytes: 0,
+            repair_started: None,
             sync_summary: String::new(),
         }
     }
@@ -65,11 +70,32 @@ impl Follow {
         }
     }
 
-    /// Progress of a full sync being loaded: items so far, of how many.
-    pub fn loading_items(&self) -> Option<(u64, u64)> {
+    /// How far a full sync being loaded, or a rejoin's repair being received, has come.
+    /// A repair is under way from the master's STREAM until REPAIR_END, while this node's
+    /// rewind waits for it.
+    pub fn progress(&self, eng: &Engine) -> Option<SyncProgress> {
         match &self.state {
-            State::Loading(fs) => Some((fs.items, fs.items_total)),
-            _ => None,
+            State::Loading(fs) => Some(SyncProgress {
+                phase: Phase::FullSync,
+                items: fs.items,
+                items_total: fs.items_total,
+                files_total: 0,
+                bytes: fs.bytes,
+                elapsed: fs.started.elapsed(),
+            }),
+            State::Streaming => {
+                let started = self.repair_started?;
+                let rw = eng.rewind_state().filter(|r| r.upto.is_none())?;
+                Some(SyncProgress {
+                    phase: Phase::Repair,
+                    items: self.repair_keys + self.repair_items,
+                    items_total: rw.keys.len() as u64,
+                    files_total: rw.files.len() as u64,
+                    bytes: self.repair_bytes,
+                    elapsed: started.elapsed(),
+                })
+            }
+            State::Waiting => None,
         }
     }
 
@@ -87,6 +113,11 @@ impl Follow {
                 self.abort_loading(eng);
                 self.received = have;
                 self.partial_syncs += 1;
+                // A rewound node's repair comes first (until REPAIR_END).
+                self.repair_started = eng
+                    .rewind_state()
+                    .is_some_and(|r| r.upto.is_none())
+                    .then(Instant::now);
                 self.sync_summary = format!("a partial resync from LSN {from}");
                 self.state = State::Streaming;
                 log::info!("link: streaming from the master from LSN {from}");
@@ -185,6 +216,12 @@ impl Follow {
             msg::T_REPAIR_KEYS => {
                 let keys = msg::decode_repair_keys(payload).map_err(|e| e.to_string())?;
                 self.repair_keys += keys.len() as u64;
+                self.repair_bytes += keys
+                    .iter()
+                    .map(|k| {
+                        (k.file.len() + k.id.len() + k.raw.as_ref().map_or(0, Vec::len)) as u64
+                    })
+                    .sum::<u64>();
                 eng.apply_repair_keys(&keys)
             }
             msg::T_REPAIR_FILE => {
@@ -195,6 +232,10 @@ impl Follow {
                 let (file, items) =
                     msg::decode_chunk(payload, 256 << 20).map_err(|e| e.to_string())?;
                 self.repair_items += items.len() as u64;
+                self.repair_bytes += items
+                    .iter()
+                    .map(|(id, raw)| (id.len() + raw.len()) as u64)
+                    .sum::<u64>();
                 eng.apply_repair_items(&file, &items)
             }
             _ => {
@@ -205,7 +246,9 @@ impl Follow {
                         self.repair_keys, self.repair_items, end.keys, end.items
                     ));
                 }
-                eng.finish_repair(&end)
+                eng.finish_repair(&end)?;
+                self.repair_started = None;
+                Ok(())
             }
         }
     }
@@ -249,5 +292,183 @@ impl Follow {
             self.last_ack = ack;
         }
         Ok(())
+    }
+}
+
+/// Which catch-up a [`SyncProgress`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A snapshot of the master being loaded beside the live copy.
+    FullSync,
+    /// A rejoining node's rewound items being repaired from the master's values.
+    Repair,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::FullSync => "full sync",
+            Phase::Repair => "repair",
+        }
+    }
+}
+
+/// How far a slave's full sync or repair has come: for `hotbackup status`, INFO replication
+/// and `hotbackup rejoin`. Rate and ETA come from what was observed since it began.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncProgress {
+    pub phase: Phase,
+    /// Items loaded (full sync), or items and whole-file items received (repair).
+    pub items: u64,
+    /// Full sync: the items of the master's snapshot. Repair: the items this node asked for
+    /// (the master sends fewer when some lie in files it repairs whole, and those files' items
+    /// besides), so a repair has no ETA.
+    pub items_total: u64,
+    /// Repair: files this node asked to have repaired whole.
+    pub files_total: u64,
+    /// Bytes of item data so far (ids and values, uncompressed).
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl SyncProgress {
+    /// Items per second so far.
+    pub fn rate(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 { self.items as f64 / s } else { 0.0 }
+    }
+
+    /// Bytes per second so far.
+    pub fn byte_rate(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 { self.bytes as f64 / s } else { 0.0 }
+    }
+
+    /// Percent of the items (full sync; 100 when the snapshot is empty).
+    pub fn percent(&self) -> f64 {
+        if self.items_total == 0 {
+            100.0
+        } else {
+            (self.items.min(self.items_total) as f64 * 100.0) / self.items_total as f64
+        }
+    }
+
+    /// Time left at the rate observed so far (full sync only; None before the first items).
+    pub fn eta(&self) -> Option<Duration> {
+        if self.phase != Phase::FullSync {
+            return None;
+        }
+        let rate = self.rate();
+        (rate > 0.0).then(|| {
+            Duration::from_secs_f64(self.items_total.saturating_sub(self.items) as f64 / rate)
+        })
+    }
+
+    /// For a link's state: "full sync (1200 of 5000 items loaded, 1.2 MiB, 3400 items/s,
+    /// ETA 1 s)", "repair (12 item(s) received; 40 item(s) and 0 whole file(s) asked for;
+    /// 0.0 MiB, 0.3 s)".
+    pub fn state_text(&self) -> String {
+        let mib = self.bytes as f64 / (1 << 20) as f64;
+        match self.phase {
+            Phase::FullSync => format!(
+                "full sync ({} of {} items loaded, {mib:.1} MiB, {:.0} items/s, ETA {})",
+                self.items,
+                self.items_total,
+                self.rate(),
+                self.eta().map_or_else(
+                    || "unknown".to_string(),
+                    |d| format!("{:.0} s", d.as_secs_f64())
+                )
+            ),
+            Phase::Repair => format!(
+                "repair ({} item(s) received; {} item(s) and {} whole file(s) asked for; {mib:.1} MiB, {:.1} s)",
+                self.items,
+                self.items_total,
+                self.files_total,
+                self.elapsed.as_secs_f64()
+            ),
+        }
+    }
+
+    /// One line for people: "full sync: 1200 of 5000 items (24%), 1.2 MiB (0.5 MiB/s),
+    /// 3400 items/s, ETA 1 s".
+    pub fn line(&self) -> String {
+        let mib = |b: f64| b / (1 << 20) as f64;
+        match self.phase {
+            Phase::FullSync => format!(
+                "full sync: {} of {} items ({:.0}%), {:.1} MiB ({:.1} MiB/s), {:.0} items/s, ETA {}",
+                self.items,
+                self.items_total,
+                self.percent(),
+                mib(self.bytes as f64),
+                mib(self.byte_rate()),
+                self.rate(),
+                self.eta().map_or_else(
+                    || "unknown".to_string(),
+                    |d| format!("{:.0} s", d.as_secs_f64())
+                )
+            ),
+            Phase::Repair => format!(
+                "repair: {} item(s) received ({} asked for, and {} file(s) repaired whole), {:.1} MiB, {:.1} s",
+                self.items,
+                self.items_total,
+                self.files_total,
+                mib(self.bytes as f64),
+                self.elapsed.as_secs_f64()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(items: u64, total: u64, secs: u64) -> SyncProgress {
+        SyncProgress {
+            phase: Phase::FullSync,
+            items,
+            items_total: total,
+            files_total: 0,
+            bytes: items * 100,
+            elapsed: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn a_full_sync_eta_comes_from_the_rate_so_far() {
+        let p = full(1000, 5000, 2);
+        assert_eq!(p.rate(), 500.0);
+        assert_eq!(p.eta(), Some(Duration::from_secs(8)));
+        assert_eq!(p.percent(), 20.0);
+        assert_eq!(
+            p.state_text(),
+            "full sync (1000 of 5000 items loaded, 0.1 MiB, 500 items/s, ETA 8 s)"
+        );
+        assert!(
+            p.line()
+                .starts_with("full sync: 1000 of 5000 items (20%), 0.1 MiB")
+        );
+        // Nothing loaded yet: no rate, no ETA.
+        assert_eq!(full(0, 5000, 1).eta(), None);
+        assert!(full(0, 5000, 1).state_text().ends_with("ETA unknown)"));
+        assert_eq!(full(0, 0, 0).percent(), 100.0);
+    }
+
+    #[test]
+    fn a_repair_shows_counts_and_no_eta() {
+        let p = SyncProgress {
+            phase: Phase::Repair,
+            items: 12,
+            items_total: 40,
+            files_total: 2,
+            bytes: 0,
+            elapsed: Duration::from_millis(300),
+        };
+        assert_eq!(p.eta(), None);
+        assert_eq!(
+            p.state_text(),
+            "repair (12 item(s) received; 40 item(s) and 2 whole file(s) asked for; 0.0 MiB, 0.3 s)"
+        );
     }
 }

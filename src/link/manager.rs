@@ -175,6 +175,8 @@ pub struct PeerStatus {
     pub partial_syncs: u64,
     /// How this connection came into sync ("" until it did; see `Follow::sync_summary`).
     pub sync_summary: String,
+    /// A full sync or repair this node is receiving from the master it follows.
+    pub progress: Option<super::follow::SyncProgress>,
 }
 
 /// Counters over the life of the process.
@@ -220,12 +222,22 @@ pub struct Link {
     canary: crate::verify::Canary,
     /// Each link's counters across reconnects (see [`stats`]).
     book: stats::Book,
+    /// Connections whose frames were not all handled when their [`FRAME_BUDGET`] ran out:
+    /// handled on at the next loop iteration, without waiting for the socket.
+    backlog: Vec<usize>,
 }
 
 mod switchover;
 mod verify;
 
 const READ_LIMIT: usize = 16 << 20;
+
+/// How long one connection's buffered frames are handled in one go before the event loop
+/// takes its turn (clients, `status`, heartbeats, acks). Loading a full sync's chunk takes a
+/// while (tens of milliseconds, far more in a debug build or on a busy machine); a slave that
+/// loaded all it had buffered at once answered nobody for seconds and its master declared it
+/// silent. The loop is held at most this long plus one frame.
+const FRAME_BUDGET: Duration = Duration::from_millis(50);
 
 /// A frame out of sequence, with a damaged header or failing its MAC is an incident of its own (the link-down one
 /// follows when the connection is closed).
@@ -311,6 +323,7 @@ impl Link {
             handing_over: false,
             down_since: Default::default(),
             book: stats::Book::default(),
+            backlog: Vec::new(),
         })
     }
 
@@ -720,21 +733,42 @@ impl Link {
             return;
         }
         let result = self.drive(&mut c, eng);
-        let result = result.and_then(|()| c.peer.flush());
+        let more = matches!(result, Ok(true));
+        let result = result.and_then(|_| c.peer.flush());
         match result {
-            Ok(()) => self.conns[slot] = Some(c),
+            Ok(()) => {
+                self.conns[slot] = Some(c);
+                if more && !self.backlog.contains(&slot) {
+                    self.backlog.push(slot);
+                }
+            }
             Err(why) => self.close(c, &why, eng, registry),
         }
     }
 
-    fn drive(&mut self, c: &mut Conn, eng: &mut Engine) -> Result<(), String> {
+    /// Whether some connection has frames left from its last turn (the event loop then polls
+    /// without waiting, and calls [`Link::service_backlog`]).
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Handles on the frames connections had left when their [`FRAME_BUDGET`] ran out.
+    pub fn service_backlog(&mut self, eng: &mut Engine, registry: &Registry) {
+        for slot in std::mem::take(&mut self.backlog) {
+            self.service(slot, eng, registry);
+        }
+    }
+
+    /// Reads what the connection has and handles its frames, for at most [`FRAME_BUDGET`].
+    /// Ok(true): frames may be left in its buffer.
+    fn drive(&mut self, c: &mut Conn, eng: &mut Engine) -> Result<bool, String> {
         if matches!(c.peer.phase, Phase::Connecting) {
             match c.peer.stream.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => return Err(format!("connect failed: {e}")),
             }
             if c.peer.stream.peer_addr().is_err() {
-                return Ok(()); // still connecting
+                return Ok(false); // still connecting
             }
             let key = self.key()?;
             let (state, hello) = DialerAuth::start(&key, &self.me).map_err(|e| e.to_string())?;
@@ -756,10 +790,14 @@ impl Link {
                 return Err(format!("bad frame: {e}"));
             }
         }
+        let started = Instant::now();
         loop {
+            if started.elapsed() >= FRAME_BUDGET {
+                return Ok(true);
+            }
             match c.peer.next_frame() {
                 Ok(Some(f)) => self.on_frame(c, f.ty, &f.payload, eng)?,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(false),
                 Err(ReadEnd::Bad(e)) => {
                     frame_incident(&e, &c.peer.label());
                     return Err(format!(
@@ -1373,6 +1411,7 @@ impl Link {
                 full_syncs: 0,
                 partial_syncs: 0,
                 sync_summary: String::new(),
+                progress: None,
             };
             match &c.job {
                 Job::Feed(f) => {
@@ -1391,8 +1430,9 @@ impl Link {
                 }
                 Job::Follow(f) => {
                     s.role = "master";
-                    s.state = match f.loading_items() {
-                        Some((n, total)) => format!("full sync ({n} of {total} items loaded)"),
+                    s.progress = f.progress(eng);
+                    s.state = match &s.progress {
+                        Some(p) => p.state_text(),
                         None => f.state_name().into(),
                     };
                     s.acked_received = f.received;
@@ -1439,6 +1479,7 @@ impl Link {
                     full_syncs: 0,
                     partial_syncs: 0,
                     sync_summary: String::new(),
+                    progress: None,
                 });
             }
         }

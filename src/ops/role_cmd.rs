@@ -222,14 +222,15 @@ fn info_field(info: &str, k: &str) -> String {
 }
 
 /// `hotbackup switchover`: run against either node of the pair; the master hands over to
-/// its slave. Exit 0 done, 1 failed or unsettled, 3 refused, 4 aborted (the slave did not
-/// catch up in time: the old master resumed, nothing changed).
+/// its slave. Exit 0 done, 1 failed or unsettled, 3 refused (this node is not running, or no
+/// slave streams from the master: nothing was changed), 4 aborted (the slave did not catch up
+/// in time: the old master resumed, nothing changed).
 pub fn switchover(cfg: &Config, progress: &mut dyn std::io::Write) -> Outcome {
     let Some(mut c) = daemon(cfg) else {
         return outcome(
-            Exit::Failed,
+            Exit::Refused,
             format!(
-                "{} is not running: a switchover needs both nodes up",
+                "{} is not running: a switchover needs both nodes up and streaming (if the master is dead, promote the slave: `hotbackup promote`)",
                 cfg.instance
             ),
         );
@@ -323,7 +324,6 @@ fn wait_in_sync(
     let deadline = Instant::now() + timeout;
     let mut last_line = String::new();
     let mut reports = Vec::new();
-    let mut sync_start: Option<(Instant, u64)> = None;
     let mut last_progress = Instant::now() - Duration::from_secs(1);
     loop {
         let info = match c.call(&[b"INFO", b"replication"]) {
@@ -365,28 +365,14 @@ fn wait_in_sync(
             state,
             get("slave_repl_offset")
         );
-        if let Some((n, total)) = full_sync_progress(&state) {
-            // A full sync: items, rate and ETA, about once a second.
+        let sync = get("master_sync_progress");
+        if !sync.is_empty() {
+            // A full sync (items, bytes, rate and ETA, from the daemon) or a rejoin's repair,
+            // about once a second.
             let now = Instant::now();
-            let (t0, n0) = *sync_start.get_or_insert((now, n));
             if now.duration_since(last_progress) >= Duration::from_secs(1) {
                 last_progress = now;
-                let secs = now.duration_since(t0).as_secs_f64();
-                let rate = if secs > 0.0 {
-                    (n - n0) as f64 / secs
-                } else {
-                    0.0
-                };
-                let eta = if rate > 0.0 && total > n {
-                    format!(", ETA {:.0} s", (total - n) as f64 / rate)
-                } else {
-                    String::new()
-                };
-                let pct = (n * 100).checked_div(total).unwrap_or(0);
-                let _ = writeln!(
-                    progress,
-                    "full sync: {n} of {total} items ({pct}%), {rate:.0} items/s{eta}"
-                );
+                let _ = writeln!(progress, "{sync}");
             }
             last_line = line;
         } else if line != last_line {
@@ -423,28 +409,5 @@ fn wait_in_sync(
             );
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// "full sync (N of M items loaded)" → (N, M).
-fn full_sync_progress(state: &str) -> Option<(u64, u64)> {
-    let rest = state.strip_prefix("full sync (")?;
-    let (n, rest) = rest.split_once(" of ")?;
-    let (m, _) = rest.split_once(' ')?;
-    Some((n.parse().ok()?, m.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_sync_progress_is_read_from_the_link_state() {
-        assert_eq!(
-            full_sync_progress("full sync (1200 of 5000 items loaded)"),
-            Some((1200, 5000))
-        );
-        assert_eq!(full_sync_progress("streaming"), None);
-        assert_eq!(full_sync_progress("full sync (x of 5 items loaded)"), None);
     }
 }

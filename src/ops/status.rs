@@ -70,6 +70,7 @@ impl Status {
                     ("fenced", "FENCED      "),
                     ("rejoin", "rejoin      "),
                     ("switchover", "switchover  "),
+                    ("sync", "sync        "),
                 ] {
                     let v = get(k);
                     if !v.is_empty() && v != "?" {

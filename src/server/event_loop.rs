@@ -387,7 +387,7 @@ impl Server {
         crate::systemd::notify_ready().ok();
         self.update_status();
         loop {
-            let timeout = if self.carry.is_empty() {
+            let timeout = if self.carry.is_empty() && !self.link.has_backlog() {
                 Duration::from_millis(100)
             } else {
                 Duration::ZERO
@@ -402,6 +402,9 @@ impl Server {
             for slot in std::mem::take(&mut self.carry) {
                 self.enqueue(slot);
             }
+            // Link frames a connection's budget left over (a full sync's chunks).
+            self.link
+                .service_backlog(&mut self.eng, self.poll.registry());
             for ev in events.iter() {
                 match ev.token() {
                     TCP => self.accept_tcp(false),

@@ -142,6 +142,7 @@ mod tests {
             full_syncs: 0,
             partial_syncs: 0,
             sync_summary: String::new(),
+            progress: None,
         }
     }
 

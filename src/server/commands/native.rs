@@ -309,10 +309,34 @@ pub fn status(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
             })
             .unwrap_or_default(),
     ));
-    let links: Vec<String> = ctx
-        .srv
-        .link
-        .status(ctx.eng)
+    let peers = ctx.srv.link.status(ctx.eng);
+    // A full sync or repair this node receives: empty fields when there is none.
+    let progress = peers
+        .iter()
+        .filter(|p| p.role == "master")
+        .find_map(|p| p.progress.clone());
+    let pf = |f: &dyn Fn(&crate::link::follow::SyncProgress) -> String| {
+        progress.as_ref().map(f).unwrap_or_default()
+    };
+    fields.push(("sync", pf(&|p| p.line())));
+    fields.push(("sync_phase", pf(&|p| p.phase.name().to_string())));
+    fields.push(("sync_items", pf(&|p| p.items.to_string())));
+    fields.push(("sync_items_total", pf(&|p| p.items_total.to_string())));
+    fields.push(("sync_bytes", pf(&|p| p.bytes.to_string())));
+    fields.push((
+        "sync_elapsed_s",
+        pf(&|p| format!("{:.1}", p.elapsed.as_secs_f64())),
+    ));
+    fields.push(("sync_rate_items_s", pf(&|p| format!("{:.0}", p.rate()))));
+    fields.push((
+        "sync_eta_s",
+        pf(&|p| {
+            p.eta()
+                .map(|d| format!("{:.0}", d.as_secs_f64().ceil()))
+                .unwrap_or_default()
+        }),
+    ));
+    let links: Vec<String> = peers
         .iter()
         .map(|p| {
             format!(

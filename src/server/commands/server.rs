@@ -406,6 +406,24 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
                     "master_sync_in_progress",
                     &(master.is_some_and(|m| m.state.starts_with("full sync")) as u8),
                 );
+                // A full sync (Redis's loading fields, in items since the master's snapshot
+                // size in bytes is not known ahead), or a rejoin's repair: how far, and when
+                // done at the rate so far.
+                if let Some(p) = master.and_then(|m| m.progress.as_ref()) {
+                    kv(t, "master_sync_phase", &p.phase.name().replace(' ', "_"));
+                    kv(t, "master_sync_read_items", &p.items);
+                    kv(t, "master_sync_total_items", &p.items_total);
+                    kv(t, "master_sync_read_bytes", &p.bytes);
+                    kv(t, "master_sync_perc", &format!("{:.2}", p.percent()));
+                    kv(t, "master_sync_rate_items", &(p.rate() as u64));
+                    kv(
+                        t,
+                        "master_sync_eta_seconds",
+                        &p.eta().map_or(-1, |d| d.as_secs_f64().ceil() as i64),
+                    );
+                    kv(t, "master_sync_elapsed_ms", &p.elapsed.as_millis());
+                    kv(t, "master_sync_progress", &p.line());
+                }
                 kv(
                     t,
                     "master_link_state",

@@ -49,6 +49,8 @@ pub struct FullSync {
     pub items: u64,
     /// Items the master's snapshot holds (progress).
     pub items_total: u64,
+    /// Bytes of item data loaded so far (ids and stored values, uncompressed; progress).
+    pub bytes: u64,
     pub chunks: u64,
     pub started: Instant,
 }
@@ -69,10 +71,12 @@ impl FullSync {
             return Err(StoreError::Corrupt("no batch".into()));
         };
         batch.put_items(file, items)?;
-        self.batch_bytes += items
+        let bytes = items
             .iter()
             .map(|(id, raw)| id.len() + raw.len())
             .sum::<usize>();
+        self.batch_bytes += bytes;
+        self.bytes += bytes as u64;
         self.items += items.len() as u64;
         self.chunks += 1;
         if self.batch_bytes >= LOAD_BATCH_BYTES {
@@ -548,6 +552,7 @@ impl Engine {
             db_id: b.db_id,
             items: 0,
             items_total: b.items_total,
+            bytes: 0,
             chunks: 0,
             started: Instant::now(),
         })
