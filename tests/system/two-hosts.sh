@@ -408,6 +408,9 @@ wait_for 30 "k2 on A" read_is A k2 v2
 
 step "switch back with hotbackup-switchover (on B, then on A)"
 on B redis-cli -h "$VIP" -p 7379 SET k3 v3 | grep -q OK || fail "write before the switchover"
+# B learns where the service address went from A's gratuitous ARP alone: it accepts unsolicited
+# ARP (arp_accept) and sends nothing to the address until the check below.
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.vB.arp_accept=1
 on B hotbackup-switchover db1 >"$WORK/switchover-B.txt" 2>&1 || { cat "$WORK/switchover-B.txt"; fail "hotbackup-switchover on B"; }
 log "switchover on B: $(tail -1 "$WORK/switchover-B.txt")"
 on A hotbackup-switchover db1 >"$WORK/switchover-A.txt" 2>&1 || { cat "$WORK/switchover-A.txt"; fail "hotbackup-switchover on A"; }
@@ -416,6 +419,12 @@ on A systemctl is-active --quiet hotbackup-master@db1.service || fail "A's maste
 on B systemctl is-active --quiet hotbackup-slave@db1.service || fail "B's slave unit is not active"
 wait_for 15 "the service address back on A" on A bash -c "ip -o addr show dev vA | grep -q ' $VIP/24 '"
 on B bash -c "ip -o addr show dev vB | grep -q ' $VIP/24 '" && fail "B kept the service address"
+mac_a=$(ip netns exec "$NS_A" cat /sys/class/net/vA/address)
+wait_for 10 "B's neighbour table maps $VIP to A ($mac_a) from the gratuitous ARP" \
+    bash -c "ip netns exec $NS_B ip neigh show $VIP dev vB | grep -qi 'lladdr $mac_a'"
+on A journalctl -u hotbackup-master@db1 --no-pager | grep -q "service address $VIP/24 dev vA added, announced with gratuitous ARP" \
+    || fail "A's journal does not say the service address was announced with gratuitous ARP"
+log "B's neighbour entry after A's announcement: $(ip netns exec "$NS_B" ip neigh show "$VIP" dev vB)"
 on B redis-cli -h "$VIP" -p 7379 SET k4 v4 | grep -q OK || fail "write through the service address after switching back"
 wait_for 30 "B streaming from A again" streaming B
 wait_for 20 "k4 on B" read_is B k4 v4
