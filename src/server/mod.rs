@@ -70,6 +70,9 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
             ),
         }
     }
+    // Until the store says otherwise (Engine::open reads the role it recorded), incidents name
+    // the configured role.
+    crate::incident::set_role(if settings.slave { "slave" } else { "master" });
     crate::systemd::notify_status("recovering: opening the journal and the store").ok();
     let engine = Engine::open(settings.engine_options())?;
     let server = Server::new(engine, settings)?;
