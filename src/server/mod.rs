@@ -62,6 +62,7 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
             window: config.incidents.notify_window,
             hook_timeout: config.incidents.hook_timeout,
             instance: config.instance.clone(),
+            sendmail: config.incidents.sendmail.clone(),
         });
         match n {
             Ok(n) => crate::incident::set_notifier(Some(n)),
