@@ -221,6 +221,8 @@ pub struct IncidentsConfig {
     pub notify_window: Duration,
     /// An exec hook or sendmail is killed after this (> 0).
     pub hook_timeout: Duration,
+    /// The sendmail program `mail:` targets go through (an absolute path).
+    pub sendmail: PathBuf,
 }
 
 /// `[verify]`: the canary and the online checksums.
@@ -430,6 +432,7 @@ impl Default for IncidentsConfig {
             notify_burst: 3,
             notify_window: Duration::from_secs(600),
             hook_timeout: Duration::from_secs(10),
+            sendmail: PathBuf::from(crate::incident::notify::DEFAULT_SENDMAIL),
         }
     }
 }
@@ -745,6 +748,7 @@ struct RawIncidents {
     notify_burst: Option<Spanned<u64>>,
     notify_window: Option<Spanned<Interval>>,
     hook_timeout: Option<Spanned<Interval>>,
+    sendmail: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -853,7 +857,13 @@ const KEYS: &[(&str, &[&str])] = &[
     ("log", &["level"]),
     (
         "incidents",
-        &["notify", "notify_burst", "notify_window", "hook_timeout"],
+        &[
+            "notify",
+            "notify_burst",
+            "notify_window",
+            "hook_timeout",
+            "sendmail",
+        ],
     ),
     ("verify", &["canary_interval", "canary_alarm", "interval"]),
     ("metrics", &["listen"]),
@@ -1404,6 +1414,19 @@ impl RawIncidents {
                 }
                 *slot = v.get_ref().0;
             }
+        }
+        if let Some(p) = &self.sendmail {
+            let text = p.get_ref();
+            if !text.starts_with('/') || text.contains('\0') {
+                return Err(src.invalid(
+                    p.span(),
+                    "incidents.sendmail",
+                    format!(
+                        "expected the absolute path of a sendmail program (e.g. \"/usr/sbin/sendmail\"), found {text:?}"
+                    ),
+                ));
+            }
+            c.sendmail = PathBuf::from(text);
         }
         Ok(c)
     }
@@ -3636,5 +3659,18 @@ level = "debug"
             key.display()
         );
         assert!(e.ends_with(&hint), "{e}");
+    }
+
+    #[test]
+    fn incidents_sendmail_defaults_and_must_be_an_absolute_path() {
+        let c = ok("data_dir = \"/d\"\n");
+        assert_eq!(c.incidents.sendmail, PathBuf::from("/usr/sbin/sendmail"));
+        let c = ok("data_dir = \"/d\"\n[incidents]\nsendmail = \"/opt/mta/bin/sendmail\"\n");
+        assert_eq!(c.incidents.sendmail, PathBuf::from("/opt/mta/bin/sendmail"));
+        assert_eq!(
+            err_in("[incidents]\nnotify = [\"mail:ops@example.com\"]\nsendmail = \"sendmail\"\n"),
+            "/etc/hotbackup/db1.toml:4:12: invalid value for incidents.sendmail: expected the \
+             absolute path of a sendmail program (e.g. \"/usr/sbin/sendmail\"), found \"sendmail\""
+        );
     }
 }

@@ -4,9 +4,11 @@
 //! [`raise`] gives the incident an id, a severity, a time, its message and fields, and sends it
 //! to three places:
 //! - the log, as a record with journald fields (`MESSAGE_ID` fixed per kind,
-//!   `HOTBACKUP_INCIDENT`, `HOTBACKUP_INCIDENT_ID`, `HOTBACKUP_ROLE`, `HOTBACKUP_PEER`, plus the
-//!   logger's `HOTBACKUP_INSTANCE` and `PRIORITY`), so `journalctl -u … -p warning` and
-//!   `journalctl MESSAGE_ID=…` find them; its text starts with `INCIDENT`;
+//!   `HOTBACKUP_INCIDENT`, `HOTBACKUP_INCIDENT_ID`, `HOTBACKUP_ROLE`, `HOTBACKUP_PEER` when the
+//!   incident concerns a peer, plus the logger's `HOTBACKUP_INSTANCE` and `PRIORITY`), so
+//!   `journalctl -u … -p warning` and `journalctl MESSAGE_ID=…` find them; its text starts with
+//!   `INCIDENT`. The role is set before the engine opens ([`set_role`]), so incidents raised
+//!   while it opens (a cut journal tail) carry it too;
 //! - the node's incident list: the most recent [`KEEP`] in memory (`HB.INCIDENTS`,
 //!   `hotbackup incidents`), also kept in the store by the event loop ([`take_unsaved`]) so that
 //!   they survive a restart. Not replicated: an incident is one node's view of the pair (a
@@ -315,7 +317,8 @@ pub fn restore(saved: Vec<Incident>) {
     }
 }
 
-/// The node's role, for `HOTBACKUP_ROLE=` (updated when it changes).
+/// The node's role, for `HOTBACKUP_ROLE=`: set from the config before the engine opens, from
+/// the store's recorded role as soon as it is read, and again whenever it changes.
 pub fn set_role(role: &'static str) {
     recorder().role = role;
 }
@@ -343,19 +346,7 @@ pub fn raise(kind: Kind, message: impl Into<String>, fields: &[(&str, String)]) 
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     };
-    let peer = inc.field("peer").unwrap_or("").to_string();
-    let role = r.role;
-    log::log!(
-        inc.severity,
-        message_id = kind.message_id(),
-        hotbackup_incident = kind.name(),
-        hotbackup_incident_id = id,
-        hotbackup_role = role,
-        hotbackup_peer = peer.as_str();
-        "INCIDENT {}: {}",
-        kind.name(),
-        inc.message
-    );
+    log_incident(&inc, r.role);
     if let Some(n) = &r.notifier {
         n.send(&inc);
     }
@@ -365,6 +356,34 @@ pub fn raise(kind: Kind, message: impl Into<String>, fields: &[(&str, String)]) 
         r.recent.pop_front();
     }
     id
+}
+
+/// The incident's log record, with its journald fields. `HOTBACKUP_ROLE` and `HOTBACKUP_PEER`
+/// are left out when there is nothing to say (no role known yet, no peer), never sent empty.
+fn log_incident(inc: &Incident, role: &str) {
+    let kind = inc.kind;
+    let peer = inc.field("peer").filter(|p| !p.is_empty());
+    let role = (!role.is_empty()).then_some(role);
+    macro_rules! emit {
+        ($($extra:tt)*) => {
+            log::log!(
+                inc.severity,
+                message_id = kind.message_id(),
+                hotbackup_incident = kind.name(),
+                hotbackup_incident_id = inc.id
+                $($extra)*;
+                "INCIDENT {}: {}",
+                kind.name(),
+                inc.message
+            )
+        };
+    }
+    match (role, peer) {
+        (Some(role), Some(peer)) => emit!(, hotbackup_role = role, hotbackup_peer = peer),
+        (Some(role), None) => emit!(, hotbackup_role = role),
+        (None, Some(peer)) => emit!(, hotbackup_peer = peer),
+        (None, None) => emit!(),
+    }
 }
 
 /// Incidents since `since_ms` (all kept ones with 0), oldest first.

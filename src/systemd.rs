@@ -6,20 +6,26 @@
 //! environment variables systemd passes (`JOURNAL_STREAM`, `NOTIFY_SOCKET`, `WATCHDOG_*`,
 //! `LISTEN_*`); it must never decide policy (when to be ready, what to log) — callers do.
 //!
-//! Log levels map to journald priorities (`PRIORITY=`) as error→3, warn→4, info→6,
-//! debug/trace→7 ([`syslog_priority`]). `systemd-journal-logger` itself maps info→5 and debug→6, so the journald logger hands
-//! it a copy of each record with the level shifted by one step (`journal_level`); the level
-//! is used by that crate for `PRIORITY=` only, so nothing else changes.
+//! Log records go to journald over its native protocol (<https://systemd.io/JOURNAL_NATIVE_PROTOCOL/>),
+//! written here: one datagram of `KEY=value\n` fields per record (a value holding a newline as
+//! `KEY\n`, its length as 64-bit little endian, the bytes, `\n`), a datagram too large for the
+//! socket as a sealed memfd passed with `SCM_RIGHTS`. Log levels map to `PRIORITY=` as
+//! error→3, warn→4, info→6, debug/trace→7 ([`syslog_priority`]).
+//!
+//! [`JOURNAL_SOCKET_ENV`] (`HOTBACKUP_JOURNAL_SOCKET`) is for tests and diagnostics only: it
+//! names a socket to send the journald datagrams to instead of journald's, so that a test can
+//! read the fields an incident really carries.
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use sd_notify::NotifyState;
-use systemd_journal_logger::JournalLog;
 
 /// Errors from [`init_logging`].
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +42,18 @@ pub enum LogTarget {
     Journald,
     /// To stderr, one line per record with a UTC timestamp.
     Stderr,
+    /// Both: natively to the socket [`JOURNAL_SOCKET_ENV`] names, and to stderr (which is not
+    /// the journal).
+    JournaldAndStderr,
 }
+
+/// journald's socket for the native protocol.
+pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Tests and diagnostics only: the path of a datagram socket that gets the native journald
+/// records instead of [`JOURNALD_SOCKET`]. When it is set the records go there even if stderr is
+/// not the journal, and then to stderr as well.
+pub const JOURNAL_SOCKET_ENV: &str = "HOTBACKUP_JOURNAL_SOCKET";
 
 /// Set once the first [`init_logging`] call got past its check, so a second call fails before it
 /// opens a journald socket it would only throw away.
@@ -46,27 +63,51 @@ static LOGGING_INITIALISED: AtomicBool = AtomicBool::new(false);
 ///
 /// When `JOURNAL_STREAM` names stderr's device:inode (systemd.exec(5): stderr is connected to the
 /// journal), records go natively to journald with `SYSLOG_IDENTIFIER=hotbackup` and
-/// `HOTBACKUP_INSTANCE=<instance>`. Otherwise (or if the journald socket cannot be opened) they
-/// go to stderr as `2026-11-29T12:00:00.123Z INFO  target: message`.
+/// `HOTBACKUP_INSTANCE=<instance>`. Otherwise (or if the journald socket cannot be reached) they
+/// go to stderr as `2026-11-29T12:00:00.123Z INFO  target: message`. With
+/// [`JOURNAL_SOCKET_ENV`] set, the native records go to that socket (see there).
 ///
 /// A second call returns [`SystemdError::LoggingAlreadyInitialised`]; it never panics.
 pub fn init_logging(instance: &str, level: LevelFilter) -> Result<LogTarget, SystemdError> {
     if LOGGING_INITIALISED.swap(true, Ordering::SeqCst) {
         return Err(SystemdError::LoggingAlreadyInitialised);
     }
-    let journal = if stderr_is_journal() {
+    let diverted = std::env::var_os(JOURNAL_SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let stderr_journal = stderr_is_journal();
+    let journal = if stderr_journal || diverted.is_some() {
         // If journald's socket is missing (containers), stderr still reaches the journal as a
         // plain stream, so falling back to it loses fields but not records.
-        JournalLog::new().ok().map(|j| {
-            j.with_syslog_identifier("hotbackup".to_owned())
-                .add_extra_field("HOTBACKUP_INSTANCE", instance)
-        })
+        let path = diverted
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(JOURNALD_SOCKET));
+        Journal::connect(&path, instance).ok()
     } else {
         None
     };
     let (logger, target) = match journal {
-        Some(j) => (Logger::Journald(j), LogTarget::Journald),
-        None => (Logger::Stderr, LogTarget::Stderr),
+        Some(j) if stderr_journal => (
+            Logger {
+                journal: Some(j),
+                stderr: false,
+            },
+            LogTarget::Journald,
+        ),
+        Some(j) => (
+            Logger {
+                journal: Some(j),
+                stderr: true,
+            },
+            LogTarget::JournaldAndStderr,
+        ),
+        None => (
+            Logger {
+                journal: None,
+                stderr: true,
+            },
+            LogTarget::Stderr,
+        ),
     };
     log::set_boxed_logger(Box::new(logger)).map_err(|_| SystemdError::LoggingAlreadyInitialised)?;
     log::set_max_level(level);
@@ -78,9 +119,9 @@ pub fn set_log_level(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-enum Logger {
-    Journald(JournalLog),
-    Stderr,
+struct Logger {
+    journal: Option<Journal>,
+    stderr: bool,
 }
 
 impl Log for Logger {
@@ -92,27 +133,203 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        match self {
-            Logger::Journald(j) => {
-                let shifted = record
-                    .to_builder()
-                    .level(journal_level(record.level()))
-                    .build();
-                // A failed log call must not take the process down; there is nowhere to report it.
-                let _ = j.journal_send(&shifted);
-            }
-            Logger::Stderr => {
-                let line = format_stderr_line(SystemTime::now(), record);
-                let _ = io::stderr().lock().write_all(line.as_bytes());
-            }
+        if let Some(j) = &self.journal {
+            // A failed log call must not take the process down; there is nowhere to report it.
+            let _ = j.send(record);
+        }
+        if self.stderr {
+            let line = format_stderr_line(SystemTime::now(), record);
+            let _ = io::stderr().lock().write_all(line.as_bytes());
         }
     }
 
     fn flush(&self) {
-        if let Logger::Stderr = self {
+        if self.stderr {
             let _ = io::stderr().flush();
         }
     }
+}
+
+/// A client of journald's native protocol.
+struct Journal {
+    socket: UnixDatagram,
+    path: PathBuf,
+    /// Fields of every record: `SYSLOG_IDENTIFIER`, `HOTBACKUP_INSTANCE`.
+    extra: Vec<u8>,
+}
+
+impl Journal {
+    /// Opens a socket and checks that journald (or whatever `path` names) listens, with an
+    /// empty datagram (which journald ignores).
+    fn connect(path: &Path, instance: &str) -> io::Result<Journal> {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to(&[], path)?;
+        let mut extra = Vec::new();
+        put_journal_field(&mut extra, "SYSLOG_IDENTIFIER", b"hotbackup");
+        put_journal_field(&mut extra, "HOTBACKUP_INSTANCE", instance.as_bytes());
+        Ok(Journal {
+            socket,
+            path: path.to_path_buf(),
+            extra,
+        })
+    }
+
+    fn send(&self, record: &Record) -> io::Result<()> {
+        let mut payload = journal_payload(record);
+        payload.extend_from_slice(&self.extra);
+        match self.socket.send_to(&payload, &self.path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => self.send_large(&payload),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A record too large for one datagram: written to a sealed memfd whose descriptor is sent
+    /// instead (the protocol's way for large entries).
+    fn send_large(&self, payload: &[u8]) -> io::Result<()> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; the result is checked and
+        // owned at once.
+        let fd = unsafe {
+            libc::memfd_create(
+                c"hotbackup-journal".as_ptr(),
+                libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.write_all(payload)?;
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: F_ADD_SEALS takes an int; the descriptor is open (owned by `file`).
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let path = self.path.as_os_str().as_bytes();
+        // SAFETY: sockaddr_un and msghdr are plain C structs for which all-zero is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        if path.len() >= addr.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "journal socket path too long",
+            ));
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path) {
+            *d = *s as libc::c_char;
+        }
+        let addr_len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + path.len() + 1;
+        let fd_len = std::mem::size_of::<libc::c_int>() as libc::c_uint;
+        // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(fd_len), libc::CMSG_LEN(fd_len)) };
+        // u64 words keep the control buffer aligned for cmsghdr.
+        let mut control = vec![0u64; (space as usize).div_ceil(8)];
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
+        msg.msg_namelen = addr_len as libc::socklen_t;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `msg` describes `control`, which has room for one header and one int (CMSG_SPACE
+        // of it); CMSG_FIRSTHDR therefore returns a valid, aligned pointer into it, and CMSG_DATA
+        // points at the int's place. `addr` and `control` outlive the sendmsg call; no iovec is
+        // passed (the data is in the memfd).
+        let sent = unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = len as _;
+            std::ptr::write_unaligned(
+                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                file.as_raw_fd(),
+            );
+            libc::sendmsg(self.socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The native-protocol fields of a record: `PRIORITY`, `MESSAGE`, `SYSLOG_PID`, `CODE_FILE`,
+/// `CODE_LINE`, `CODE_MODULE`, `TARGET`, then its key-values (keys upper-cased, characters
+/// other than `A-Z0-9_` made `_`).
+fn journal_payload(record: &Record) -> Vec<u8> {
+    let mut b = Vec::with_capacity(512);
+    put_journal_field(
+        &mut b,
+        "PRIORITY",
+        syslog_priority(record.level()).to_string().as_bytes(),
+    );
+    put_journal_field(&mut b, "MESSAGE", record.args().to_string().as_bytes());
+    put_journal_field(
+        &mut b,
+        "SYSLOG_PID",
+        std::process::id().to_string().as_bytes(),
+    );
+    if let Some(f) = record.file() {
+        put_journal_field(&mut b, "CODE_FILE", f.as_bytes());
+    }
+    if let Some(l) = record.line() {
+        put_journal_field(&mut b, "CODE_LINE", l.to_string().as_bytes());
+    }
+    if let Some(m) = record.module_path() {
+        put_journal_field(&mut b, "CODE_MODULE", m.as_bytes());
+    }
+    put_journal_field(&mut b, "TARGET", record.target().as_bytes());
+    struct Fields<'a>(&'a mut Vec<u8>);
+    impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> Result<(), log::kv::Error> {
+            put_journal_field(
+                self.0,
+                &journal_key(key.as_str()),
+                value.to_string().as_bytes(),
+            );
+            Ok(())
+        }
+    }
+    let _ = record.key_values().visit(&mut Fields(&mut b));
+    b
+}
+
+/// A journal field name from a log key: upper case, `A-Z0-9_` only, not starting with `_` or a
+/// digit (journald drops such fields), at most 64 bytes.
+fn journal_key(key: &str) -> String {
+    let mut k: String = key
+        .chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            c @ ('A'..='Z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect();
+    if k.is_empty() || k.starts_with(|c: char| c == '_' || c.is_ascii_digit()) {
+        k.insert_str(0, "ESCAPED_");
+    }
+    k.truncate(64);
+    k
+}
+
+/// Appends one field: `NAME=value\n`, or for a value with a newline `NAME\n` + its length
+/// (u64 little endian) + the value + `\n`.
+fn put_journal_field(b: &mut Vec<u8>, name: &str, value: &[u8]) {
+    b.extend_from_slice(name.as_bytes());
+    if value.contains(&b'\n') {
+        b.push(b'\n');
+        b.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        b.push(b'=');
+    }
+    b.extend_from_slice(value);
+    b.push(b'\n');
 }
 
 /// The syslog priority (`PRIORITY=`) hotbackup uses for a log level, for anything else that
@@ -123,17 +340,6 @@ pub fn syslog_priority(level: Level) -> u8 {
         Level::Warn => 4,
         Level::Info => 6,
         Level::Debug | Level::Trace => 7,
-    }
-}
-
-/// The level to hand `systemd-journal-logger` 2.2.2 so that it writes [`syslog_priority`]: it
-/// maps Error→3, Warn→4, Info→5, Debug→6, Trace→7 and uses the level for nothing else.
-fn journal_level(level: Level) -> Level {
-    match level {
-        Level::Error => Level::Error,
-        Level::Warn => Level::Warn,
-        Level::Info => Level::Debug,
-        Level::Debug | Level::Trace => Level::Trace,
     }
 }
 
@@ -519,16 +725,33 @@ mod tests {
         );
     }
 
+    /// The fields of one native-protocol datagram, in order (a reader written apart from the
+    /// writer, from the protocol's description).
+    fn parse_native(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let nl = b.iter().position(|&c| c == b'\n').expect("a field ends");
+            let line = &b[..nl];
+            if let Some(eq) = line.iter().position(|&c| c == b'=') {
+                out.push((
+                    String::from_utf8(line[..eq].to_vec()).unwrap(),
+                    line[eq + 1..].to_vec(),
+                ));
+                b = &b[nl + 1..];
+            } else {
+                let name = String::from_utf8(line.to_vec()).unwrap();
+                let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
+                let value = b[nl + 9..nl + 9 + len].to_vec();
+                assert_eq!(b[nl + 9 + len], b'\n');
+                out.push((name, value));
+                b = &b[nl + 10 + len..];
+            }
+        }
+        out
+    }
+
     #[test]
-    fn levels_map_to_syslog_priorities_through_the_journal_crate() {
-        // What systemd-journal-logger 2.2.2 writes for a level.
-        let crate_priority = |l: Level| match l {
-            Level::Error => 3,
-            Level::Warn => 4,
-            Level::Info => 5,
-            Level::Debug => 6,
-            Level::Trace => 7,
-        };
+    fn levels_map_to_syslog_priorities() {
         for (level, want) in [
             (Level::Error, 3),
             (Level::Warn, 4),
@@ -537,8 +760,133 @@ mod tests {
             (Level::Trace, 7),
         ] {
             assert_eq!(syslog_priority(level), want);
-            assert_eq!(crate_priority(journal_level(level)), want, "{level}");
+            let payload = journal_payload(
+                &Record::builder()
+                    .args(format_args!("x"))
+                    .level(level)
+                    .build(),
+            );
+            assert!(
+                payload.starts_with(format!("PRIORITY={want}\nMESSAGE=x\n").as_bytes()),
+                "{level}: {:?}",
+                String::from_utf8_lossy(&payload)
+            );
         }
+    }
+
+    #[test]
+    fn a_field_with_a_newline_is_length_prefixed() {
+        let mut b = Vec::new();
+        put_journal_field(&mut b, "FOO", b"BAR");
+        assert_eq!(b, b"FOO=BAR\n");
+        let mut b = Vec::new();
+        put_journal_field(&mut b, "FOO", b"BAR\nBAZ");
+        assert_eq!(b, b"FOO\n\x07\0\0\0\0\0\0\0BAR\nBAZ\n");
+        assert_eq!(journal_key("message_id"), "MESSAGE_ID");
+        assert_eq!(journal_key("a-b.c"), "A_B_C");
+        assert_eq!(journal_key("_x"), "ESCAPED__X");
+        assert_eq!(journal_key("1x"), "ESCAPED_1X");
+    }
+
+    #[test]
+    fn records_reach_the_journal_socket_with_their_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let j = Journal::connect(&path, "db1").unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        assert_eq!(server.recv(&mut buf).unwrap(), 0, "the probe is empty");
+        let peer = "b:2000";
+        let record = |msg: &std::fmt::Arguments<'_>, f: &dyn Fn(&Record)| {
+            let kvs: [(&str, log::kv::Value); 2] = [
+                ("message_id", log::kv::Value::from("13fbc8af")),
+                ("hotbackup_peer", log::kv::Value::from(peer)),
+            ];
+            f(&Record::builder()
+                .args(*msg)
+                .level(Level::Warn)
+                .target("hotbackup::link")
+                .key_values(&kvs)
+                .build())
+        };
+        record(&format_args!("link down\nsecond line"), &|r| {
+            j.send(r).unwrap()
+        });
+        let n = server.recv(&mut buf).unwrap();
+        let fields = parse_native(&buf[..n]);
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(get("PRIORITY").as_deref(), Some("4"));
+        assert_eq!(get("MESSAGE").as_deref(), Some("link down\nsecond line"));
+        assert_eq!(get("MESSAGE_ID").as_deref(), Some("13fbc8af"));
+        assert_eq!(get("HOTBACKUP_PEER").as_deref(), Some("b:2000"));
+        assert_eq!(get("HOTBACKUP_INSTANCE").as_deref(), Some("db1"));
+        assert_eq!(get("SYSLOG_IDENTIFIER").as_deref(), Some("hotbackup"));
+        assert_eq!(get("TARGET").as_deref(), Some("hotbackup::link"));
+        // Nobody listening: connecting fails (the logger then falls back to stderr).
+        drop(server);
+        assert!(Journal::connect(&path, "db1").is_err());
+    }
+
+    #[test]
+    fn a_record_too_large_for_a_datagram_goes_as_a_memfd() {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let j = Journal::connect(&path, "db1").unwrap();
+        let mut buf = [0u8; 16];
+        server.recv(&mut buf).unwrap();
+        let big = "x".repeat(4 << 20);
+        j.send(
+            &Record::builder()
+                .args(format_args!("{big}"))
+                .level(Level::Error)
+                .build(),
+        )
+        .unwrap();
+        // Receive the descriptor.
+        let mut control = vec![0u64; 8];
+        // SAFETY: a zeroed msghdr pointing at `control` (no name, no data buffer); recvmsg
+        // writes at most msg_controllen bytes into it, and the header read back is checked
+        // before its data is used.
+        let fd = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control.len() * 8;
+            let r = libc::recvmsg(server.as_raw_fd(), &mut msg, 0);
+            assert!(r >= 0, "{}", io::Error::last_os_error());
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!cmsg.is_null());
+            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+            OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+            ))
+        };
+        let file = std::fs::File::from(fd);
+        let len = file.metadata().unwrap().len() as usize;
+        let mut data = vec![0u8; len];
+        file.read_exact_at(&mut data, 0).unwrap();
+        let fields = parse_native(&data);
+        assert_eq!(fields[0], ("PRIORITY".to_string(), b"3".to_vec()));
+        assert_eq!(fields[1].0, "MESSAGE");
+        assert_eq!(fields[1].1.len(), big.len());
+        assert!(
+            fields
+                .iter()
+                .any(|(k, v)| k == "HOTBACKUP_INSTANCE" && v == b"db1")
+        );
     }
 
     #[test]

@@ -1,17 +1,28 @@
 //! The notify list on real processes: a flapping link is told a bounded number of times (the
-//! rest summarized) while every incident is still listed, and a terminal on the list gets the
-//! incident's text.
+//! rest summarized) while every incident is still listed; a terminal on the list gets the
+//! incident's text; a user name on the list is told on every terminal that user is logged in
+//! on; a `mail:` target runs sendmail with a proper message, and without a sendmail the node
+//! says so once.
+//!
+//! The user-name path reads utmp to find the user's terminals. Logging a test user in on the
+//! real utmp (`/run/utmp`) would need root and would show a fake login to everyone on the host,
+//! so the daemon reads the utmp file named by `HOTBACKUP_UTMP` (test/diagnostic only) instead:
+//! the harness writes one per node, logging a user in on pseudo-terminals it owns. Everything
+//! after finding the terminals (opening and writing them) is the production path.
+//!
+//! Every node of the shared harness also has a `tty:` terminal and the user `hbtest` on its
+//! notify list, and `pair::assert_incident` checks both for each incident kind the tests raise.
 
 mod common;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pair::*;
 use common::proxy::Proxy;
-use common::{cli, wait_until};
+use common::tty::{pty_for, write_utmp};
+use common::{Node, cli, free_port, key_file, wait_until};
 
 /// A hook that appends "KIND SUPPRESSED ID" for each notification to `out`.
 fn counting_hook(dir: &Path, out: &Path) -> std::path::PathBuf {
@@ -147,78 +158,269 @@ fn a_flapping_link_is_told_a_bounded_number_of_times_and_every_incident_is_liste
     drop(guard);
 }
 
-/// A pseudo-terminal: (master side, path of the slave side, the slave side held open).
-fn open_pty() -> (OwnedFd, String, OwnedFd) {
-    // SAFETY: plain libc calls on descriptors this test owns; every return value is checked
-    // and each descriptor is wrapped in an OwnedFd at once.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        let master = OwnedFd::from_raw_fd(m);
-        assert_eq!(libc::grantpt(m), 0, "grantpt");
-        assert_eq!(libc::unlockpt(m), 0, "unlockpt");
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(
-            libc::ptsname_r(m, name.as_mut_ptr(), name.len()),
-            0,
-            "ptsname_r"
-        );
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        assert!(s >= 0, "open {path}: {}", std::io::Error::last_os_error());
-        let flags = libc::fcntl(m, libc::F_GETFL);
-        assert_eq!(libc::fcntl(m, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
-        (master, path, OwnedFd::from_raw_fd(s))
-    }
-}
-
-/// Reads from the pty's master side until `needle` shows up or `within` passes.
-fn read_pty_until(master: &OwnedFd, needle: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if String::from_utf8_lossy(&got).contains(needle) {
-            break;
-        }
-        let mut pfd = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; the descriptor is open for the whole call.
-        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
-        if r <= 0 {
-            continue;
-        }
-        // SAFETY: reading into a buffer of the length given.
-        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            got.extend_from_slice(&buf[..n as usize]);
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 #[test]
 fn a_terminal_on_the_notify_list_is_told_of_an_incident() {
-    let (pty, path, _slave_side) = open_pty();
-    let extra = format!("[incidents]\nnotify = [\"tty:{path}\"]\n");
+    let ttys = tempfile::tempdir().unwrap();
+    let pty = pty_for(ttys.path(), "tty");
+    let extra = format!("[incidents]\nnotify = [\"tty:{}\"]\n", pty.path);
     let mut p = Pair::start(&extra, "");
     set(&p.master, "x", "1");
     wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
     // The slave dies: the master's link goes down, and the terminal hears of it.
     p.slave.kill9();
-    let text = read_pty_until(&pty, "link_down", Duration::from_secs(20));
     assert!(
-        text.contains("link_down") && text.contains("\x07***"),
-        "the terminal got {text:?}\n{}",
+        pty.wait_for("link_down", Duration::from_secs(20)),
+        "the terminal got {:?}\n{}",
+        pty.text(),
         p.master.log_text()
     );
+    let text = pty.text();
+    assert!(text.contains("\x07***"), "{text:?}");
     assert!(
         text.contains(&format!("127.0.0.1:{}) down", p.slave_port)),
         "{text:?}"
+    );
+}
+
+/// A master (in `dir/master`, not started) and its slave (started) sharing a key; the
+/// master's config gets `master_extra`. Returns (slave, master dir, slave link port).
+fn pair_with_master_unstarted(dir: &Path, master_extra: &str) -> (Node, std::path::PathBuf, u16) {
+    let key = key_file(dir, "pair.key", KEY);
+    let (mp, sp) = (free_port(), free_port());
+    node_config(
+        &dir.join("slave"),
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "",
+    );
+    let slave = Node::start_in(&dir.join("slave"));
+    node_config(
+        &dir.join("master"),
+        "master",
+        mp,
+        &[format!("127.0.0.1:{sp}")],
+        &key,
+        master_extra,
+    );
+    (slave, dir.join("master"), sp)
+}
+
+#[test]
+fn a_user_on_the_notify_list_is_told_on_every_terminal_they_are_logged_in_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two, other) = (
+        pty_for(dir.path(), "alice-1"),
+        pty_for(dir.path(), "alice-2"),
+        pty_for(dir.path(), "bob"),
+    );
+    let (mut slave, mdir, sp) = pair_with_master_unstarted(
+        dir.path(),
+        "[incidents]\nnotify = [\"alice\"]\nnotify_burst = 1000\n",
+    );
+    // alice is logged in twice, bob (not on the list) once: the node's own utmp file.
+    write_utmp(
+        &mdir.join("utmp"),
+        &[("alice", &one), ("bob", &other), ("alice", &two)],
+    );
+    let master = Node::start_in(&mdir);
+    set(&master, "x", "1");
+    wait_caught_up(&master, &slave, Duration::from_secs(20));
+    slave.kill9();
+    let down = format!("127.0.0.1:{sp}) down");
+    for pty in [&one, &two] {
+        assert!(
+            pty.wait_for(&down, Duration::from_secs(20)),
+            "alice's terminal {} got {:?}\n{}",
+            pty.path,
+            pty.text(),
+            master.log_text()
+        );
+        assert!(
+            pty.text().contains(" link_down (incident #"),
+            "{}",
+            pty.text()
+        );
+    }
+    // The recovery is told too.
+    slave.launch();
+    for pty in [&one, &two] {
+        assert!(
+            pty.wait_for(" link_up (incident #", Duration::from_secs(20)),
+            "{:?}",
+            pty.text()
+        );
+    }
+    assert_eq!(other.text(), "", "bob is not on the notify list");
+    assert!(
+        !master.log_text().contains("notify User"),
+        "no notify errors: {}",
+        master.log_text()
+    );
+}
+
+/// A fake sendmail: appends `ARGV: <args>` and its stdin, then a `.` line, to `out`.
+fn fake_sendmail(dir: &Path, out: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("sendmail");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n{{ echo \"ARGV: $*\"; cat; echo .; }} >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_mail_target_sends_the_incident_through_the_configured_sendmail() {
+    let tools = tempfile::tempdir().unwrap();
+    let out = tools.path().join("mail.out");
+    let sendmail = fake_sendmail(tools.path(), &out);
+    let extra = format!(
+        "[incidents]\nnotify = [\"mail:ops@example.com\"]\nsendmail = \"{}\"\n",
+        sendmail.display()
+    );
+    let mut p = Pair::start(&extra, "");
+    set(&p.master, "x", "1");
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    p.slave.kill9();
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || read().contains("link_down")),
+        "sendmail was not run: {:?}\n{}",
+        read(),
+        p.master.log_text()
+    );
+    // The first mail: one ARGV line, the message, the end marker.
+    let all = read();
+    let mail = all
+        .split("\n.\n")
+        .find(|m| m.contains("link_down"))
+        .unwrap();
+    let (argv, message) = mail.split_once('\n').unwrap();
+    assert_eq!(argv, "ARGV: -oi -- ops@example.com");
+    let (head, body) = message
+        .split_once("\n\n")
+        .expect("headers, a blank line, a body");
+    let headers: Vec<&str> = head.lines().collect();
+    assert!(headers.contains(&"To: ops@example.com"), "{head}");
+    let subject = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("Subject: "))
+        .unwrap_or_else(|| panic!("no Subject in {head}"));
+    assert!(
+        subject.contains("link_down") && subject.contains(&instance_of(&p.master)),
+        "{subject}"
+    );
+    assert!(
+        headers.contains(&"Content-Type: text/plain; charset=utf-8"),
+        "{head}"
+    );
+    let id = told_id(&p.master, "link_down");
+    for line in [
+        "kind: link_down".to_string(),
+        format!("id: {id}"),
+        "severity: warn".to_string(),
+        format!("peer: node (127.0.0.1:{})", p.slave_port),
+        "message_id: 13fbc8af529147a4922be2f31b28c49b".to_string(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line:?} not in the body:\n{body}"
+        );
+    }
+    let message = format!("message: link node (127.0.0.1:{}) down: ", p.slave_port);
+    assert!(
+        body.lines().any(|l| l.starts_with(&message)),
+        "{message:?} not in the body:\n{body}"
+    );
+    assert!(
+        !p.master.log_text().contains("cannot mail"),
+        "{}",
+        p.master.log_text()
+    );
+}
+
+/// The id of the first incident of `kind` in `hotbackup incidents --json`.
+fn told_id(n: &Node, kind: &str) -> u64 {
+    let (code, out, err) = cli(&[
+        "incidents",
+        "--json",
+        "--config",
+        n.config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let needle = format!("\"kind\":\"{kind}\"");
+    let at = out
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{kind} in {out}"));
+    let id_at = out[..at].rfind("\"id\":").unwrap() + 5;
+    out[id_at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn without_a_sendmail_the_node_warns_once_however_many_incidents_and_addresses() {
+    let tools = tempfile::tempdir().unwrap();
+    let told = tools.path().join("told.log");
+    let hook = counting_hook(tools.path(), &told);
+    let missing = tools.path().join("no-such-sendmail");
+    // The hook comes after the mail targets: once it was told, the mail targets were tried.
+    let extra = format!(
+        "[incidents]\nnotify = [\"mail:ops@example.com\", \"mail:oncall@example.com\", \"exec:{}\"]\nsendmail = \"{}\"\nnotify_burst = 1000\n",
+        hook.display(),
+        missing.display()
+    );
+    let mut p = Pair::start(&extra, "");
+    set(&p.master, "x", "1");
+    wait_caught_up(&p.master, &p.slave, Duration::from_secs(20));
+    let count = || {
+        std::fs::read_to_string(&told)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // Three incidents: link down, up, down.
+    for round in 0..3 {
+        let before = count();
+        if round % 2 == 0 {
+            p.slave.kill9();
+        } else {
+            p.slave.launch();
+        }
+        assert!(
+            wait_until(Duration::from_secs(20), || count() > before),
+            "round {round}: no incident told\n{}",
+            p.master.log_text()
+        );
+    }
+    let log = p.master.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot mail incidents"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, got:\n{}",
+        warnings.join("\n")
+    );
+    let w = warnings[0];
+    assert!(w.contains(" WARN "), "{w}");
+    assert!(
+        w.contains(&missing.display().to_string())
+            && w.contains("ops@example.com")
+            && w.contains("oncall@example.com")
+            && w.contains("[incidents] sendmail"),
+        "the warning says what is missing, for whom, and what to do: {w}"
     );
 }

@@ -1,17 +1,19 @@
 //! The built-in checks of issue 5, against real processes: the canary (its end-to-end lag,
-//! its alarm on both sides when the link is cut, the recovery when it heals) and online
+//! its alarm on both sides when the link is cut, the recovery when it heals, the slave's own
+//! alarm when the canaries it applies are old though they arrive steadily) and online
 //! verify (equal copies match, a tampered slave item is named, writes during a run give no
 //! false mismatch, a cascading chain reports every slave).
 
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::duo::Duo;
 use common::pair::*;
+use common::proxy::Proxy;
 use common::{Node, free_port, key_file, wait_until};
 
 const FAST_CANARY: &str = "\n[verify]\ncanary_interval = \"200ms\"\ncanary_alarm = \"1s\"\n";
@@ -100,6 +102,90 @@ fn the_canary_shows_the_lag_and_raises_an_alarm_on_both_sides_when_the_link_is_c
     assert_incident(&d.b, "canary_recovered");
     assert_eq!(notified(&d.a, "canary_late"), 1, "one alarm per episode");
     assert_eq!(notified(&d.b, "canary_late"), 1, "one alarm per episode");
+}
+
+#[test]
+fn a_slave_applying_old_canaries_raises_its_own_alarm_though_they_arrive_steadily() {
+    // The link goes through a proxy whose latency grows in small steps: canaries keep arriving
+    // (never a gap near canary_alarm, so the "none arrived" check stays quiet) but each is
+    // older, as when a slave works through a backlog. The slave must alarm on its own side.
+    let extra = "\n[verify]\ncanary_interval = \"250ms\"\ncanary_alarm = \"1500ms\"\n";
+    let cell: Arc<Mutex<Option<Proxy>>> = Default::default();
+    let c2 = cell.clone();
+    let p = Pair::start_with(extra, extra, move |sp| {
+        let proxy = Proxy::start(format!("127.0.0.1:{sp}").parse().unwrap());
+        let port = proxy.addr().port();
+        *c2.lock().unwrap() = Some(proxy);
+        port
+    });
+    let guard = cell.lock().unwrap();
+    let proxy = guard.as_ref().unwrap();
+    let slave_info = |name: &str| -> Option<u64> {
+        field(&info(&p.slave, "replication"), name).and_then(|v| v.parse().ok())
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || slave_info("canary_counter")
+            .is_some_and(|c| c >= 3)),
+        "no canary on the slave:\n{}",
+        info(&p.slave, "replication")
+    );
+    assert_eq!(notified(&p.slave, "canary_late"), 0);
+
+    // Latency up by 0.3 s every 0.5 s, to 3.3 s; then held for 3 s. Meanwhile the time since
+    // the slave last applied a canary is sampled: it must stay well under canary_alarm.
+    let mut longest_gap = 0;
+    let sample_until = |until: Instant, longest_gap: &mut u64| {
+        while Instant::now() < until {
+            if let Some(age) = slave_info("canary_age_ms") {
+                *longest_gap = (*longest_gap).max(age);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for step in 1..=11u32 {
+        proxy.delay(Duration::from_millis(300) * step);
+        sample_until(
+            Instant::now() + Duration::from_millis(500),
+            &mut longest_gap,
+        );
+    }
+    sample_until(Instant::now() + Duration::from_secs(3), &mut longest_gap);
+    assert!(
+        longest_gap < 1200,
+        "canaries stopped arriving for {longest_gap} ms: this test needs a steady stream"
+    );
+    assert_eq!(
+        notified(&p.slave, "canary_late"),
+        1,
+        "the slave applies 3 s old canaries with canary_alarm 1.5 s: one alarm\n{}",
+        p.slave.log_text()
+    );
+    let (_, list, _) = p
+        .slave
+        .cli(&["incidents", "--config", p.slave.config.to_str().unwrap()]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" canary_late: ") && l.contains("applies old transactions")),
+        "the slave's alarm says why:\n{list}"
+    );
+    assert_eq!(
+        slave_info("canary_late"),
+        Some(1),
+        "still late while it applies old canaries"
+    );
+    assert_eq!(notified(&p.slave, "canary_recovered"), 0, "no flapping");
+    assert_incident(&p.slave, "canary_late");
+
+    // Latency gone: fresh canaries end the alarm.
+    proxy.delay(Duration::ZERO);
+    assert_incident(&p.slave, "canary_recovered");
+    assert_eq!(slave_info("canary_late"), Some(0));
+    assert_eq!(
+        notified(&p.slave, "canary_late"),
+        1,
+        "one alarm per episode"
+    );
+    drop(guard);
 }
 
 #[test]

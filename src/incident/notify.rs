@@ -3,13 +3,19 @@
 //! A thread of its own takes incidents from [`super::raise`] and tells each target:
 //! - `user` (a user name): every terminal the user is logged in on (utmp), like `write`/`wall`;
 //! - `tty:/dev/pts/N`: that terminal;
-//! - `mail:ADDRESS`: through the local `sendmail` (a warning once if there is none);
+//! - `mail:ADDRESS`: a plain-text mail (the incident's kind in the subject, its fields in the
+//!   body) through the local `sendmail` (`[incidents] sendmail`, `/usr/sbin/sendmail` by
+//!   default; one warning for the whole run if there is none);
 //! - `exec:/path/hook`: runs the hook with the incident in `HOTBACKUP_*` environment variables and
 //!   as JSON on stdin, killed after `hook_timeout`.
 //!
 //! Per kind, at most `burst` incidents are told in each `window`; the rest are counted and told
 //! as one summary when the window ends ("12 more link_down incidents …"), so a flapping link
 //! never floods anyone. Nothing here blocks the event loop: `send` only queues.
+//!
+//! [`UTMP_ENV`] (`HOTBACKUP_UTMP`) is for tests and diagnostics only: it names the utmp file
+//! read to find a user's terminals instead of the system's, so that a test can log a user in
+//! on a terminal it owns without writing the real utmp.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -77,7 +83,15 @@ pub struct Settings {
     pub window: Duration,
     pub hook_timeout: Duration,
     pub instance: String,
+    /// The sendmail program for `mail:` targets.
+    pub sendmail: PathBuf,
 }
+
+/// Where sendmail is unless `[incidents] sendmail` says otherwise.
+pub const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// Tests and diagnostics only: the utmp file to read instead of the system's.
+pub const UTMP_ENV: &str = "HOTBACKUP_UTMP";
 
 /// A handle on the notifier thread.
 pub struct Notifier {
@@ -231,8 +245,6 @@ struct Worker {
     warned_no_sendmail: bool,
 }
 
-const SENDMAIL: &str = "/usr/sbin/sendmail";
-
 impl Worker {
     fn new(s: Settings) -> Worker {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -303,7 +315,7 @@ impl Worker {
             let r = match &t {
                 Target::User(u) => tell_user(u, text),
                 Target::Tty(p) => write_tty(p, text),
-                Target::Mail(a) => self.mail(a, i, text),
+                Target::Mail(a) => self.mail(a, i, text, suppressed),
                 Target::Exec(p) => self.exec(p, i, suppressed),
             };
             if let Err(e) = r {
@@ -312,33 +324,66 @@ impl Worker {
         }
     }
 
-    fn mail(&mut self, addr: &str, i: &Incident, text: &str) -> Result<(), String> {
-        if !Path::new(SENDMAIL).exists() {
-            if !self.warned_no_sendmail {
-                self.warned_no_sendmail = true;
-                log::warn!(
-                    "notify: no {SENDMAIL} on this host: incidents are not mailed to {addr} (install a mail transfer agent, or use an exec: hook)"
-                );
-            }
+    /// Once per run (not per incident or address): there is no sendmail to mail with.
+    fn warn_no_sendmail(&mut self, why: &str) {
+        if std::mem::replace(&mut self.warned_no_sendmail, true) {
+            return;
+        }
+        let addrs: Vec<&str> = self
+            .s
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Mail(a) => Some(a.as_str()),
+                _ => None,
+            })
+            .collect();
+        log::warn!(
+            "notify: cannot mail incidents to {}: {why} (install a mail transfer agent, set [incidents] sendmail, or use an exec: hook); this warning is not repeated",
+            addrs.join(", ")
+        );
+    }
+
+    fn mail(
+        &mut self,
+        addr: &str,
+        i: &Incident,
+        text: &str,
+        suppressed: u64,
+    ) -> Result<(), String> {
+        let sendmail = self.s.sendmail.clone();
+        if !sendmail.exists() {
+            self.warn_no_sendmail(&format!("no {} on this host", sendmail.display()));
             return Ok(());
         }
-        let mut child = Command::new(SENDMAIL)
+        let mut child = match Command::new(&sendmail)
             .args(["-oi", "--", addr])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot run {SENDMAIL}: {e}"))?;
-        let mail = format!(
-            "To: {addr}\nSubject: hotbackup {} on {}: {}\n\n{text}\n",
-            self.s.instance,
-            self.host,
-            i.kind.name()
-        );
+        {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                self.warn_no_sendmail(&format!("cannot run {}: {e}", sendmail.display()));
+                return Ok(());
+            }
+            Err(e) => return Err(format!("cannot run {}: {e}", sendmail.display())),
+        };
+        let mail = mail_message(addr, &self.s.instance, &self.host, i, text, suppressed);
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(mail.as_bytes());
         }
-        wait_bounded(&mut child, self.s.hook_timeout, SENDMAIL)
+        wait_bounded(
+            &mut child,
+            self.s.hook_timeout,
+            &sendmail.display().to_string(),
+        )
     }
 
     fn exec(&mut self, path: &Path, i: &Incident, suppressed: u64) -> Result<(), String> {
@@ -380,6 +425,54 @@ impl Worker {
         }
         wait_bounded(&mut child, self.s.hook_timeout, &path.display().to_string())
     }
+}
+
+/// The mail for one incident (or a summary): headers, the one-line text, then the incident's
+/// facts one per line (`kind:`, `id:`, `severity:`, `time:`, `message:`, each field).
+fn mail_message(
+    addr: &str,
+    instance: &str,
+    host: &str,
+    i: &Incident,
+    text: &str,
+    suppressed: u64,
+) -> String {
+    let severity = i.severity.as_str().to_ascii_lowercase();
+    let subject = if suppressed > 0 {
+        format!(
+            "hotbackup {instance} on {host}: {suppressed} more {} incident(s)",
+            i.kind.name()
+        )
+    } else {
+        format!(
+            "hotbackup {instance} on {host}: {severity} {} (incident #{})",
+            i.kind.name(),
+            i.id
+        )
+    };
+    let mut m = format!(
+        "To: {addr}\nSubject: {subject}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\nAuto-Submitted: auto-generated\n\n{text}\n\n"
+    );
+    let time =
+        crate::systemd::format_unix_millis((i.time_ms / 1000) as i64, (i.time_ms % 1000) as u32);
+    let mut line = |k: &str, v: &str| m.push_str(&format!("{k}: {v}\n"));
+    line("kind", i.kind.name());
+    if i.id > 0 {
+        line("id", &i.id.to_string());
+    }
+    line("severity", &severity);
+    line("time", &time);
+    line("message_id", i.kind.message_id());
+    line("instance", instance);
+    line("host", host);
+    line("message", &i.message.replace('\n', "\n  "));
+    for (k, v) in &i.fields {
+        line(k, &v.replace('\n', "\n  "));
+    }
+    m.push_str(&format!(
+        "\n`hotbackup incidents` on {host} lists every incident of this node.\n"
+    ));
+    m
 }
 
 /// Waits for a child we started, killing it (by its handle) after `timeout`.
@@ -440,9 +533,18 @@ fn tell_user(user: &str, text: &str) -> Result<(), String> {
 /// (getutxent is not thread-safe).
 fn user_ttys(user: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    // SAFETY: setutxent/getutxent/endutxent use libc's static utmp iterator, used only by this
-    // thread; each entry is copied out before the next call.
+    let file = std::env::var_os(UTMP_ENV)
+        .filter(|f| !f.is_empty())
+        .and_then(|f| {
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str())).ok()
+        });
+    // SAFETY: utmpxname/setutxent/getutxent/endutxent use libc's static utmp state, used only
+    // by this thread; utmpxname copies the NUL-terminated name it is given; each entry is
+    // copied out before the next call.
     unsafe {
+        if let Some(f) = &file {
+            libc::utmpxname(f.as_ptr());
+        }
         libc::setutxent();
         loop {
             let p = libc::getutxent();
@@ -547,6 +649,34 @@ mod tests {
     }
 
     #[test]
+    fn a_mail_names_the_kind_in_its_subject_and_lists_the_fields() {
+        let mut i = inc(Kind::LinkDown, 42);
+        i.fields.push(("peer".into(), "b:2000".into()));
+        let m = mail_message(
+            "ops@example.com",
+            "db1",
+            "a",
+            &i,
+            "hotbackup db1 on a: …",
+            0,
+        );
+        let (head, body) = m.split_once("\n\n").unwrap();
+        assert!(head.starts_with("To: ops@example.com\n"), "{m}");
+        assert!(
+            head.contains("\nSubject: hotbackup db1 on a: warn link_down (incident #42)\n"),
+            "{m}"
+        );
+        for want in [
+            "\nkind: link_down\n",
+            "\nid: 42\n",
+            "\npeer: b:2000\n",
+            "\nmessage: m\n",
+        ] {
+            assert!(body.contains(want), "{want:?} in {body}");
+        }
+    }
+
+    #[test]
     fn a_hook_gets_the_incident_and_a_slow_one_is_killed() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
@@ -567,6 +697,7 @@ mod tests {
             window: Duration::from_secs(60),
             hook_timeout: Duration::from_secs(5),
             instance: "db1".into(),
+            sendmail: DEFAULT_SENDMAIL.into(),
         });
         let mut i = inc(Kind::LinkDown, 42);
         i.fields.push(("peer".into(), "b:2000".into()));
@@ -583,6 +714,7 @@ mod tests {
             window: Duration::from_secs(60),
             hook_timeout: Duration::from_millis(200),
             instance: "db1".into(),
+            sendmail: DEFAULT_SENDMAIL.into(),
         });
         let r = w.exec(&dir.path().join("slow.sh"), &i, 0);
         assert!(r.unwrap_err().contains("killed"));

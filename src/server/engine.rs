@@ -378,6 +378,14 @@ impl Engine {
         let meta = *store.meta();
         // The incident list goes on from what was kept (ids keep increasing).
         crate::incident::restore(store.incidents().unwrap_or_default());
+        // Incidents raised while the engine opens (a cut journal tail) name the role this node
+        // starts in: the one its store recorded (a promote or rejoin), else the config's.
+        crate::incident::set_role(match store.local("role").ok().flatten().as_deref() {
+            Some("master") => "master",
+            Some("slave") => "slave",
+            _ if opts.slave => "slave",
+            _ => "master",
+        });
         let rewind = store.rewind()?;
         if let Some(r) = rewind.as_ref().filter(|r| r.upto.is_none()) {
             // A rejoin exported the records from r.fork and set the store back before it; the

@@ -62,6 +62,7 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
             window: config.incidents.notify_window,
             hook_timeout: config.incidents.hook_timeout,
             instance: config.instance.clone(),
+            sendmail: config.incidents.sendmail.clone(),
         });
         match n {
             Ok(n) => crate::incident::set_notifier(Some(n)),
@@ -70,6 +71,9 @@ pub fn serve(config: &Config) -> Result<(), ServerError> {
             ),
         }
     }
+    // Until the store says otherwise (Engine::open reads the role it recorded), incidents name
+    // the configured role.
+    crate::incident::set_role(if settings.slave { "slave" } else { "master" });
     crate::systemd::notify_status("recovering: opening the journal and the store").ok();
     let engine = Engine::open(settings.engine_options())?;
     let server = Server::new(engine, settings)?;

@@ -3,7 +3,9 @@
 //! proves the whole chain works and its age measures the lag end to end.
 //!
 //! This module owns the canary's value, the list of canaries a node holds (written here or
-//! applied from upstream), and the alarms: on a slave, no canary applied for `canary_alarm`;
+//! applied from upstream), and the alarms: on a slave, no canary applied for `canary_alarm` or
+//! the last one applied older than `canary_alarm` (by the master's clock: the clocks must
+//! agree, as NTP keeps them);
 //! on a node that feeds slaves, a canary older than `canary_alarm` that a slave has not
 //! acknowledged as applied. Each alarm is an incident, and its end a recovery incident.
 
@@ -199,7 +201,10 @@ impl Canary {
         }
     }
 
-    /// A slave's alarm: no canary applied for `canary_alarm`. Raises or ends it.
+    /// A slave's alarm: no canary applied for `canary_alarm`, or the last one applied is older
+    /// than `canary_alarm` (its lag at apply by the master's clock, plus the time since): a
+    /// slave applying a backlog of old canaries gets them steadily but is still behind. Raises
+    /// the alarm or ends it once a fresh canary has been applied.
     pub fn check_here(&mut self, now: Instant) {
         let Some(since) = self.waiting_since else {
             return;
@@ -207,31 +212,51 @@ impl Canary {
         if !self.enabled() {
             return;
         }
-        let last = self.recent.back().map(|s| s.got).filter(|&g| g > since);
-        let quiet = now.saturating_duration_since(last.unwrap_or(since));
-        if quiet > self.alarm && !self.late_here {
+        let last = self.recent.back().copied().filter(|s| s.got > since);
+        let quiet = now.saturating_duration_since(last.map_or(since, |s| s.got));
+        let age =
+            last.map(|s| Duration::from_millis(s.lag_ms) + now.saturating_duration_since(s.got));
+        let late = quiet > self.alarm || age.is_some_and(|a| a > self.alarm);
+        if late && !self.late_here {
             self.late_here = true;
-            let what = match self.recent.back() {
-                Some(s) => format!(
-                    "the last one (#{} at LSN {}) was applied {:.0} s ago",
-                    s.counter,
-                    s.lsn,
-                    now.saturating_duration_since(s.got).as_secs_f64()
+            let (message, fields) = match (last, age) {
+                (Some(s), Some(age)) if quiet <= self.alarm => (
+                    format!(
+                        "the last canary applied here (#{} at LSN {}) was written {:.1} s ago by the master's clock (canary_alarm {:?}): this slave applies old transactions, the link or the apply is behind",
+                        s.counter,
+                        s.lsn,
+                        age.as_secs_f64(),
+                        self.alarm
+                    ),
+                    vec![
+                        ("lsn", s.lsn.to_string()),
+                        ("canary_age_ms", age.as_millis().to_string()),
+                    ],
                 ),
-                None => "none was applied since this node started following".into(),
+                _ => {
+                    let what = match self.recent.back() {
+                        Some(s) => format!(
+                            "the last one (#{} at LSN {}) was applied {:.0} s ago",
+                            s.counter,
+                            s.lsn,
+                            now.saturating_duration_since(s.got).as_secs_f64()
+                        ),
+                        None => "none was applied since this node started following".into(),
+                    };
+                    (
+                        format!(
+                            "no canary from the master for {:.0} s (canary_alarm {:?}): transaction logging or the link is not working; {what}",
+                            quiet.as_secs_f64(),
+                            self.alarm
+                        ),
+                        Vec::new(),
+                    )
+                }
             };
-            incident::raise(
-                Kind::CanaryLate,
-                format!(
-                    "no canary from the master for {:.0} s (canary_alarm {:?}): transaction logging or the link is not working; {what}",
-                    quiet.as_secs_f64(),
-                    self.alarm
-                ),
-                &[],
-            );
-        } else if quiet <= self.alarm && self.late_here {
+            incident::raise(Kind::CanaryLate, message, &fields);
+        } else if !late && self.late_here {
             self.late_here = false;
-            let lag = self.recent.back().map_or(0, |s| s.lag_ms);
+            let lag = last.map_or(0, |s| s.lag_ms);
             incident::raise(
                 Kind::CanaryRecovered,
                 format!("canaries flow again from the master (lag {lag} ms)"),
@@ -362,5 +387,25 @@ mod tests {
         c.check_here(Instant::now());
         assert!(!c.status().late_here);
         assert_eq!(c.status().last.map(|s| s.counter), Some(3));
+    }
+
+    #[test]
+    fn a_slave_applying_old_canaries_is_late_though_they_arrive_steadily() {
+        let alarm = Duration::from_millis(500);
+        let mut c = Canary::new(Duration::from_millis(10), alarm, "b".into());
+        c.set_slave(true);
+        let now_ms = crate::txn::now_ms();
+        // Just applied, but written 2 s ago by the master.
+        c.applied(9, &encode(3, now_ms - 2000, "a"));
+        c.check_here(Instant::now());
+        assert!(c.status().late_here, "a 2 s old canary with a 500 ms alarm");
+        // More old ones keep it late.
+        c.applied(10, &encode(4, now_ms - 1500, "a"));
+        c.check_here(Instant::now());
+        assert!(c.status().late_here);
+        // A fresh one ends it.
+        c.applied(11, &encode(5, crate::txn::now_ms(), "a"));
+        c.check_here(Instant::now());
+        assert!(!c.status().late_here);
     }
 }

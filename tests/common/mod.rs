@@ -1,4 +1,8 @@
 //! Test harness: runs the real `hotbackup` binary as a separate process on loopback.
+//!
+//! Each node's native journald records go to a socket the harness reads ([`journal`]), and its
+//! terminal notifications to pseudo-terminals the harness owns ([`tty`]), so that
+//! `pair::assert_incident` checks every place an incident goes.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,8 +24,14 @@ pub struct Node {
     /// The link port, when the node listens on one.
     pub link_addr: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Its native journal records (see [`journal`]).
+    pub journal: Arc<journal::Journal>,
     _tmp: Option<tempfile::TempDir>,
 }
+
+/// The user name the shared config notifies, logged in (in the node's own utmp file) on the
+/// node's `user` terminal.
+pub const NOTIFY_USER: &str = "hbtest";
 
 /// Writes `dir/hook.sh`, a notify hook appending each incident's JSON to `dir/notified.log`.
 pub fn notify_hook(dir: &Path) -> PathBuf {
@@ -35,6 +45,23 @@ pub fn notify_hook(dir: &Path) -> PathBuf {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
         .expect("make the notify hook executable");
     hook
+}
+
+/// The `[incidents]` section every node of the harness gets unless a test gives its own: each
+/// incident is told to a terminal the harness owns (`tty:`, see [`tty::pty_for`]), to the user
+/// [`NOTIFY_USER`], logged in on another such terminal in the node's own utmp file
+/// (`HOTBACKUP_UTMP`), and to a hook appending it to `notified.log` (see
+/// `pair::assert_incident`). The hook comes last: once it has the incident, the terminals have
+/// been written to.
+pub fn incidents_section(dir: &Path) -> String {
+    let tty = tty::pty_for(dir, "tty");
+    let user = tty::pty_for(dir, "user");
+    tty::write_utmp(&dir.join("utmp"), &[(NOTIFY_USER, &user)]);
+    format!(
+        "\n[incidents]\nnotify = [\"tty:{}\", \"{NOTIFY_USER}\", \"exec:{}\"]\nnotify_burst = 1000\n",
+        tty.path,
+        notify_hook(dir).display()
+    )
 }
 
 /// Writes a config for a node in `dir`; `extra` is appended (TOML sections).
@@ -56,15 +83,11 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     } else {
         text + "\n[log]\nlevel = \"info\"\n"
     };
-    // Every incident is told to a hook that appends it to notified.log (see
-    // `pair::assert_incident`).
+    // Every incident is told to the harness's terminals and hook (see `incidents_section`).
     let text = if extra.contains("[incidents]") {
         text
     } else {
-        format!(
-            "{text}\n[incidents]\nnotify = [\"exec:{}\"]\nnotify_burst = 1000\n",
-            notify_hook(dir).display()
-        )
+        text + &incidents_section(dir)
     };
     std::fs::write(&config, text).expect("write config");
     config
@@ -76,6 +99,7 @@ impl Node {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let config = write_config(&dir, extra_config);
+        let journal = journal::journal_for(&dir);
         let mut n = Node {
             dir,
             config,
@@ -83,6 +107,7 @@ impl Node {
             addr: "127.0.0.1:0".parse().unwrap(),
             link_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
+            journal,
             _tmp: Some(tmp),
         };
         n.launch();
@@ -98,6 +123,7 @@ impl Node {
             addr: "127.0.0.1:0".parse().unwrap(),
             link_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
+            journal: journal::journal_for(dir),
             _tmp: None,
         }
     }
@@ -111,6 +137,7 @@ impl Node {
             addr: "127.0.0.1:0".parse().unwrap(),
             link_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
+            journal: journal::journal_for(dir),
             _tmp: None,
         };
         n.launch();
@@ -128,6 +155,13 @@ impl Node {
     /// until it serves clients.
     pub fn launch_cmd(&mut self, mut cmd: Command) {
         assert!(self.child.is_none(), "already running");
+        // Its journal records come to the harness; its user-name notifications look for the
+        // user in its own utmp file (both test/diagnostic-only variables).
+        cmd.env("HOTBACKUP_JOURNAL_SOCKET", &self.journal.path);
+        let utmp = self.dir.join("utmp");
+        if utmp.exists() {
+            cmd.env("HOTBACKUP_UTMP", utmp);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -386,5 +420,7 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 pub mod duo;
+pub mod journal;
 pub mod pair;
 pub mod proxy;
+pub mod tty;

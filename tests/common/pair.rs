@@ -28,21 +28,96 @@ pub fn node_config(
         peers = peers.join(", "),
         key = key.display(),
     );
-    // Every incident is told to a hook that appends it to notified.log (see assert_incident).
-    let hook = super::notify_hook(dir);
+    // Every incident is told to the harness's terminals and hook (see assert_incident).
     let text = if extra.contains("[incidents]") {
         text
     } else {
-        format!(
-            "{text}\n[incidents]\nnotify = [\"exec:{}\"]\nnotify_burst = 1000\n",
-            hook.display()
-        )
+        text + &super::incidents_section(dir)
     };
     std::fs::write(dir.join("node.toml"), text).unwrap();
 }
 
+/// journald's `MESSAGE_ID` and `PRIORITY` of each incident kind: fixed forever (admins filter
+/// on them), so written out here rather than taken from the code under test.
+pub fn journal_ids(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "link_down" => ("13fbc8af529147a4922be2f31b28c49b", "4"),
+        "link_up" => ("a956984d15b4463da71516ea9ad8973c", "6"),
+        "auth_failure" => ("110588704d52486c9f7473fb887d82c8", "3"),
+        "peer_refused" => ("52266c04bac7458b944f19554163c612", "4"),
+        "sequence_gap" => ("869fd33adbc44fbf9b45a3cad4587d3b", "3"),
+        "canary_late" => ("e920978d5df143de9d55907aea88b31c", "3"),
+        "canary_recovered" => ("fc3d544985f34b8d945556db37eab825", "6"),
+        "slot_dropped" => ("060e9b0706f446a19caeae7b53dfa80f", "3"),
+        "sync_timeout" => ("16b44a362d014ea6ad6b8bb584a84c90", "4"),
+        "sync_recovered" => ("e6ad384907714d1b913dcbd5c83f1a5d", "6"),
+        "fenced" => ("2e0933817ef44fb590ccde18df76b45f", "3"),
+        "two_masters" => ("88218c9b98e544a09c13e4aff7d72928", "3"),
+        "promoted" => ("2f3493af878f4448bcd9510dd087b9d1", "4"),
+        "lost_transactions" => ("184f541313f2443cab88d96317d9f96a", "3"),
+        "switchover" => ("f02ea00dfe144d2586db3c5124c6779d", "4"),
+        "verify_mismatch" => ("5ffb7cf5f2254405b4a883f1efd9dc81", "3"),
+        "verify_match" => ("4a42e1b966c74bf3b93fbd0e8808051a", "6"),
+        "disk_full" => ("bf4568547a6c4e6d860951f037c3de7e", "3"),
+        "disk_recovered" => ("a045781a7bef49c2b0de08d39aef2f86", "6"),
+        "journal_truncated" => ("3b9515fa30e94de2a3d69cdbfaa73585", "4"),
+        "archive_failed" => ("d07f4d8c144a4e278e0613cd86c742e1", "3"),
+        other => panic!("unknown incident kind {other}"),
+    }
+}
+
+/// The node's instance name: `instance = "…"` in its config, else the config file's stem.
+pub fn instance_of(n: &Node) -> String {
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("instance = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| n.config.file_stem().unwrap().to_string_lossy().into_owned())
+}
+
+/// The node's role now: from `INFO replication` while it runs, else its config's.
+pub fn role_of(n: &Node) -> String {
+    if n.child.is_some() {
+        if let Some(r) = field(&info(n, "replication"), "role") {
+            return r;
+        }
+    }
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("role = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| "master".into())
+}
+
+/// The incidents of `kind` the notify hook was told, as (id, peer field) from their JSON.
+pub fn told(n: &Node, kind: &str) -> Vec<(u64, Option<String>)> {
+    let text = std::fs::read_to_string(n.dir.join("notified.log")).unwrap_or_default();
+    let needle = format!("\"kind\":\"{kind}\"");
+    let string_after = |line: &str, key: &str| -> Option<String> {
+        let rest = line.split(&format!("\"{key}\":\"")).nth(1)?;
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    text.lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| {
+            let id = l
+                .strip_prefix("{\"id\":")?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            Some((id, string_after(l, "peer")))
+        })
+        .filter(|(id, _)| *id > 0) // a rate-limit summary is not one incident
+        .collect()
+}
+
 /// Asserts that `n` raised an incident of `kind` and that it reached every place: its log
-/// line with the journald fields, its notify hook, and `hotbackup incidents`.
+/// line, journald (the native record on the harness's journal socket: `MESSAGE_ID` and
+/// `PRIORITY` of the kind, `HOTBACKUP_INCIDENT`, `HOTBACKUP_INCIDENT_ID`, `HOTBACKUP_INSTANCE`,
+/// `HOTBACKUP_ROLE`, and `HOTBACKUP_PEER` exactly when the incident has a peer), its notify
+/// list (the terminal, the logged-in user's terminal and the hook of the shared config), and
+/// `hotbackup incidents`. The newest incident of the kind must carry the node's current role.
 pub fn assert_incident(n: &Node, kind: &str) {
     let notified = n.dir.join("notified.log");
     let needle = format!("\"kind\":\"{kind}\"");
@@ -70,6 +145,86 @@ pub fn assert_incident(n: &Node, kind: &str) {
     assert!(
         out.contains(&format!(" {kind}: ")),
         "{kind} not in `hotbackup incidents`:\n{out}"
+    );
+
+    // journald: one native record per incident told, with the fields of its kind.
+    let (message_id, priority) = journal_ids(kind);
+    let instance = instance_of(n);
+    let incidents = told(n, kind);
+    assert!(
+        !incidents.is_empty(),
+        "no {kind} with an id in notified.log"
+    );
+    let mut newest_role = String::new();
+    for (id, peer) in &incidents {
+        // (An id is found twice only if a node was killed before it kept the first one.)
+        let id_text = id.to_string();
+        let mut entries = Vec::new();
+        wait_until(Duration::from_secs(10), || {
+            entries = n.journal.with("HOTBACKUP_INCIDENT_ID", &id_text);
+            entries.retain(|e| e.get("HOTBACKUP_INCIDENT").as_deref() == Some(kind));
+            !entries.is_empty()
+        });
+        assert!(
+            !entries.is_empty(),
+            "no journal record of incident #{id} ({kind}); parse errors {:?}; records {:?}",
+            n.journal.errors(),
+            n.journal.entries()
+        );
+        let e = entries.last().unwrap();
+        let want = |k: &str, v: &str| {
+            assert_eq!(
+                e.get(k).as_deref(),
+                Some(v),
+                "{k} of incident #{id} ({kind}) in the journal: {e:?}"
+            )
+        };
+        want("MESSAGE_ID", message_id);
+        want("PRIORITY", priority);
+        want("HOTBACKUP_INSTANCE", &instance);
+        want("SYSLOG_IDENTIFIER", "hotbackup");
+        assert!(
+            e.get("MESSAGE")
+                .is_some_and(|m| m.starts_with(&format!("INCIDENT {kind}: "))),
+            "{e:?}"
+        );
+        let role = e.get("HOTBACKUP_ROLE").unwrap_or_default();
+        assert!(
+            role == "master" || role == "slave",
+            "HOTBACKUP_ROLE of incident #{id} ({kind}) is {role:?}: {e:?}"
+        );
+        newest_role = role;
+        match peer {
+            Some(p) => want("HOTBACKUP_PEER", p),
+            None => assert_eq!(
+                e.get("HOTBACKUP_PEER"),
+                None,
+                "incident #{id} ({kind}) has no peer: no HOTBACKUP_PEER field: {e:?}"
+            ),
+        }
+        // The terminals on the notify list were written to before the hook ran.
+        let shown = format!(" {kind} (incident #{id} ");
+        for (what, pty) in [
+            ("tty: terminal", super::tty::pty_for(&n.dir, "tty")),
+            ("user's terminal", super::tty::pty_for(&n.dir, "user")),
+        ] {
+            assert!(
+                pty.wait_for(&shown, Duration::from_secs(10)),
+                "the {what} {} never showed {shown:?}; it got {:?}",
+                pty.path,
+                pty.text()
+            );
+        }
+    }
+    let role = role_of(n);
+    assert_eq!(
+        newest_role, role,
+        "the newest {kind} incident names role {newest_role:?}, the node is {role}"
+    );
+    assert!(
+        n.journal.errors().is_empty(),
+        "journal datagrams that do not parse: {:?}",
+        n.journal.errors()
     );
 }
 

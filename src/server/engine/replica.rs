@@ -315,6 +315,7 @@ impl Engine {
             );
         }
         self.opts.slave = false;
+        crate::incident::set_role("master");
         // The old master will need the journal from here when it rejoins: a slot keeps it
         // (within max_retained_bytes), so that its rejoin needs no full copy.
         if let Some((node, name)) = self.master_node() {
@@ -361,6 +362,7 @@ impl Engine {
         }
         self.end_turn();
         self.opts.slave = true;
+        crate::incident::set_role("slave");
         self.fenced = None;
         self.persist_local("fenced", None)?;
         self.persist_local("role", Some("slave"))?;
