@@ -424,3 +424,89 @@ fn without_a_sendmail_the_node_warns_once_however_many_incidents_and_addresses()
         "the warning says what is missing, for whom, and what to do: {w}"
     );
 }
+
+/// (id, time_ms) of each incident `hotbackup incidents --json [--since WHEN]` lists.
+fn listed_since(n: &Node, since: Option<&str>) -> Vec<(u64, u64)> {
+    let cfg = n.config.to_str().unwrap().to_string();
+    let mut args = vec!["incidents", "--config", cfg.as_str(), "--json"];
+    if let Some(s) = since {
+        args.extend(["--since", s]);
+    }
+    let (code, out, err) = cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let num = |obj: &str, key: &str| -> u64 {
+        let at = obj.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
+        obj[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    out.split("{\"id\":")
+        .skip(1)
+        .map(|rest| {
+            let obj = format!("{{\"id\":{rest}");
+            (num(&obj, "id"), num(&obj, "time_ms"))
+        })
+        .collect()
+}
+
+/// UTC "YYYY-MM-DDTHH:MM:SS" of a time in ms (by date(1), as an admin would type it).
+fn utc(ms: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{}", ms / 1000), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn incidents_since_lists_only_the_later_ones_from_a_running_and_a_stopped_node() {
+    let mut d = common::duo::Duo::start("");
+    set(&d.a, "x", "1");
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    d.cut();
+    assert_incident(&d.a, "link_down");
+    let first = listed_since(&d.a, None);
+    let last_ms = first.iter().map(|i| i.1).max().unwrap();
+    // The next incidents come at least a whole second later (--since has seconds).
+    let boundary = (last_ms / 1000 + 1) * 1000;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    while now_ms() < boundary {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.heal();
+    assert!(
+        wait_until(Duration::from_secs(20), || listed(&d.a, "link_up") >= 1),
+        "no link_up\n{}",
+        d.a.log_text()
+    );
+    let since = utc(boundary);
+    let later = listed_since(&d.a, Some(&since));
+    assert!(!later.is_empty(), "nothing since {since}");
+    assert!(
+        later.iter().all(|i| i.1 >= boundary),
+        "--since {since} listed older incidents: {later:?}"
+    );
+    assert!(
+        first.iter().all(|f| !later.iter().any(|l| l.0 == f.0)),
+        "an incident from before {since} is listed: {first:?} / {later:?}"
+    );
+    // A duration back from now takes them all in; a time to come, none.
+    assert!(listed_since(&d.a, Some("1h")).len() >= first.len() + later.len());
+    assert!(listed_since(&d.a, Some("2099-01-01T00:00")).is_empty());
+    // Stopped, the node answers from its data directory the same way.
+    assert_eq!(d.a.stop(), Some(0));
+    let stopped = listed_since(&d.a, Some(&since));
+    assert!(
+        stopped.iter().all(|i| i.1 >= boundary) && stopped.len() >= later.len(),
+        "stopped node: {stopped:?}"
+    );
+    assert!(first.iter().all(|f| !stopped.iter().any(|l| l.0 == f.0)));
+}
