@@ -422,8 +422,9 @@ on B bash -c "ip -o addr show dev vB | grep -q ' $VIP/24 '" && fail "B kept the 
 mac_a=$(ip netns exec "$NS_A" cat /sys/class/net/vA/address)
 wait_for 10 "B's neighbour table maps $VIP to A ($mac_a) from the gratuitous ARP" \
     bash -c "ip netns exec $NS_B ip neigh show $VIP dev vB | grep -qi 'lladdr $mac_a'"
-on A journalctl -u hotbackup-master@db1 --no-pager | grep -q "service address $VIP/24 dev vA added, announced with gratuitous ARP" \
-    || fail "A's journal does not say the service address was announced with gratuitous ARP"
+# (logged once arping is done: it sends two announcements a second apart)
+wait_for 10 "A's journal says the service address was announced with gratuitous ARP" \
+    bash -c "timeout 10 nsenter -t ${PID1[A]} -a journalctl -u hotbackup-master@db1 --no-pager | grep -q 'service address $VIP/24 dev vA added, announced with gratuitous ARP'"
 log "B's neighbour entry after A's announcement: $(ip netns exec "$NS_B" ip neigh show "$VIP" dev vB)"
 on B redis-cli -h "$VIP" -p 7379 SET k4 v4 | grep -q OK || fail "write through the service address after switching back"
 wait_for 30 "B streaming from A again" streaming B
