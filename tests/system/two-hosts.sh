@@ -440,6 +440,31 @@ for k in k1=v1 k2=v2 k3=v3 k4=v4 during-cut=yes key:1=value-1; do
 done
 log "A and B hold the same $(wc -l <"$WORK/data-A.txt") items"
 
+step "a second database on the same hosts: B runs two slave instances (db1, db2), each for its own master"
+on B hotbackup setup db2 --role slave --port 2001 --peer A:2001 --client-listen 0.0.0.0:7380 \
+    >"$WORK/setup-B2.txt" 2>&1 || { cat "$WORK/setup-B2.txt"; fail "setup of db2 on B"; }
+cp "$WORK/B/merged/etc/hotbackup/db2.key" "$WORK/A/merged/root/db2.key"
+on A hotbackup setup db2 --role master --port 2001 --peer B:2001 --client-listen 0.0.0.0:7380 \
+    --key-file /root/db2.key >"$WORK/setup-A2.txt" 2>&1 || { cat "$WORK/setup-A2.txt"; fail "setup of db2 on A"; }
+grep -q 'ListenStream=.*2001' "$WORK/B/merged/etc/systemd/system/hotbackup-slave@db2.socket.d/link.conf" \
+    || fail "db2's socket drop-in does not hold port 2001"
+on B systemctl daemon-reload
+on A systemctl daemon-reload
+on B systemctl enable --now hotbackup-slave@db2.socket
+on A systemctl enable --now hotbackup-master@db2.service
+wait_for 30 "B's db2 slave service started by its own socket" on B systemctl is-active --quiet hotbackup-slave@db2.service
+on B systemctl is-active --quiet hotbackup-slave@db1.service || fail "db1's slave stopped when db2's started"
+streaming2() { on "$1" hotbackup status --config /etc/hotbackup/db2.toml --field links | grep -q ': streaming'; }
+wait_for 30 "B's db2 streaming from A's db2" streaming2 B
+on A redis-cli -p 7380 SET only-in-db2 yes | grep -q OK || fail "write on A's db2"
+read2_is() { [ "$(on "$1" redis-cli -p 7380 GET "$2")" = "$3" ]; }
+wait_for 20 "only-in-db2 on B's db2" read2_is B only-in-db2 yes
+[ -z "$(on B redis-cli -p 7379 GET only-in-db2)" ] || fail "db2's write reached db1"
+[ "$(on B redis-cli -p 7380 GET k1)" = "" ] || fail "db1's data is in db2"
+on A redis-cli -p 7379 SET db1-still ok | grep -q OK || fail "write on A's db1 beside db2"
+wait_for 20 "db1-still on B's db1" read_is B db1-still ok
+log "B runs $(on B systemctl list-units --no-legend --state=active 'hotbackup-slave@*.service' | wc -l) slave instances"
+
 step "package life cycle: reinstall (upgrade path) restarts the master; remove keeps data; purge deletes it"
 pid_before=$(show A hotbackup-master@db1.service MainPID)
 on A dpkg -i /root/hotbackup.deb >"$WORK/dpkg-again.log" 2>&1 || { cat "$WORK/dpkg-again.log"; fail "dpkg -i again on A"; }
@@ -448,12 +473,14 @@ wait_for 30 "A's master restarted by the upgrade" \
 wait_for 30 "A writable after the upgrade" bash -c "[ \"\$(timeout 10 nsenter -t ${PID1[A]} -a hotbackup status --config $CFG --field writes)\" = ok ]"
 on B dpkg -r hotbackup >"$WORK/dpkg-r.log" 2>&1 || { cat "$WORK/dpkg-r.log"; fail "dpkg -r on B"; }
 on B systemctl is-active --quiet hotbackup-slave@db1.service && fail "dpkg -r left B's instance running"
+on B systemctl is-active --quiet hotbackup-slave@db2.service && fail "dpkg -r left B's db2 instance running"
 on B test -d /var/lib/hotbackup/db1 || fail "dpkg -r deleted the data"
 on B test -f /etc/hotbackup/db1.toml || fail "dpkg -r deleted the config"
 on B dpkg -P hotbackup >"$WORK/dpkg-P.log" 2>&1 || { cat "$WORK/dpkg-P.log"; fail "dpkg -P on B"; }
 on B test -e /var/lib/hotbackup && fail "dpkg -P left /var/lib/hotbackup"
 on B test -e /etc/hotbackup/db1.key && fail "dpkg -P left the key"
 on B test -e /etc/systemd/system/hotbackup-slave@db1.socket.d && fail "dpkg -P left the socket drop-in"
+on B test -e /etc/hotbackup/db2.key && fail "dpkg -P left db2's key"
 log "reinstall restarted A's master; remove kept B's data; purge deleted it"
 
 failed=0
