@@ -815,9 +815,28 @@ def fmt(x, spec=".0f"):
     return "–" if x is None else format(x, spec)
 
 
+SECTION_TITLES = {
+    "throughput": "Write throughput and latency with one slave",
+    "lag": "Replication lag under load",
+    "catchup": "Catch-up after an outage",
+    "fullsync": "Full sync",
+    "stall": "Master memory while a slave is stalled",
+    "slaves": "Cost of more slaves",
+    "failover": "Promote and switchover",
+}
+
+
 def render(data, cfg, took):
     md = []
-    put = md.append
+    remeasured = data.get("remeasured", {})
+
+    def put(line):
+        md.append(line)
+        for name, title in SECTION_TITLES.items():
+            if line == f"## {title}\n" and name in remeasured:
+                r = remeasured[name]
+                md.append(f"*Measured again on {r['date']} with hotbackup {r['hotbackup']}, after the "
+                          "rest of this report.*\n")
     meta = data["meta"]
     put("# hotbackup benchmark report\n")
     put(f"Written by `bench/report.sh` on {meta['date']} in {took / 60:.0f} min: {meta['runs']} run(s) per "
@@ -1018,6 +1037,17 @@ def main():
     data = {"meta": versions()}
     data["meta"]["runs"] = cfg.runs
     data["meta"]["quick"] = cfg.quick
+    saved = os.path.join(OUT_DIR, "data.json")
+    partial = set(cfg.only.split(",")) != set(SECTIONS)
+    if partial and os.path.exists(saved) and not cfg.quick:
+        # Some sections again: the others stay as measured before, and the report says which
+        # sections are newer and with what build.
+        with open(saved) as f:
+            old = json.load(f)
+        now = data["meta"]
+        data = old
+        for name in cfg.only.split(","):
+            data.setdefault("remeasured", {})[name] = {"date": now["date"], "hotbackup": now["hotbackup"]}
     work = tempfile.mkdtemp(prefix="hb-report.", dir="/var/tmp")
     os.chmod(work, 0o755)
     started = time.time()
@@ -1030,11 +1060,12 @@ def main():
     finally:
         PROCS.stop_all()
         shutil.rmtree(work, ignore_errors=True)
-    data["meta"]["took"] = time.time() - started
+    if not partial:
+        data["meta"]["took"] = time.time() - started
     with open(os.path.join(OUT_DIR, "data.json"), "w") as f:
         json.dump(data, f)
     with open(cfg.out, "w") as f:
-        f.write(render(data, cfg, data["meta"]["took"]))
+        f.write(render(data, cfg, data["meta"].get("took", time.time() - started)))
     log(f"wrote {cfg.out} in {(time.time() - started) / 60:.1f} min")
 
 
