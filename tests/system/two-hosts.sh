@@ -398,10 +398,14 @@ on A journalctl -b -u hotbackup-master@db1 -p warning --no-pager | tail -3
 [ "$(on A hotbackup status --config "$CFG" --field writes)" = fenced ] || fail "A is not fenced"
 on A bash -c "ip -o addr show dev vA | grep -q ' $VIP/24 '" && fail "fenced A took the service address"
 on A journalctl -b -u hotbackup-master@db1 --no-pager | grep -q 'NOT taken' || fail "A did not log why it left the address"
+# No switchover with a fenced peer: the link does not stream.
+expect_refused B hotbackup-switchover db1
+on B journalctl -t hotbackup-switchover --no-pager | grep -q refused || fail "the switchover refusal is not in B's journal"
 
 step "hotbackup-rejoin on A"
 on A hotbackup-rejoin db1 >"$WORK/rejoin.txt" 2>&1 || { cat "$WORK/rejoin.txt"; fail "hotbackup-rejoin on A"; }
 log "rejoin: $(tail -1 "$WORK/rejoin.txt")"
+on A journalctl -t hotbackup-rejoin --no-pager | grep -q 'rejoin done' || fail "the rejoin is not in A's journal"
 on A systemctl is-active --quiet hotbackup-slave@db1.service || fail "A's slave unit is not active"
 on A systemctl is-active --quiet hotbackup-master@db1.service && fail "A's master unit is still active"
 wait_for 30 "k2 on A" read_is A k2 v2
@@ -415,6 +419,8 @@ on B hotbackup-switchover db1 >"$WORK/switchover-B.txt" 2>&1 || { cat "$WORK/swi
 log "switchover on B: $(tail -1 "$WORK/switchover-B.txt")"
 on A hotbackup-switchover db1 >"$WORK/switchover-A.txt" 2>&1 || { cat "$WORK/switchover-A.txt"; fail "hotbackup-switchover on A"; }
 log "switchover on A: $(tail -1 "$WORK/switchover-A.txt")"
+on B journalctl -t hotbackup-switchover --no-pager | grep -q 'switchover done here' || fail "the switchover is not in B's journal"
+on A journalctl -t hotbackup-switchover --no-pager | grep -q 'switchover done here' || fail "the switchover is not in A's journal"
 on A systemctl is-active --quiet hotbackup-master@db1.service || fail "A's master unit is not active"
 on B systemctl is-active --quiet hotbackup-slave@db1.service || fail "B's slave unit is not active"
 wait_for 15 "the service address back on A" on A bash -c "ip -o addr show dev vA | grep -q ' $VIP/24 '"
