@@ -584,7 +584,7 @@ fn item_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
 /// quarter of the store cache (redb keeps a transaction's dirty pages in at most half of it,
 /// and writes the rest to the file before the commit — where a full disk fails the whole
 /// batch), between 1 and 64 MiB.
-pub fn pending_limit(cache_size: usize) -> usize {
+fn pending_limit(cache_size: usize) -> usize {
     (cache_size / 4).clamp(1 << 20, 64 << 20)
 }
 
