@@ -261,6 +261,7 @@ fn link_msg_payload(ty: u8, b: &[u8]) {
         msg::T_STREAM | msg::T_PROMOTE => {
             round_trip!(msg::decode_stream, |l: &u64| msg::encode_stream(*l))
         }
+        msg::T_FORK => round_trip!(msg::decode_fork, |l: &u64| msg::encode_fork(*l)),
         msg::T_SYNC_BEGIN => round_trip!(msg::SyncBegin::decode, msg::SyncBegin::encode),
         msg::T_SYNC_CHUNK | msg::T_REPAIR_ITEMS => {
             round_trip!(|b| msg::decode_chunk(b, CHUNK_MAX), |c: &msg::Chunk| {

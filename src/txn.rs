@@ -144,6 +144,16 @@ impl Transaction {
         }
     }
 
+    /// The commit time of an encoded transaction, without decoding its ops (None: not a
+    /// transaction of this format).
+    pub fn stamp(buf: &[u8]) -> Option<u64> {
+        if buf.first() != Some(&PAYLOAD_VERSION) {
+            return None;
+        }
+        let b: [u8; 8] = buf.get(1..9)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    }
+
     pub fn decode(buf: &[u8]) -> Result<Transaction, DecodeError> {
         let mut r = Reader { buf, pos: 0 };
         let version = r.u8()?;

@@ -299,6 +299,15 @@ fn sample_ident() -> msg::Ident {
         client_addr: "10.0.0.2:7379".into(),
         rewind: Some(rewind),
         sentinel_addr: String::new(),
+        tail: (
+            40,
+            vec![
+                1_700_000_000_000,
+                1_700_000_000_001,
+                1_700_000_000_001,
+                1_700_000_000_005,
+            ],
+        ),
     }
 }
 
@@ -323,10 +332,12 @@ fn msg_seeds(out: &mut Vec<Seed>) {
             client_addr: String::new(),
             rewind: None,
             sentinel_addr: "0.0.0.0:27379".into(),
+            tail: (0, Vec::new()),
         }
         .encode(),
     );
     add("stream", msg::T_STREAM, msg::encode_stream(41));
+    add("fork", msg::T_FORK, msg::encode_fork(41));
     add("promote", msg::T_PROMOTE, msg::encode_stream(99));
     add(
         "sync_begin",

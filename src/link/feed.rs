@@ -4,8 +4,13 @@
 //! still has everything after the slave's LSN, the feed streams the journal from there
 //! (partial resync). Otherwise it ships a snapshot: a redb read transaction at LSN L, in lz4
 //! chunks of one file each, while the master keeps taking writes; then the journal from L+1.
-//! Only what is durable on the master is ever shipped, so a slave's history is always a prefix
-//! of its master's. Shipping stops while the slave's socket is backed up ([`FEED_HIGH_WATER`]):
+//! What the master has written is shipped without waiting for its fsync (up to
+//! [`crate::server::engine::SHIP_AHEAD`] records past its durable LSN), so that a sync mode's
+//! write pays for the two fsyncs side by side. A crash of the master's machine may lose records
+//! a slave already holds (never acknowledged to a client: that needs them durable here too):
+//! at the next handshake the slave's last records are checked against the journal (their
+//! commit stamps, IDENT's `tail`), and a slave holding records this master lacks is told where
+//! they start (FORK); it exports and rewinds them, then resyncs. Shipping stops while the slave's socket is backed up ([`FEED_HIGH_WATER`]):
 //! a stalled slave costs the master no memory, only journal retention.
 
 use std::ops::ControlFlow;
@@ -102,6 +107,13 @@ pub enum Refusal {
         fork: Lsn,
         slave: Lsn,
     },
+    /// The slave holds records from `fork` on that are not this master's (see
+    /// [`msg::T_FORK`]): it is told to export and rewind them.
+    SlaveUnconfirmed {
+        fork: Lsn,
+        slave: Lsn,
+        master: Lsn,
+    },
     /// The slave has seen a newer generation than this master.
     SlaveNewer {
         slave: u64,
@@ -122,6 +134,14 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the slave's history forks from this master's at LSN {fork} and it holds up to LSN {slave}: it must rejoin (it exports what it holds past the fork)"
             ),
+            Refusal::SlaveUnconfirmed {
+                fork,
+                slave,
+                master,
+            } => write!(
+                f,
+                "the slave holds LSN {fork}-{slave}, which this master (at LSN {master}) does not have as it does: this master lost them in a crash before they were durable here; the slave exports and rewinds them"
+            ),
             Refusal::SlaveNewer { slave, master } => write!(
                 f,
                 "the slave has seen generation {slave}, newer than this master's {master}: this master is outdated"
@@ -138,15 +158,10 @@ impl Feed {
             return Err(Refusal::PeerIsMaster);
         }
         let me = eng.ident();
-        let durable = eng.durable_lsn();
+        let shippable = eng.shippable_lsn();
+        let written = eng.journal().written_lsn();
         let journal_first = eng.journal().first_lsn();
         let same_db = slave.db_id == me.db_id;
-        if same_db && slave.lsn > durable {
-            return Err(Refusal::SlaveAhead {
-                slave: slave.lsn,
-                master: durable,
-            });
-        }
         let my_gen = me.history.last().map_or(1, |g| g.generation);
         let slave_gen = slave.history.last().map_or(1, |g| g.generation);
         if same_db && slave_gen > my_gen {
@@ -166,17 +181,39 @@ impl Feed {
             .history
             .iter()
             .all(|g| me.history.iter().any(|m| m == g));
+        if same_db && history_ok && slave.rewind.is_none() {
+            // Records shipped before they were durable here may have been lost in a crash of
+            // this machine, and others written since at the same LSNs: the slave's last
+            // records must be this node's, as they are here.
+            match eng.fork_in_tail(&slave.tail, slave.lsn) {
+                Ok(Some(fork)) => {
+                    return Err(Refusal::SlaveUnconfirmed {
+                        fork,
+                        slave: slave.lsn,
+                        master: written,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Refusal::Internal(e)),
+            }
+        }
+        if same_db && slave.lsn > written {
+            return Err(Refusal::SlaveAhead {
+                slave: slave.lsn,
+                master: written,
+            });
+        }
         let now = Instant::now();
         if same_db && history_ok && slave.lsn + 1 >= journal_first && slave.rewind.is_some() {
             return Self::start_repair(eng, peer, slave, now);
         }
         if same_db && history_ok && slave.lsn + 1 >= journal_first {
             let from = slave.lsn + 1;
-            let follower = JournalReader::follow(eng.journal().dir(), from, durable)
+            let follower = JournalReader::follow(eng.journal().dir(), from, shippable)
                 .map_err(|e| Refusal::Internal(e.to_string()))?;
             peer.send(msg::T_STREAM, &msg::encode_stream(from));
             log::info!(
-                "link {}: partial resync from LSN {from} (master at {durable})",
+                "link {}: partial resync from LSN {from} (master at {written})",
                 peer.label()
             );
             return Ok(Feed {
@@ -475,7 +512,7 @@ impl Feed {
         let Some(follower) = self.follower.as_mut() else {
             return Ok(());
         };
-        follower.set_upto(eng.durable_lsn());
+        follower.set_upto(eng.shippable_lsn());
         while peer.unsent() < FEED_HIGH_WATER {
             let mut w = Writer::default();
             while w.0.len() < CHUNK_BYTES {

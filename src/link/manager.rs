@@ -132,6 +132,8 @@ struct Conn {
     was_up: bool,
     /// A follow replaced by a newer connection: what it had done, for the statistics.
     frozen: Option<ConnFigures>,
+    /// FORKs sent on this connection (see `manager/fork.rs`).
+    fork_rounds: u32,
 }
 
 struct Target {
@@ -227,6 +229,7 @@ pub struct Link {
     backlog: Vec<usize>,
 }
 
+mod fork;
 mod switchover;
 mod verify;
 
@@ -719,6 +722,7 @@ impl Link {
             stats_key,
             was_up: false,
             frozen: None,
+            fork_rounds: 0,
         });
         Some(slot)
     }
@@ -949,6 +953,9 @@ impl Link {
                 self.write_slot(c, eng, true);
                 Ok(())
             }
+            Err(refusal @ crate::link::feed::Refusal::SlaveUnconfirmed { fork, .. }) => {
+                self.send_fork(c, fork, &refusal.to_string())
+            }
             Err(refusal) => {
                 crate::incident::raise(
                     crate::incident::Kind::PeerRefused,
@@ -975,15 +982,19 @@ impl Link {
             let ours = eng.history().last().map_or(1, |g| g.generation);
             let their_gen = theirs.history.last().map_or(1, |g| g.generation);
             if their_gen >= ours {
-                if let Err(e) = eng.prepare_rejoin(&theirs.history, &c.peer.label()) {
-                    let why = format!("cannot rejoin: {e}");
-                    crate::incident::raise(
-                        crate::incident::Kind::PeerRefused,
-                        format!("link {}: {why}", c.peer.label()),
-                        &[("peer", c.peer.label())],
-                    );
-                    c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
-                    return Err(why);
+                match eng.prepare_rejoin(&theirs.history, &c.peer.label()) {
+                    Ok(Some(_)) => self.drop_feeds("this node rewound its journal"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        let why = format!("cannot rejoin: {e}");
+                        crate::incident::raise(
+                            crate::incident::Kind::PeerRefused,
+                            format!("link {}: {why}", c.peer.label()),
+                            &[("peer", c.peer.label())],
+                        );
+                        c.peer.send(auth::T_REFUSE, &auth::refuse_payload(&why));
+                        return Err(why);
+                    }
                 }
             }
         }
@@ -1079,6 +1090,7 @@ impl Link {
                 return Ok(());
             }
             (Job::Feed(_), msg::T_PROMOTED) => return self.on_promoted(c, eng, payload),
+            (Job::Follow(_), msg::T_FORK) => return self.on_fork(c, eng, payload),
             (
                 _,
                 msg::T_VERIFY_SUMS

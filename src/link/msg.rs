@@ -48,6 +48,10 @@ pub const T_VERIFY_SUMS: u8 = 30;
 pub const T_VERIFY_NARROW: u8 = 31;
 pub const T_VERIFY_ITEMS: u8 = 32;
 pub const T_VERIFY_RESULT: u8 = 33;
+/// Master → slave, instead of STREAM or SYNC_BEGIN: the slave holds records from LSN F on that
+/// this master does not have as it does (it restarted without records it had shipped before
+/// they were durable); the slave exports and rewinds them, then sends IDENT again.
+pub const T_FORK: u8 = 34;
 
 /// A node's role as it says in IDENT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,9 @@ pub struct Ident {
     pub rewind: Option<RewindState>,
     /// Where this node answers as a Sentinel ("" when it does not).
     pub sentinel_addr: String,
+    /// A slave: the commit stamps of its last records, `tail.1[i]` for LSN `tail.0 + i` (up
+    /// to `lsn`), for the master to check that they are its own records (see [`T_FORK`]).
+    pub tail: (Lsn, Vec<u64>),
 }
 
 /// One item's repair: its value at the master (`None`: absent there).
@@ -206,6 +213,10 @@ impl Ident {
             }
         }
         w.bytes(self.sentinel_addr.as_bytes());
+        w.u64(self.tail.0).u32(self.tail.1.len() as u32);
+        for t in &self.tail.1 {
+            w.u64(*t);
+        }
         w.0
     }
 
@@ -227,6 +238,18 @@ impl Ident {
             _ => return Err(r.err("bad rewind flag")),
         };
         let sentinel_addr = r.string()?;
+        // Absent from an older peer's IDENT.
+        let tail = if r.is_empty() {
+            (0, Vec::new())
+        } else {
+            let from = r.u64()?;
+            let n = r.count(8)?;
+            let mut stamps = Vec::with_capacity(n);
+            for _ in 0..n {
+                stamps.push(r.u64()?);
+            }
+            (from, stamps)
+        };
         r.end()?;
         Ok(Ident {
             role,
@@ -237,6 +260,7 @@ impl Ident {
             client_addr,
             rewind,
             sentinel_addr,
+            tail,
         })
     }
 }
@@ -365,6 +389,20 @@ impl Promoted {
             message,
         })
     }
+}
+
+pub fn encode_fork(fork: Lsn) -> Vec<u8> {
+    fork.to_le_bytes().to_vec()
+}
+
+pub fn decode_fork(b: &[u8]) -> Result<Lsn, MsgError> {
+    let mut r = Reader::new(b, "FORK");
+    let fork = r.u64()?;
+    r.end()?;
+    if fork == 0 {
+        return Err(r.err("fork point 0"));
+    }
+    Ok(fork)
 }
 
 pub fn encode_stream(from: Lsn) -> Vec<u8> {
@@ -557,6 +595,10 @@ mod tests {
             client_addr: "10.0.0.1:7379".into(),
             rewind: None,
             sentinel_addr: "10.0.0.1:27379".into(),
+            tail: (
+                1041,
+                vec![1_700_000_000_001, 1_700_000_000_002, 1_700_000_000_002],
+            ),
         };
         let mut with_rewind = ident.clone();
         let mut st = RewindState {

@@ -43,6 +43,10 @@ const BULK_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Free space below which a turn's buffered item writes go to redb before the turn is
 /// acknowledged instead of at the batch's commit ([`Engine::room_to_defer`]).
 const DEFER_ROOM: u64 = 1 << 30;
+/// How many records past its durable LSN a node ships ([`Engine::shippable_lsn`]). A slave
+/// therefore holds nothing its master may have lost in a crash except among its last
+/// `SHIP_AHEAD` records: those are the ones whose stamps it shows at the handshake.
+pub const SHIP_AHEAD: u64 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -952,6 +956,18 @@ impl Engine {
     /// LSN of the last durable record.
     pub fn durable_lsn(&self) -> Lsn {
         self.journal.durable_lsn()
+    }
+
+    /// LSN up to which records may be shipped to slaves: everything written to the journal,
+    /// up to [`SHIP_AHEAD`] records past what is durable here. Shipping does not wait for this
+    /// node's fsync, so a sync mode's write costs max(fsync here, the slave's ack) rather than
+    /// their sum. Written records are never taken back while the process lives; a crash of the
+    /// machine may lose those not yet durable, which a slave that got them finds out at its
+    /// next handshake (the stamps of its last records; see `rejoin.rs`).
+    pub fn shippable_lsn(&self) -> Lsn {
+        self.journal
+            .written_lsn()
+            .min(self.journal.durable_lsn() + SHIP_AHEAD)
     }
 
     /// A sync for the syncer thread, when records were written since the last one.

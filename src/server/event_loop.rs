@@ -506,7 +506,8 @@ impl Server {
         if !defer {
             self.end_turn();
         }
-        // A slave holds only what its master made durable: its readers need not wait.
+        // A slave's readers need not wait for its fsync: what they see is its master's (a
+        // master's crash may take back records not yet durable there, never acknowledged ones).
         let durable = self.eng.durable_lsn();
         let visible = if self.eng.is_slave() {
             durable

@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use super::{Engine, EngineError, TurnOutcome};
+use super::{Engine, EngineError, SHIP_AHEAD, TurnOutcome};
 use crate::journal::tape::TapeWriter;
 use crate::journal::truncate::truncate_after;
 use crate::journal::{Journal, JournalOptions, JournalReader, Lsn};
@@ -51,6 +51,8 @@ pub struct RewindReport {
     /// hotbackup's own records beyond it (canaries, verify markers, a promotion).
     pub own_records: u64,
     pub tape: PathBuf,
+    /// The master lost them in a crash (FORK), rather than a newer master never got them.
+    pub unconfirmed: bool,
 }
 
 impl std::fmt::Display for RewindReport {
@@ -67,10 +69,15 @@ impl std::fmt::Display for RewindReport {
         }
         write!(
             f,
-            "{} transaction(s) (LSN {}-{}) were never sent to the new master; saved to {}",
+            "{} transaction(s) (LSN {}-{}) {}; saved to {}",
             self.records,
             self.fork,
             self.last,
+            if self.unconfirmed {
+                "are not on the master (it lost them in a crash before they were durable there)"
+            } else {
+                "were never sent to the new master"
+            },
             self.tape.display()
         )?;
         if self.own_records > 0 {
@@ -82,6 +89,15 @@ impl std::fmt::Display for RewindReport {
         }
         Ok(())
     }
+}
+
+/// Why a slave rewinds.
+#[derive(Clone, Copy)]
+enum Cause {
+    /// Its history forks from its master's (it was the master of an older generation).
+    Fork,
+    /// Its master restarted without records it had shipped before they were durable.
+    Unconfirmed,
 }
 
 /// Whether a transaction holds only hotbackup's own ops (canary, verify marker, promotion):
@@ -121,6 +137,128 @@ impl Engine {
         let Some(fork) = fork_point(&mine, theirs) else {
             return Ok(None);
         };
+        self.rewind_from(fork, master, Cause::Fork)
+    }
+
+    /// A slave told by its master (FORK) that the records it holds from LSN `fork` on are not
+    /// the master's: the master restarted without records it had shipped before they were
+    /// durable there (a crash of its machine), so no client was ever told they were written.
+    /// They are exported and rewound like a fork's; see the module doc.
+    pub fn rewind_unconfirmed(
+        &mut self,
+        fork: Lsn,
+        master: &str,
+    ) -> Result<Option<RewindReport>, EngineError> {
+        if !self.opts.slave {
+            return Err(EngineError::Role(
+                "a FORK from a master, but this node is not a slave".into(),
+            ));
+        }
+        if self.rewind.as_ref().is_some_and(|r| r.upto.is_none()) {
+            return Err(EngineError::Role(
+                "a FORK from the master while a rewind waits for its repair".into(),
+            ));
+        }
+        self.rewind_from(fork, master, Cause::Unconfirmed)
+    }
+
+    /// The commit stamps of this slave's last records (at most [`SHIP_AHEAD`], up to its last
+    /// written LSN): the records its master may have lost in a crash are among them. The turn
+    /// is ended first, so that what the link handshake reports is in the journal.
+    pub fn tail_stamps(&mut self) -> (Lsn, Vec<u64>) {
+        if self.turn_dirty {
+            let _ = self.end_turn();
+        }
+        let last = self.journal.written_lsn();
+        let from = last
+            .saturating_sub(SHIP_AHEAD - 1)
+            .max(self.journal.first_lsn())
+            .max(1);
+        if last < from {
+            return (0, Vec::new());
+        }
+        match self.stamps(from, last) {
+            Ok(s) => (from, s),
+            Err(e) => {
+                log::warn!("reading the journal's last records for the handshake: {e}");
+                (0, Vec::new())
+            }
+        }
+    }
+
+    /// The commit stamps of this node's records `from..=upto` (fewer if the journal ends
+    /// before).
+    fn stamps(&self, from: Lsn, upto: Lsn) -> Result<Vec<u64>, EngineError> {
+        let mut r = JournalReader::open(self.journal.dir(), from, Some(upto))?;
+        let mut out = Vec::with_capacity((upto + 1).saturating_sub(from) as usize);
+        let mut next = from;
+        while let Some(rec) = r.next_record()? {
+            if rec.lsn != next {
+                return Err(EngineError::BadRecord {
+                    lsn: rec.lsn,
+                    what: format!("expected LSN {next} in the journal"),
+                });
+            }
+            out.push(
+                Transaction::stamp(&rec.payload).ok_or(EngineError::BadRecord {
+                    lsn: rec.lsn,
+                    what: "not a transaction".into(),
+                })?,
+            );
+            next += 1;
+        }
+        Ok(out)
+    }
+
+    /// A master checking a slave's last records (IDENT's `tail`, ending at its LSN
+    /// `slave_lsn`) against its own: the first LSN where the slave holds a record this node
+    /// does not have as it is (other stamp, or past this node's last written record).
+    /// Ok(None): all of them are this node's. Err: they cannot be checked here.
+    pub fn fork_in_tail(
+        &self,
+        tail: &(Lsn, Vec<u64>),
+        slave_lsn: Lsn,
+    ) -> Result<Option<Lsn>, String> {
+        let (tail_from, stamps) = tail;
+        if stamps.is_empty() || *tail_from == 0 {
+            return Ok(None);
+        }
+        let written = self.journal.written_lsn();
+        // Records this journal no longer holds were durable here before they went: only a
+        // record this node had not made durable can differ.
+        let skip = self.journal.first_lsn().saturating_sub(*tail_from);
+        let from = tail_from + skip;
+        let stamps = stamps.get(skip as usize..).unwrap_or_default();
+        if stamps.is_empty() {
+            return Ok(None);
+        }
+        let upto = (from + stamps.len() as u64 - 1).min(written);
+        if upto >= from {
+            let mine = self
+                .stamps(from, upto)
+                .map_err(|e| format!("reading this journal's LSN {from}-{upto}: {e}"))?;
+            for (i, (a, b)) in mine.iter().zip(stamps.iter()).enumerate() {
+                if a != b {
+                    return Ok(Some(from + i as u64));
+                }
+            }
+            if (mine.len() as u64) < upto + 1 - from {
+                return Ok(Some(from + mine.len() as u64));
+            }
+        }
+        if slave_lsn > written {
+            return Ok(Some((written + 1).max(from)));
+        }
+        Ok(None)
+    }
+
+    /// Exports and rewinds what this node holds from LSN `fork` on.
+    fn rewind_from(
+        &mut self,
+        fork: Lsn,
+        master: &str,
+        cause: Cause,
+    ) -> Result<Option<RewindReport>, EngineError> {
         let last = self.visible_lsn();
         if fork > last {
             return Ok(None);
@@ -186,14 +324,21 @@ impl Engine {
             records,
             own_records,
             tape,
+            unconfirmed: matches!(cause, Cause::Unconfirmed),
+        };
+        let why = match cause {
+            Cause::Fork => format!("{master} forked from this node's history at LSN {fork}"),
+            Cause::Unconfirmed => format!(
+                "{master} restarted without them: it had shipped them before they were durable there, so no client was told they were written (the master's machine crashed)"
+            ),
         };
         if records == 0 {
-            log::info!("rejoin: {report}");
+            log::info!("rejoin: {report}; {why}");
         } else {
             crate::incident::raise(
                 crate::incident::Kind::LostTransactions,
                 format!(
-                    "rejoin: {report}; {master} forked from this node's history at LSN {fork}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
+                    "rejoin: {report}; {why}. Review them with `hotbackup journal dump {}`, re-apply with `hotbackup journal load --to <master> {}` if wanted",
                     report.tape.display(),
                     report.tape.display()
                 ),

@@ -400,10 +400,16 @@ impl Engine {
     /// What this node says of itself in the link handshake.
     pub fn ident(&mut self) -> Ident {
         let db_id = self.store.as_ref().map_or([0; 16], |s| s.meta().db_id);
-        let (role, lsn, catalog) = if self.is_slave() {
-            (Role::Slave, self.visible_lsn(), self.catalog())
+        let (role, tail, lsn, catalog) = if self.is_slave() {
+            let tail = self.tail_stamps();
+            (Role::Slave, tail, self.visible_lsn(), self.catalog())
         } else {
-            (Role::Master, self.durable_lsn(), Vec::new())
+            (
+                Role::Master,
+                (0, Vec::new()),
+                self.durable_lsn(),
+                Vec::new(),
+            )
         };
         Ident {
             role,
@@ -418,6 +424,7 @@ impl Engine {
                 .filter(|r| r.upto.is_none() && self.opts.slave)
                 .cloned(),
             sentinel_addr: String::new(),
+            tail,
         }
     }
 
