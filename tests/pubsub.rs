@@ -173,6 +173,11 @@ impl Subscriber {
         }
         let confirmed = raw.cmd(cmd);
         assert!(confirmed.contains("subscribe"), "{confirmed}");
+        Self::from_raw(raw)
+    }
+
+    /// Collects what arrives on `raw` (subscribed already, no reply pending) from now on.
+    fn from_raw(raw: Raw) -> Subscriber {
         let out = raw.s.try_clone().unwrap();
         let mut s = raw.s;
         s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -303,6 +308,7 @@ fn each_node_publishes_switch_master_through_a_failover_and_a_switchover() {
         Subscriber::start(sentinel_addr(&d.b), false, &["SUBSCRIBE", "+switch-master"]);
     let mut b_resp3 = Subscriber::start(b, true, &["SUBSCRIBE", "+switch-master"]);
     let mut b_pat = Subscriber::start(b, false, &["PSUBSCRIBE", "*switch-*"]);
+    let mut b_jedis = jedis_listener(sentinel_addr(&d.b), a);
     assert!(b_sent.barrier().is_empty(), "nothing happened yet");
 
     // Failover: A dies, B is promoted. B tells its subscribers A -> B.
@@ -380,4 +386,58 @@ fn each_node_publishes_switch_master_through_a_failover_and_a_switchover() {
         b_pat.barrier(),
         vec![pswitch("*switch-*", a, b), pswitch("*switch-*", b, a)]
     );
+    // The new master as Jedis reads it from each message: fields 3 and 4 of its text.
+    let jedis_saw: Vec<String> = b_jedis
+        .barrier()
+        .iter()
+        .map(|f| {
+            let text = f.rsplit("\r\n").nth(1).unwrap_or_default().to_string();
+            let parts: Vec<&str> = text.split(' ').collect();
+            assert!(parts.len() > 3 && parts[0] == NAME, "{f:?}");
+            format!("{}:{}", parts[3], parts[4])
+        })
+        .collect();
+    assert_eq!(jedis_saw, vec![b.to_string(), a.to_string()]);
+}
+
+/// What Jedis's Sentinel listeners send to each sentinel when they (re)connect, read from
+/// Jedis's source and replayed here, because Jedis itself cannot be fetched on this machine
+/// (no Maven repository): the client info every Jedis connection sends, the replicas (the
+/// `SentineledConnectionProvider` listener; `JedisSentinelPool`'s skips it), the master's
+/// address (the "active refresh"), then SUBSCRIBE (`JedisSentinelPool`: `+switch-master`;
+/// the provider: the four channels here). Returns the subscribed connection.
+fn jedis_listener(sentinel: SocketAddr, master: SocketAddr) -> Subscriber {
+    let mut c = Raw::connect(sentinel);
+    assert_eq!(
+        c.cmd(&["CLIENT", "SETINFO", "LIB-NAME", "jedis"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd(&["CLIENT", "SETINFO", "LIB-VER", "8.0.2"]), "+OK\r\n");
+    let replicas = c.cmd(&["SENTINEL", "SLAVES", NAME]);
+    assert!(replicas.starts_with("*1\r\n"), "{replicas}");
+    assert_eq!(
+        c.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", NAME]),
+        frame_of(&[master.ip().to_string(), master.port().to_string()])
+    );
+    assert_eq!(
+        cmd_n(
+            &mut c,
+            &["SUBSCRIBE", "+switch-master", "+sdown", "-sdown", "+slave"],
+            4
+        ),
+        conf("subscribe", "+switch-master", 1)
+            + &conf("subscribe", "+sdown", 2)
+            + &conf("subscribe", "-sdown", 3)
+            + &conf("subscribe", "+slave", 4)
+    );
+    Subscriber::from_raw(c)
+}
+
+/// An array of bulk strings.
+fn frame_of(items: &[String]) -> String {
+    let mut out = format!("*{}\r\n", items.len()).into_bytes();
+    for i in items {
+        hotbackup::resp::encode::bulk(&mut out, i.as_bytes());
+    }
+    String::from_utf8(out).unwrap()
 }
