@@ -6,7 +6,9 @@
 //! everything they could have seen is durable (the syncer wakes the loop). Replies of a turn
 //! whose writes failed are rewritten to errors before anyone sees them. A connection that sends a flood of pipelined requests is served in slices
 //! (a budget per turn), and one that does not read its replies stops being served once its
-//! output backs up, so neither delays the others beyond the group commit.
+//! output backs up, so neither delays the others beyond the group commit. After each turn the
+//! loop asks whether the master this node reports moved, and publishes `+switch-master` to the
+//! subscribed connections (see `commands/sentinel.rs`).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};

@@ -4,8 +4,8 @@
 //! `fn(&mut Ctx, Args) -> CmdResult`. A handler checks everything it can before it writes, so
 //! a command either fails without an effect or applies all its ops; it writes its reply into
 //! `ctx.out` in the connection's protocol. The dispatcher does what every command shares:
-//! lookup, authentication, arity, MULTI queueing, error replies, and ending the journal
-//! transaction after a command (or after EXEC).
+//! lookup, authentication, arity, pub/sub's subscribed mode, MULTI queueing, error replies, and
+//! ending the journal transaction after a command (or after EXEC).
 
 mod apply;
 mod connection;
