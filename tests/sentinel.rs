@@ -1,12 +1,16 @@
 //! Clients in Redis Sentinel mode find the master through the nodes themselves: the `redis`
 //! crate's SentinelClient and redis-py's `Sentinel` (Debian's python3-redis), given the two
 //! nodes' client addresses as "sentinels" and the instance name as the master name, follow a
-//! failover and a switchover without any configuration change.
+//! failover and a switchover without any configuration change. ioredis (npm, in
+//! tests/clients/ioredis) with its `failoverDetector` follows a switchover by the
+//! `+switch-master` message the nodes publish, before it makes any call.
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::duo::*;
 use common::pair::*;
@@ -236,4 +240,173 @@ fn sentinel_mode_clients_follow_a_failover_and_a_switchover() {
     for k in ["k1", "k2", "k3", "k4", "p1", "p2", "p4"] {
         assert!(get(&d.a, k).is_some(), "{k} missing");
     }
+}
+
+/// `node tests/clients/ioredis/failover.js`: ioredis in Sentinel mode with its failover
+/// detector, driven line by line (see the script). Killed (by its own handle) if still running
+/// when dropped.
+struct Ioredis {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Ioredis {
+    fn start(sentinels: &[std::net::SocketAddr]) -> Ioredis {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ioredis");
+        assert!(
+            dir.join("node_modules/ioredis").is_dir(),
+            "ioredis is not installed: run `npm ci --prefix tests/clients/ioredis` (scripts/test.sh and .ci/run do)"
+        );
+        let mut child = Command::new("node")
+            .arg("failover.js")
+            .arg(NAME)
+            .args(sentinels.iter().map(|s| s.to_string()))
+            .current_dir(&dir)
+            // ioredis's own debug line when a +switch-master message makes it reconnect.
+            .env("DEBUG", "ioredis:FailoverDetector")
+            .env("DEBUG_COLORS", "no")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node (Node.js is needed for the ioredis test)");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (l, out) = (lines.clone(), child.stdout.take().expect("stdout"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let (e, err) = (stderr.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut e = e.lock().unwrap();
+                e.push_str(&line);
+                e.push('\n');
+            }
+        });
+        Ioredis {
+            child,
+            stdin,
+            lines,
+            stderr,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a line from index `from` on that satisfies `f`; returns it.
+    fn wait_line(&self, from: usize, within: Duration, f: impl Fn(&str) -> bool) -> String {
+        let mut found = None;
+        wait_until(within, || {
+            found = self.lines()[from.min(self.lines().len())..]
+                .iter()
+                .find(|l| f(l))
+                .cloned();
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "ioredis never printed the line expected; stdout {:?}\nstderr {}",
+                self.lines(),
+                self.stderr()
+            )
+        })
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write to the ioredis script");
+    }
+
+    /// Sends `write KEY` and returns the script's answer line.
+    fn write(&mut self, key: &str) -> String {
+        let from = self.lines().len();
+        self.send(&format!("write {key}"));
+        let wrote = format!("wrote {key} ");
+        let failed = format!("failed {key} ");
+        self.wait_line(from, Duration::from_secs(10), |l| {
+            l.starts_with(&wrote) || l.starts_with(&failed)
+        })
+    }
+
+    /// Sends `quit` and waits (bounded) for a clean exit.
+    fn quit(&mut self) {
+        self.send("quit");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait for node") {
+                assert!(st.success(), "ioredis script: {st}; {:?}", self.lines());
+                return;
+            }
+            assert!(Instant::now() < deadline, "the ioredis script did not quit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Ioredis {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn ioredis_follows_a_switchover_by_the_switch_master_message() {
+    let d = Duo::start("");
+    set(&d.a, "seed", "1");
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    let (a, b) = (d.a.addr, d.b.addr);
+
+    // B's Sentinel port first: ioredis asks the sentinel that answered last first again, and
+    // B names the new master from the moment it publishes; so the test is deterministic.
+    let mut io = Ioredis::start(&[sentinel_addr(&d.b), sentinel_addr(&d.a)]);
+    io.wait_line(0, Duration::from_secs(20), |l| l == "subscribed");
+    assert!(
+        io.lines().contains(&format!("ready {a}")),
+        "{:?}",
+        io.lines()
+    );
+    assert_eq!(io.write("io1"), format!("wrote io1 {a}"));
+
+    // The switchover: the client is idle, it sends nothing; the message makes it reconnect.
+    let from = io.lines().len();
+    let (code, out, err) = cli(&["switchover", "--config", &config_of(&d.b)]);
+    assert_eq!(code, 0, "{out}{err}");
+    io.wait_line(from, Duration::from_secs(20), |l| l == format!("ready {b}"));
+    io.wait_line(from, Duration::from_secs(20), |l| l == "subscribed");
+    assert!(
+        io.stderr().contains("Failover detected, disconnecting"),
+        "ioredis did not reconnect because of a +switch-master message: {}",
+        io.stderr()
+    );
+    // Between the switchover and the next call: the connection closed, then ready on B and
+    // the detector subscribed again (in either order); no error, no other master.
+    let mut after: Vec<String> = io.lines()[from..].to_vec();
+    after[1..].sort();
+    assert_eq!(
+        after,
+        vec![
+            "close".to_string(),
+            format!("ready {b}"),
+            "subscribed".to_string()
+        ],
+    );
+    assert_eq!(io.write("io2"), format!("wrote io2 {b}"));
+    io.quit();
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(20));
+    assert_eq!(get(&d.a, "io2").as_deref(), Some("ioredis"));
+    assert_eq!(get(&d.b, "io1").as_deref(), Some("ioredis"));
 }

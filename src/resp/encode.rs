@@ -89,6 +89,15 @@ pub fn map_len(out: &mut Vec<u8>, n: usize, p: Proto) {
     }
 }
 
+/// A push header (pub/sub messages and subscription replies): `>n\r\n` in RESP3, an array
+/// header in RESP2, where pub/sub frames are plain arrays.
+pub fn push_len(out: &mut Vec<u8>, n: usize, p: Proto) {
+    match p {
+        Proto::Resp2 => header(out, b'*', n),
+        Proto::Resp3 => header(out, b'>', n),
+    }
+}
+
 /// A set header: `~n\r\n` in RESP3, an array header in RESP2.
 pub fn set_len(out: &mut Vec<u8>, n: usize, p: Proto) {
     match p {
@@ -464,6 +473,8 @@ mod tests {
         assert_eq!(enc(|o| map_len(o, 2, Proto::Resp3)), b"%2\r\n");
         assert_eq!(enc(|o| set_len(o, 5, Proto::Resp2)), b"*5\r\n");
         assert_eq!(enc(|o| set_len(o, 5, Proto::Resp3)), b"~5\r\n");
+        assert_eq!(enc(|o| push_len(o, 3, Proto::Resp2)), b"*3\r\n");
+        assert_eq!(enc(|o| push_len(o, 3, Proto::Resp3)), b">3\r\n");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The state of one client connection that commands see and change.
 //!
 //! Socket buffers live in the event loop; this is what a command may touch: the current file,
-//! the protocol version, authentication, the client's name, a MULTI queue, a snapshot being read.
+//! the protocol version, authentication, the client's name, a MULTI queue, a snapshot being read,
+//! pub/sub subscriptions.
 
 use std::time::Instant;
 
 use super::commands::snapshot::SnapshotCursor;
+use super::pubsub::Subscriptions;
 use crate::files::DEFAULT_FILE;
 use crate::resp::Proto;
 
@@ -45,6 +47,8 @@ pub struct ConnState {
     pub sentinel: bool,
     /// A snapshot being pulled by `hotbackup save` (HB.SNAPSHOT).
     pub snapshot: Option<Box<SnapshotCursor>>,
+    /// Pub/sub subscriptions; Some only while there is at least one (subscribed mode).
+    pub subs: Option<Box<Subscriptions>>,
 }
 
 /// What a command may ask of the link.
@@ -80,13 +84,14 @@ impl ConnState {
             sentinel: false,
             commands: 0,
             snapshot: None,
+            subs: None,
         }
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order where they apply.
     pub fn info_line(&self, qbuf: usize, obuf: usize) -> String {
         format!(
-            "id={} addr={} laddr={} name={} age={} idle={} db={} multi={} qbuf={} omem={} tot-cmds={} cmd={} resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} name={} age={} idle={} db={} sub={} psub={} multi={} qbuf={} omem={} tot-cmds={} cmd={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -94,6 +99,8 @@ impl ConnState {
             self.created.elapsed().as_secs(),
             self.last_active.elapsed().as_secs(),
             self.file,
+            self.subs.as_ref().map_or(0, |s| s.channels.len()),
+            self.subs.as_ref().map_or(0, |s| s.patterns.len()),
             self.multi.as_ref().map_or(-1, |q| q.len() as i64),
             qbuf,
             obuf,

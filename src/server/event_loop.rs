@@ -6,7 +6,9 @@
 //! everything they could have seen is durable (the syncer wakes the loop). Replies of a turn
 //! whose writes failed are rewritten to errors before anyone sees them. A connection that sends a flood of pipelined requests is served in slices
 //! (a budget per turn), and one that does not read its replies stops being served once its
-//! output backs up, so neither delays the others beyond the group commit.
+//! output backs up, so neither delays the others beyond the group commit. After each turn the
+//! loop asks whether the master this node reports moved, and publishes `+switch-master` to the
+//! subscribed connections (see `commands/sentinel.rs`).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -21,6 +23,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::ServerError;
 use super::commands::keys::ScanCursors;
+use super::commands::sentinel::{MasterWatch, Switch};
 use super::commands::server::{ClientDirectory, LoopStats};
 use super::commands::{self, Class, Ctx, ServerInfo};
 use super::conn::ConnState;
@@ -193,6 +196,8 @@ pub struct Server {
     watchdog: Option<Duration>,
     /// Test-only: freezes the loop while a file exists (the watchdog system test).
     freeze: super::status_line::FreezeTrigger,
+    /// The master this node reports, for `+switch-master` (commands/sentinel.rs).
+    master_watch: MasterWatch,
 }
 
 fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
@@ -342,7 +347,9 @@ impl Server {
         } else {
             None
         };
+        let master_watch = MasterWatch::new(&eng);
         Ok(Server {
+            master_watch,
             poll,
             tcp,
             sentinel_tcp,
@@ -446,6 +453,9 @@ impl Server {
                 self.carry.append(&mut self.paused);
             }
             self.housekeeping();
+            if let Some(switch) = self.master_watch.observe(&self.eng) {
+                self.publish_switch(&switch);
+            }
             if let Some(since) = self.stopping {
                 let idle = self
                     .conns
@@ -458,6 +468,44 @@ impl Server {
             }
         }
         self.shutdown()
+    }
+
+    /// Publishes `+switch-master` to every connection subscribed to it (by channel or
+    /// pattern), each with the addresses as that connection would be told them.
+    fn publish_switch(&mut self, switch: &Switch) {
+        const CHANNEL: &[u8] = b"+switch-master";
+        let configured = self.link.settings().client_addr.clone();
+        let now = Instant::now();
+        let mut told = Vec::new();
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let Some(subs) = &c.state.subs else { continue };
+            let msg = switch.message(&self.settings.instance, &configured, &c.state.laddr);
+            if !subs.deliver(&mut c.out, c.state.proto, CHANNEL, msg.as_bytes()) {
+                continue;
+            }
+            // A message goes after the replies already written; those still held (waiting
+            // for a sync) keep it back with them.
+            if c.held.is_empty() {
+                c.flushable = c.out.len();
+            } else {
+                c.held.push_back(Held {
+                    visible: 0,
+                    wrote: 0,
+                    end: c.out_base + c.out.len() as u64,
+                    at: now,
+                });
+            }
+            told.push(slot);
+        }
+        log::info!(
+            "+switch-master {}: told {} subscriber(s)",
+            switch.message(&self.settings.instance, &configured, ""),
+            told.len(),
+        );
+        for slot in told {
+            self.flush(slot);
+        }
     }
 
     /// Whether a request would write (for the switchover pause): a write command outside
@@ -890,7 +938,15 @@ impl Server {
             let (first_start, last_end) = (first.start, last.end);
             // These replies were held (never sent): they are still in the buffer.
             let old = c.out.split_off((first_start - c.out_base) as usize);
+            let mut at = first_start;
             for e in &entries {
+                // What was written between two entries (a pub/sub message) stays.
+                if e.start > at {
+                    c.out.extend_from_slice(
+                        &old[(at - first_start) as usize..(e.start - first_start) as usize],
+                    );
+                }
+                at = e.end;
                 match e.class {
                     Class::Other => c.out.extend_from_slice(
                         &old[(e.start - first_start) as usize..(e.end - first_start) as usize],
@@ -1158,7 +1214,12 @@ impl Server {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
-                .filter(|(_, c)| c.state.last_active.elapsed() > timeout && c.state.multi.is_none())
+                // As in Redis, a subscribed connection is never idle: it waits for messages.
+                .filter(|(_, c)| {
+                    c.state.last_active.elapsed() > timeout
+                        && c.state.multi.is_none()
+                        && c.state.subs.is_none()
+                })
                 .map(|(i, _)| i)
                 .collect();
             for slot in idle {

@@ -4,13 +4,15 @@
 //! [`event_loop`] is the single mio loop around it (client sockets, signals, timers);
 //! [`commands`] are what clients may ask, one file per group; [`conn`] is a connection's state;
 //! [`settings`] is what comes from the config and what SIGHUP may change; [`metrics`] is the
-//! Prometheus endpoint the loop serves.
+//! Prometheus endpoint the loop serves; [`pubsub`] is what a connection subscribed to and how a
+//! message reaches it.
 
 pub mod commands;
 pub mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod metrics;
+pub mod pubsub;
 pub mod settings;
 pub mod status_line;
 

@@ -1,10 +1,18 @@
-//! Connection commands: PING ECHO HELLO AUTH QUIT SELECT CLIENT RESET.
+//! Connection commands: PING ECHO HELLO AUTH QUIT SELECT CLIENT RESET (PING and RESET also in
+//! pub/sub's subscribed mode, with Redis's replies there).
 
 use super::{Args, CmdError, CmdResult, Ctx};
 use crate::files;
 use crate::resp::{Proto, encode};
 
 pub fn ping(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
+    if args.len() <= 2 && ctx.conn.subs.is_some() && ctx.conn.proto == Proto::Resp2 {
+        // In subscribed mode (RESP2) Redis answers as a pub/sub frame: ["pong", message].
+        encode::array_len(ctx.out, 2);
+        encode::bulk(ctx.out, b"pong");
+        encode::bulk(ctx.out, args.get(1).map_or(&b""[..], |m| &m[..]));
+        return Ok(());
+    }
     match args.len() {
         1 => encode::simple(ctx.out, "PONG"),
         2 => encode::bulk(ctx.out, &args[1]),
@@ -129,6 +137,8 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: Args) -> CmdResult {
     ctx.conn.proto = Proto::Resp2;
     ctx.conn.name = None;
     ctx.conn.authed = ctx.srv.settings.requirepass.is_none();
+    // Out of subscribed mode, silently (as Redis: no unsubscribe confirmations).
+    ctx.conn.subs = None;
     encode::simple(ctx.out, "RESET");
     Ok(())
 }

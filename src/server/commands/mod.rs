@@ -4,16 +4,17 @@
 //! `fn(&mut Ctx, Args) -> CmdResult`. A handler checks everything it can before it writes, so
 //! a command either fails without an effect or applies all its ops; it writes its reply into
 //! `ctx.out` in the connection's protocol. The dispatcher does what every command shares:
-//! lookup, authentication, arity, MULTI queueing, error replies, and ending the journal
-//! transaction after a command (or after EXEC).
+//! lookup, authentication, arity, pub/sub's subscribed mode, MULTI queueing, error replies, and
+//! ending the journal transaction after a command (or after EXEC).
 
 mod apply;
 mod connection;
 mod hashes;
 pub mod keys;
 mod native;
+mod pubsub;
 mod role;
-mod sentinel;
+pub mod sentinel;
 pub mod server;
 pub mod snapshot;
 mod stats;
@@ -198,6 +199,11 @@ pub static COMMANDS: &[Spec] = &[
     spec("hb.incidents", -1, ADMIN, NOKEY, role::incidents),
     spec("hb.verify", -1, ADMIN | NOQUEUE, NOKEY, verify::verify),
     spec("sentinel", -2, NOQUEUE, NOKEY, sentinel::sentinel),
+    // pub/sub (the node publishes; clients subscribe)
+    spec("subscribe", -2, NOQUEUE, NOKEY, pubsub::subscribe),
+    spec("unsubscribe", -1, NOQUEUE, NOKEY, pubsub::unsubscribe),
+    spec("psubscribe", -2, NOQUEUE, NOKEY, pubsub::psubscribe),
+    spec("punsubscribe", -1, NOQUEUE, NOKEY, pubsub::punsubscribe),
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static Spec> {
@@ -334,8 +340,21 @@ pub fn arg_i64(b: &[u8]) -> Result<i64, CmdError> {
 
 /// What a connection to the Sentinel port may run.
 const SENTINEL_PORT_COMMANDS: &[&str] = &[
-    "ping", "echo", "hello", "auth", "quit", "reset", "client", "command", "info", "role",
+    "ping",
+    "echo",
+    "hello",
+    "auth",
+    "quit",
+    "reset",
+    "client",
+    "command",
+    "info",
+    "role",
     "sentinel",
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
 ];
 
 /// Redis's reply to a write on a replica.
@@ -363,6 +382,21 @@ fn unknown_command(args: &Args) -> String {
     }
     rest.truncate(128);
     format!("ERR unknown command '{name}', with args beginning with: {rest}")
+}
+
+/// A command's name as Redis reports it in errors: `client|setname` for a container command
+/// with a subcommand.
+fn full_name(spec: &Spec, args: &Args) -> String {
+    match args.get(1) {
+        Some(sub) if matches!(spec.name, "client" | "config" | "command" | "sentinel") => {
+            format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        }
+        _ => spec.name.to_string(),
+    }
 }
 
 /// Runs one request (already split into arguments) and writes its reply.
@@ -407,6 +441,22 @@ pub fn execute(ctx: &mut Ctx<'_>, args: Args) -> Class {
     } else {
         args.len() >= (-spec.arity) as usize
     };
+    if ctx.conn.subs.is_some()
+        && ctx.conn.proto == crate::resp::Proto::Resp2
+        && !crate::server::pubsub::ALLOWED_WHILE_SUBSCRIBED.contains(&spec.name)
+    {
+        // Redis checks the arity first, then the subscribed-mode context (RESP3 has none).
+        let msg = if arity_ok {
+            format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                full_name(spec, &args)
+            )
+        } else {
+            CmdError::Arity(spec.name.into()).to_string()
+        };
+        encode::error(ctx.out, &msg);
+        return Class::Other;
+    }
     if ctx.conn.multi.is_some() && spec.flags & NOQUEUE == 0 {
         if !arity_ok {
             ctx.conn.multi_dirty = true;

@@ -7,10 +7,16 @@
 //! it follows (flagged `s_down` while its link is down); a fenced node names the master that
 //! fenced it; a master still checking with its peers flags itself `s_down`, so that clients
 //! ask the other node. Clients then check `ROLE` on the address, which every node answers.
+//!
+//! This module also owns the one Sentinel event a node publishes, `+switch-master` (see
+//! [`MasterWatch`]): clients that learn of a new master from that message (Jedis's
+//! `JedisSentinelPool`, ioredis's `failoverDetector`, go-redis's failover client) subscribe
+//! to it on each node.
 
 use super::role::split_addr;
 use super::{Args, CmdError, CmdResult, Ctx};
 use crate::resp::{Proto, encode};
+use crate::server::engine::Engine;
 
 /// One Sentinel "state" map, in wire order.
 type State = Vec<(&'static str, String)>;
@@ -42,38 +48,141 @@ fn reply_states(ctx: &mut Ctx<'_>, states: &[State]) {
 /// This node's client address as the asking client reaches it (a wildcard listen address is
 /// replaced by the address the client connected to).
 fn own_addr(ctx: &Ctx<'_>) -> String {
-    let configured = ctx.srv.link.settings().client_addr.clone();
+    own_addr_for(&ctx.srv.link.settings().client_addr, &ctx.conn.laddr)
+}
+
+/// This node's client address (`configured`) as seen by a client connected to `laddr`.
+fn own_addr_for(configured: &str, laddr: &str) -> String {
     match configured.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.ip().is_unspecified() => match ctx.conn.laddr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => match laddr.parse::<std::net::SocketAddr>() {
             Ok(l) => std::net::SocketAddr::new(l.ip(), a.port()).to_string(),
-            Err(_) => configured,
+            Err(_) => configured.to_string(),
         },
-        Ok(_) => configured,
-        Err(_) => ctx.conn.laddr.clone(),
+        Ok(_) => configured.to_string(),
+        Err(_) => laddr.to_string(),
+    }
+}
+
+/// The master `SENTINEL get-master-addr-by-name` names, before this node's own address is
+/// spelled for a particular client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported<'a> {
+    /// This node: a writable master, or one still checking with its peers.
+    Myself,
+    /// The master this slave follows, or that fenced this node (its client address).
+    At(&'a str),
+    /// A slave or fenced node that does not know the master's address (yet).
+    Unknown,
+}
+
+fn reported(eng: &Engine) -> Reported<'_> {
+    if !eng.is_slave() && eng.fenced().is_none() {
+        return Reported::Myself;
+    }
+    match eng.master_addr() {
+        Some(a) if !a.is_empty() => Reported::At(a),
+        _ => Reported::Unknown,
+    }
+}
+
+/// A known master address, kept across turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterIs {
+    Myself,
+    At(String),
+}
+
+impl MasterIs {
+    /// The address as a client connected to `laddr` is told it (see [`own_addr_for`]).
+    fn spelled(&self, configured: &str, laddr: &str) -> String {
+        match self {
+            MasterIs::Myself => own_addr_for(configured, laddr),
+            MasterIs::At(a) => a.clone(),
+        }
+    }
+}
+
+/// The master address changed: from `old` to `new`, both known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub old: MasterIs,
+    pub new: MasterIs,
+}
+
+impl Switch {
+    /// The `+switch-master` message exactly as Redis Sentinel publishes it:
+    /// `<master-name> <old-ip> <old-port> <new-ip> <new-port>`, the addresses as a client
+    /// connected to `laddr` would get them from `SENTINEL get-master-addr-by-name`.
+    pub fn message(&self, name: &str, configured: &str, laddr: &str) -> String {
+        let (oip, oport) = split_addr(&self.old.spelled(configured, laddr));
+        let (nip, nport) = split_addr(&self.new.spelled(configured, laddr));
+        format!("{name} {oip} {oport} {nip} {nport}")
+    }
+}
+
+/// Watches the master this node reports and tells when it moves, the event Redis Sentinel
+/// publishes as `+switch-master`: a promotion, a switchover (on both nodes), a slave that now
+/// follows another master, a fenced node that learns the new master. The event loop asks
+/// once a turn; nothing else needs to know.
+///
+/// Only an address change counts: flags (`s_down` while a link is down, a master checking its
+/// peers) are not an event. An unknown address is never published (Redis Sentinel would not
+/// publish one): when the address becomes known again, a change is told from the last known
+/// one. The first address a node learns after it starts is not a switch (there was none
+/// before it), so a restarted slave says nothing when it finds its master.
+#[derive(Debug, Default)]
+pub struct MasterWatch {
+    last_known: Option<MasterIs>,
+}
+
+impl MasterWatch {
+    pub fn new(eng: &Engine) -> MasterWatch {
+        let mut w = MasterWatch::default();
+        w.observe(eng);
+        w
+    }
+
+    /// Compares what the node reports now with the last known address.
+    pub fn observe(&mut self, eng: &Engine) -> Option<Switch> {
+        let now = match reported(eng) {
+            Reported::Unknown => return None,
+            Reported::Myself => {
+                if self.last_known == Some(MasterIs::Myself) {
+                    return None;
+                }
+                MasterIs::Myself
+            }
+            Reported::At(a) => {
+                if matches!(&self.last_known, Some(MasterIs::At(k)) if k == a) {
+                    return None;
+                }
+                MasterIs::At(a.to_string())
+            }
+        };
+        let old = self.last_known.replace(now.clone())?;
+        Some(Switch { old, new: now })
     }
 }
 
 /// (address, flags) of the master as this node sees it.
 fn master_view(ctx: &Ctx<'_>) -> (String, String) {
     let eng = &*ctx.eng;
-    if !eng.is_slave() && eng.fenced().is_none() {
-        let flags = if eng.checking_peers() || eng.writes_wait() {
-            "master,s_down"
-        } else {
-            "master"
-        };
-        return (own_addr(ctx), flags.into());
-    }
-    let addr = eng.master_addr().unwrap_or("").to_string();
     let up = eng.fenced().is_some() || ctx.srv.link.master_link_up();
-    let flags = if addr.is_empty() {
-        "master,s_down,o_down"
-    } else if up {
-        "master"
-    } else {
-        "master,s_down"
-    };
-    (addr, flags.into())
+    match reported(eng) {
+        Reported::Myself => {
+            let flags = if eng.checking_peers() || eng.writes_wait() {
+                "master,s_down"
+            } else {
+                "master"
+            };
+            (own_addr(ctx), flags.into())
+        }
+        Reported::At(a) => (
+            a.to_string(),
+            if up { "master" } else { "master,s_down" }.into(),
+        ),
+        Reported::Unknown => (String::new(), "master,s_down,o_down".into()),
+    }
 }
 
 fn master_state(ctx: &Ctx<'_>, name: &str) -> State {
@@ -266,5 +375,35 @@ pub fn sentinel(ctx: &mut Ctx<'_>, args: Args) -> CmdResult {
         other => Err(CmdError::Msg(format!(
             "ERR SENTINEL {other} is not supported by hotbackup: its nodes answer only the discovery subcommands (get-master-addr-by-name, masters, master, replicas, slaves, sentinels, myid, ckquorum); failover is `hotbackup promote` / `switchover`"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_master_is_spelled_as_sentinel_publishes_it() {
+        let sw = Switch {
+            old: MasterIs::At("10.0.0.1:6379".into()),
+            new: MasterIs::Myself,
+        };
+        assert_eq!(
+            sw.message("orders", "10.0.0.2:6380", "10.0.0.2:26379"),
+            "orders 10.0.0.1 6379 10.0.0.2 6380"
+        );
+        // A wildcard listen address: this node as the subscriber reaches it.
+        assert_eq!(
+            sw.message("orders", "0.0.0.0:6380", "192.168.1.5:26379"),
+            "orders 10.0.0.1 6379 192.168.1.5 6380"
+        );
+        let back = Switch {
+            old: MasterIs::Myself,
+            new: MasterIs::At("[::1]:7000".into()),
+        };
+        assert_eq!(
+            back.message("orders", "[::1]:6380", "[::1]:26379"),
+            "orders ::1 6380 ::1 7000"
+        );
     }
 }
