@@ -874,6 +874,11 @@ def render(data, cfg, took):
                           if key.startswith("hb") else [""] * len(ANCHORS))
                 put(f"| {NAMES[key]} | {c} | {fmt(rps)} | {fmt(p50, '.3f')} | {fmt(p99, '.3f')} | " + " | ".join(ratios) + " |")
         put("")
+        own = [f"{c} client{'s' if c != '1' else ''} {ratio(summary[('hb_durable', c)][0], summary[('hb_async', c)][0])}"
+               for c in ("1", "10", "50") if ("hb_durable", c) in summary and ("hb_async", c) in summary]
+        if own:
+            put("hotbackup `sync=durable` (acknowledged once durable on the master and on the slave) against "
+                "its own `sync=async` (durable on the master only): " + ", ".join(own) + ".\n")
         keys = [k for k in NAMES if (k, "1") in summary]
         svg_bars(os.path.join(OUT_DIR, "throughput.svg"), "Durable writes/s with one slave", "writes/s",
                  [(f"{c} client{'s' if c != '1' else ''}", [summary.get((k, c), (None,))[0] for k in keys])
@@ -1048,6 +1053,8 @@ def main():
         data = old
         for name in cfg.only.split(","):
             data.setdefault("remeasured", {})[name] = {"date": now["date"], "hotbackup": now["hotbackup"]}
+            # The section's samples are all measured again (not added to the old build's).
+            data.pop(name, None)
     work = tempfile.mkdtemp(prefix="hb-report.", dir="/var/tmp")
     os.chmod(work, 0o755)
     started = time.time()
