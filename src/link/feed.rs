@@ -30,6 +30,12 @@ use crate::txn::{Op, Transaction};
 pub const FEED_HIGH_WATER: usize = 4 << 20;
 /// Target size of one snapshot chunk (before compression) and one RECORDS frame.
 const CHUNK_BYTES: usize = 256 << 10;
+/// What is queued goes to the socket whenever this much has piled up: the slave starts on a
+/// snapshot's first chunks while the next are read and compressed (before, the feed queued up
+/// to [`FEED_HIGH_WATER`] of compressed chunks first, and the two sides took turns idling).
+const FLUSH_BYTES: usize = 256 << 10;
+/// How long one [`Feed::pump`] may produce frames before the event loop takes its turn.
+pub const PUMP_BUDGET: std::time::Duration = std::time::Duration::from_millis(10);
 
 enum State {
     /// Repairing a rejoining slave's rewound items before streaming from its fork point.
@@ -441,11 +447,20 @@ impl Feed {
         }
     }
 
-    /// Queues what can be sent now. Err: the feed cannot go on (the link must be closed).
-    pub fn pump(&mut self, peer: &mut Peer, eng: &mut Engine) -> Result<(), String> {
+    /// Queues what can be sent now, handing it to the socket as it goes, for at most
+    /// [`PUMP_BUDGET`]. Ok(true): the budget ran out with more to send (call again soon).
+    /// Err: the feed cannot go on (the link must be closed).
+    pub fn pump(&mut self, peer: &mut Peer, eng: &mut Engine) -> Result<bool, String> {
+        let started = Instant::now();
         loop {
+            if peer.unsent() >= FLUSH_BYTES {
+                peer.flush()?;
+            }
             if peer.unsent() >= FEED_HIGH_WATER {
-                return Ok(());
+                return Ok(false);
+            }
+            if started.elapsed() >= PUMP_BUDGET {
+                return Ok(true);
             }
             match &mut self.state {
                 State::Repair(r) => {
@@ -453,7 +468,7 @@ impl Feed {
                         continue;
                     }
                     if eng.durable_lsn() < r.upto {
-                        return Ok(());
+                        return Ok(false);
                     }
                     peer.send(
                         msg::T_REPAIR_END,
@@ -484,7 +499,7 @@ impl Feed {
                 }
                 State::SnapshotDone { lsn, items, chunks } => {
                     if eng.durable_lsn() < *lsn {
-                        return Ok(());
+                        return Ok(false);
                     }
                     let lsn = *lsn;
                     peer.send(
@@ -503,17 +518,31 @@ impl Feed {
                     self.follower = Some(follower);
                     self.state = State::Streaming;
                 }
-                State::Streaming => return self.send_records(peer, eng),
+                State::Streaming => return self.send_records(peer, eng, started),
             }
         }
     }
 
-    fn send_records(&mut self, peer: &mut Peer, eng: &mut Engine) -> Result<(), String> {
+    fn send_records(
+        &mut self,
+        peer: &mut Peer,
+        eng: &mut Engine,
+        started: Instant,
+    ) -> Result<bool, String> {
         let Some(follower) = self.follower.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         follower.set_upto(eng.shippable_lsn());
-        while peer.unsent() < FEED_HIGH_WATER {
+        loop {
+            if peer.unsent() >= FLUSH_BYTES {
+                peer.flush()?;
+            }
+            if peer.unsent() >= FEED_HIGH_WATER {
+                return Ok(false);
+            }
+            if started.elapsed() >= PUMP_BUDGET {
+                return Ok(true);
+            }
             let mut w = Writer::default();
             while w.0.len() < CHUNK_BYTES {
                 let rec = match follower.next_record() {
@@ -532,13 +561,12 @@ impl Feed {
                 self.sent = rec.lsn;
             }
             if w.0.is_empty() {
-                break;
+                return Ok(false);
             }
             self.bytes_sent += w.0.len() as u64;
             self.inflight.push_back((self.sent, self.bytes_sent));
             peer.send(msg::T_RECORDS, &w.0);
         }
-        Ok(())
     }
 }
 

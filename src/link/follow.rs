@@ -138,8 +138,8 @@ impl Follow {
                     return Err("a snapshot chunk outside a full sync".into());
                 };
                 let (file, items) =
-                    msg::decode_chunk(payload, 256 << 20).map_err(|e| e.to_string())?;
-                fs.add(&file, &items)
+                    msg::decode_chunk_items(payload, 256 << 20).map_err(|e| e.to_string())?;
+                fs.add(file, items)
                     .map_err(|e| format!("loading the full sync: {e}"))
             }
             msg::T_SYNC_END => {

@@ -227,6 +227,9 @@ pub struct Link {
     /// Connections whose frames were not all handled when their [`FRAME_BUDGET`] ran out:
     /// handled on at the next loop iteration, without waiting for the socket.
     backlog: Vec<usize>,
+    /// A feed had more to send when its [`crate::link::feed::PUMP_BUDGET`] ran out: the event
+    /// loop comes back at once rather than waiting for an event.
+    pump_more: bool,
 }
 
 mod fork;
@@ -327,6 +330,7 @@ impl Link {
             down_since: Default::default(),
             book: stats::Book::default(),
             backlog: Vec::new(),
+            pump_more: false,
         })
     }
 
@@ -753,7 +757,7 @@ impl Link {
     /// Whether some connection has frames left from its last turn (the event loop then polls
     /// without waiting, and calls [`Link::service_backlog`]).
     pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+        !self.backlog.is_empty() || self.pump_more
     }
 
     /// Handles on the frames connections had left when their [`FRAME_BUDGET`] ran out.
@@ -1196,6 +1200,7 @@ impl Link {
         self.drive_switchover(eng);
         self.sync_role(eng, registry);
         self.reap(eng, registry);
+        let mut pump_more = false;
         for slot in 0..self.conns.len() {
             let Some(mut c) = self.conns[slot].take() else {
                 continue;
@@ -1204,7 +1209,7 @@ impl Link {
                 Job::Feed(feed) => {
                     let r = feed.pump(&mut c.peer, eng);
                     feed.note_lag(eng.durable_lsn());
-                    r
+                    r.map(|more| pump_more |= more)
                 }
                 Job::Follow(f) => f.ack(&mut c.peer, eng),
                 Job::None => Ok(()),
@@ -1217,6 +1222,7 @@ impl Link {
                 Err(why) => self.close(c, &why, eng, registry),
             }
         }
+        self.pump_more = pump_more;
     }
 
     /// Timers: dial what is due, heartbeats, silent peers.

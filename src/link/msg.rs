@@ -459,6 +459,49 @@ pub type Chunk = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 /// Decodes a chunk; `max` bounds the decompressed size.
 pub fn decode_chunk(b: &[u8], max: usize) -> Result<Chunk, MsgError> {
+    let (file, items) = decode_chunk_items(b, max)?;
+    let items = items
+        .iter()
+        .map(|(id, raw)| (id.to_vec(), raw.to_vec()))
+        .collect();
+    Ok((file, items))
+}
+
+/// A chunk's items decoded in place: its decompressed bytes and where each item's id and
+/// stored value lie in them (no allocation per item: a full sync loads millions).
+#[derive(Debug, Default)]
+pub struct ChunkItems {
+    plain: Vec<u8>,
+    /// (id start, id end, value start, value end) in `plain`.
+    spans: Vec<[u32; 4]>,
+    bytes: usize,
+}
+
+impl ChunkItems {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Bytes of ids and values.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// (id, stored value) of each item, in chunk order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.spans.iter().map(|s| {
+            let [a, b, c, d] = s.map(|x| x as usize);
+            (&self.plain[a..b], &self.plain[c..d])
+        })
+    }
+}
+
+/// Decodes a chunk without copying its items out; `max` bounds the decompressed size.
+pub fn decode_chunk_items(b: &[u8], max: usize) -> Result<(String, ChunkItems), MsgError> {
     let err = |why| MsgError {
         what: "SYNC_CHUNK",
         why,
@@ -467,24 +510,40 @@ pub fn decode_chunk(b: &[u8], max: usize) -> Result<Chunk, MsgError> {
         return Err(err("truncated"));
     }
     let size = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    if size > max {
+    if size > max || size > u32::MAX as usize {
         return Err(err("decompressed size over the frame limit"));
     }
     if size > crate::codec::lz4_max_plain(b.len() - 4) {
         return Err(err("decompressed size larger than the block can hold"));
     }
     let plain = lz4_flex::decompress_size_prepended(b).map_err(|_| err("bad lz4 block"))?;
+    let base = plain.as_ptr() as usize;
+    let at = |s: &[u8]| -> [u32; 2] {
+        let start = s.as_ptr() as usize - base;
+        [start as u32, (start + s.len()) as u32]
+    };
     let mut r = Reader::new(&plain, "SYNC_CHUNK");
     let file = r.string()?;
     let n = r.count(8)?;
-    let mut items = Vec::with_capacity(n);
+    let mut spans = Vec::with_capacity(n);
+    let mut bytes = 0;
     for _ in 0..n {
-        let id = r.bytes()?.to_vec();
-        let raw = r.bytes()?.to_vec();
-        items.push((id, raw));
+        let id = r.bytes()?;
+        let raw = r.bytes()?;
+        bytes += id.len() + raw.len();
+        let [a, b] = at(id);
+        let [c, d] = at(raw);
+        spans.push([a, b, c, d]);
     }
     r.end()?;
-    Ok((file, items))
+    Ok((
+        file,
+        ChunkItems {
+            plain,
+            spans,
+            bytes,
+        },
+    ))
 }
 
 impl SyncEnd {
@@ -695,6 +754,28 @@ mod tests {
             let _ = Ack::decode(&b);
             let _ = Heartbeat::decode(&b);
             let _ = decode_stream(&b);
+            let _ = decode_fork(&b);
+        }
+
+        /// Items decoded in place are the items encoded, in order.
+        #[test]
+        fn chunk_items_are_the_items_encoded(
+            items in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..40),
+                 proptest::collection::vec(any::<u8>(), 0..300)),
+                0..50)
+        ) {
+            let b = encode_chunk("main", &items);
+            let (file, got) = decode_chunk_items(&b, 1 << 20).unwrap();
+            prop_assert_eq!(file, "main");
+            prop_assert_eq!(got.len(), items.len());
+            prop_assert_eq!(
+                got.bytes(),
+                items.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            );
+            let back: Vec<(Vec<u8>, Vec<u8>)> =
+                got.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            prop_assert_eq!(back, items);
         }
     }
 }

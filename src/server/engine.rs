@@ -1236,6 +1236,7 @@ impl Drop for Engine {
     }
 }
 
+mod loader;
 mod rejoin;
 mod replica;
 mod sys;

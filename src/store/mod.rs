@@ -738,8 +738,22 @@ impl Batch {
         file: &str,
         items: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(), StoreError> {
+        self.put_item_slices(
+            file,
+            items
+                .iter()
+                .map(|(id, raw)| (id.as_slice(), raw.as_slice())),
+        )
+    }
+
+    /// [`Batch::put_items`] from borrowed (id, stored value) pairs.
+    pub fn put_item_slices<'a>(
+        &mut self,
+        file: &str,
+        items: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> Result<(), StoreError> {
         self.require_file(file)?;
-        if items.iter().any(|(_, raw)| item::kind(raw).is_err()) {
+        if items.clone().any(|(_, raw)| item::kind(raw).is_err()) {
             return Err(StoreError::Corrupt(format!(
                 "full sync item of file '{file}' has an unknown type tag"
             )));
@@ -751,8 +765,7 @@ impl Batch {
             .open_table(item_table(&name))
             .map_err(redb_err("open file"))?;
         for (id, raw) in items {
-            t.insert(id.as_slice(), raw.as_slice())
-                .map_err(redb_err("write"))?;
+            t.insert(id, raw).map_err(redb_err("write"))?;
         }
         Ok(())
     }

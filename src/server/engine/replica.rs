@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use thiserror::Error;
 
+use super::loader::Loader;
 use super::{Engine, EngineError, TurnOutcome, WriteRefused};
 use crate::datadir::NewState;
 use crate::journal::{Journal, JournalOptions, Lsn};
-use crate::link::msg::{GenStart, Ident, Role, SyncBegin, WireRecord};
-use crate::store::{Batch, Reader, Slot, Store, StoreError, StoreOptions, SyncInit, View};
+use crate::link::msg::{ChunkItems, GenStart, Ident, Role, SyncBegin, WireRecord};
+use crate::store::{Reader, Slot, Store, StoreError, StoreOptions, SyncInit, View};
 use crate::txn::Transaction;
 
 #[derive(Debug, Error)]
@@ -38,58 +39,34 @@ pub enum ApplyError {
     Store(#[from] StoreError),
 }
 
-/// A full sync in progress on a slave: a new copy of the database being loaded.
+/// A full sync in progress on a slave: a new copy of the database being loaded (by the
+/// [`Loader`] thread).
 pub struct FullSync {
     state: NewState,
-    store: Option<Store>,
-    batch: Option<Batch>,
-    batch_bytes: usize,
+    loader: Option<Loader>,
     pub lsn: Lsn,
     db_id: crate::journal::DbId,
+    /// Items received (and queued for the loader).
     pub items: u64,
     /// Items the master's snapshot holds (progress).
     pub items_total: u64,
-    /// Bytes of item data loaded so far (ids and stored values, uncompressed; progress).
+    /// Bytes of item data received so far (ids and stored values, uncompressed; progress).
     pub bytes: u64,
     pub chunks: u64,
     pub started: Instant,
 }
 
-/// Commit the loading batch every this many bytes.
-const LOAD_BATCH_BYTES: usize = 64 << 20;
-
 impl FullSync {
     /// Loads one chunk of a file's items.
-    pub fn add(&mut self, file: &str, items: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        let Some(store) = self.store.as_mut() else {
+    pub fn add(&mut self, file: String, items: ChunkItems) -> Result<(), StoreError> {
+        let Some(loader) = self.loader.as_mut() else {
             return Err(StoreError::Corrupt("full sync store closed".into()));
         };
-        if self.batch.is_none() {
-            self.batch = Some(store.begin()?);
-        }
-        let Some(batch) = self.batch.as_mut() else {
-            return Err(StoreError::Corrupt("no batch".into()));
-        };
-        batch.put_items(file, items)?;
-        let bytes = items
-            .iter()
-            .map(|(id, raw)| id.len() + raw.len())
-            .sum::<usize>();
-        self.batch_bytes += bytes;
-        self.bytes += bytes as u64;
-        self.items += items.len() as u64;
+        let (n, bytes) = (items.len() as u64, items.bytes() as u64);
+        loader.add(file, items)?;
+        self.bytes += bytes;
+        self.items += n;
         self.chunks += 1;
-        if self.batch_bytes >= LOAD_BATCH_BYTES {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), StoreError> {
-        if let (Some(store), Some(batch)) = (self.store.as_mut(), self.batch.take()) {
-            store.commit(batch, self.lsn)?;
-        }
-        self.batch_bytes = 0;
         Ok(())
     }
 }
@@ -552,11 +529,16 @@ impl Engine {
             b.lsn,
             state.dir.display()
         );
+        let loader = match Loader::start(store, b.lsn) {
+            Ok(l) => l,
+            Err(e) => {
+                self.data.discard(state);
+                return Err(e.into());
+            }
+        };
         Ok(FullSync {
             state,
-            store: Some(store),
-            batch: None,
-            batch_bytes: 0,
+            loader: Some(loader),
             lsn: b.lsn,
             db_id: b.db_id,
             items: 0,
@@ -569,8 +551,9 @@ impl Engine {
 
     /// Gives up a full sync: the live copy stays as it was.
     pub fn abort_full_sync(&mut self, mut fs: FullSync) {
-        fs.batch = None;
-        fs.store = None;
+        if let Some(l) = fs.loader.take() {
+            l.abort();
+        }
         self.data.discard(fs.state);
     }
 
@@ -583,8 +566,18 @@ impl Engine {
                 "this node was promoted during a full sync: the new copy is discarded".into(),
             ));
         }
-        fs.commit()?;
-        if let Some(store) = fs.store.as_mut() {
+        let loaded = match fs.loader.take() {
+            Some(l) => l.finish(),
+            None => Err(StoreError::Corrupt("full sync store closed".into())),
+        };
+        let mut store = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                self.abort_full_sync(fs);
+                return Err(e.into());
+            }
+        };
+        {
             // This node's own settings go with it to the new copy (it is a slave; whether it
             // fed slaves before decides whether a restart as master checks with its peers).
             let mut b = store.begin()?;
@@ -598,7 +591,7 @@ impl Engine {
             store.commit(b, fs.lsn)?;
             store.checkpoint()?;
         }
-        fs.store = None;
+        drop(store);
         // The new copy's journal starts right after the snapshot.
         let (journal, _) = Journal::open(
             &fs.state.journal_dir(),

@@ -249,6 +249,12 @@ fn a_slave_journals_remote_records_with_their_lsns_and_refuses_gaps() {
     assert_eq!(ident.catalog, vec![("main".to_string(), true)]);
 }
 
+/// Items as a SYNC_CHUNK frame brings them.
+fn chunk_items(items: &[(Vec<u8>, Vec<u8>)]) -> crate::link::msg::ChunkItems {
+    let b = crate::link::msg::encode_chunk("main", items);
+    crate::link::msg::decode_chunk_items(&b, 1 << 30).unwrap().1
+}
+
 #[test]
 fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
     use std::ops::ControlFlow;
@@ -295,9 +301,30 @@ fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
     .unwrap();
     s.end_turn();
     assert!(get(&mut s, "stale").is_some());
+    // A full sync given up half way (the link broke) leaves the live copy as it was.
+    let mut fs = s.begin_full_sync(&begin).unwrap();
+    fs.add("main".into(), chunk_items(&items[..100])).unwrap();
+    s.abort_full_sync(fs);
+    assert!(get(&mut s, "stale").is_some());
+    assert_eq!(get(&mut s, "k000"), None);
+    // One with an item the store cannot take fails, and changes nothing either.
+    let mut fs = s.begin_full_sync(&begin).unwrap();
+    fs.add("main".into(), chunk_items(&items[..100])).unwrap();
+    let bad = vec![(b"bad".to_vec(), vec![0xee, 1, 2])];
+    let r = fs
+        .add("main".into(), chunk_items(&bad))
+        .map_err(EngineError::from)
+        .and_then(|()| s.finish_full_sync(fs));
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.to_string().contains("unknown type tag")),
+        "{:?}",
+        r.err()
+    );
+    assert!(get(&mut s, "stale").is_some());
     let mut fs = s.begin_full_sync(&begin).unwrap();
     for chunk in items.chunks(64) {
-        fs.add("main", chunk).unwrap();
+        fs.add("main".into(), chunk_items(chunk)).unwrap();
     }
     s.finish_full_sync(fs).unwrap();
     assert_eq!(s.journal().next_lsn(), 501);
