@@ -3,7 +3,8 @@
 //! nodes' client addresses as "sentinels" and the instance name as the master name, follow a
 //! failover and a switchover without any configuration change. ioredis (npm, in
 //! tests/clients/ioredis) with its `failoverDetector` follows a switchover by the
-//! `+switch-master` message the nodes publish, before it makes any call.
+//! `+switch-master` message the nodes publish, before it makes any call, and a failover by
+//! asking the surviving node when its connection to the dead master drops.
 
 mod common;
 
@@ -364,8 +365,8 @@ impl Drop for Ioredis {
 }
 
 #[test]
-fn ioredis_follows_a_switchover_by_the_switch_master_message() {
-    let d = Duo::start("");
+fn ioredis_follows_a_switchover_by_the_switch_master_message_and_a_failover() {
+    let mut d = Duo::start("");
     set(&d.a, "seed", "1");
     wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
     let (a, b) = (d.a.addr, d.b.addr);
@@ -405,8 +406,18 @@ fn ioredis_follows_a_switchover_by_the_switch_master_message() {
         ],
     );
     assert_eq!(io.write("io2"), format!("wrote io2 {b}"));
-    io.quit();
     wait_caught_up(&d.b, &d.a, Duration::from_secs(20));
     assert_eq!(get(&d.a, "io2").as_deref(), Some("ioredis"));
     assert_eq!(get(&d.b, "io1").as_deref(), Some("ioredis"));
+
+    // A failover: B (the master now) dies, A is promoted. ioredis loses its connection,
+    // asks the sentinels that answer (A's) and writes to A.
+    let from = io.lines().len();
+    d.b.kill9();
+    let (code, out, err) = cli(&["promote", "--config", &config_of(&d.a)]);
+    assert_eq!(code, 0, "{out}{err}");
+    io.wait_line(from, Duration::from_secs(30), |l| l == format!("ready {a}"));
+    assert_eq!(io.write("io3"), format!("wrote io3 {a}"));
+    io.quit();
+    assert_eq!(get(&d.a, "io3").as_deref(), Some("ioredis"));
 }
