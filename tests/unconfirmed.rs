@@ -116,7 +116,7 @@ fn check_rewound(p: &Pair, lost: usize) {
     assert!(
         p.slave
             .log_text()
-            .contains("restarted without them: it had shipped them before they were durable"),
+            .contains("no longer has them: it shipped them before they were durable there"),
         "{}",
         p.slave.log_text()
     );
@@ -169,4 +169,78 @@ fn a_slave_holding_records_its_master_lost_and_wrote_again_at_the_same_lsns_rewi
     );
     p.master.stop();
     p.slave.stop();
+}
+
+/// A slave that feeds a further slave (A → B → C): when B rewinds the records A lost, C holds
+/// them too; B drops its feed, and C, at the next handshake with B, rewinds them as well.
+#[test]
+fn a_cascaded_slave_rewinds_the_records_its_feeder_rewound() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::key_file(dir.path(), "k.key", KEY);
+    let (pa, pb, pc) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let node = |name: &str, role: &str, port: u16, peer: u16, extra: &str| {
+        node_config(
+            &dir.path().join(name),
+            role,
+            port,
+            &[format!("127.0.0.1:{peer}")],
+            &key,
+            extra,
+        );
+        Node::start_in(&dir.path().join(name))
+    };
+    let mut c = node("c", "slave", pc, pb, "");
+    let mut b = node(
+        "b",
+        "slave",
+        pb,
+        pa,
+        &format!("downstream = [\"127.0.0.1:{pc}\"]"),
+    );
+    let mut a = node("a", "master", pa, pb, "");
+    load(&a, "kept", 500);
+    wait_caught_up(&a, &b, Duration::from_secs(30));
+    wait_caught_up(&a, &c, Duration::from_secs(30));
+    a.stop();
+    let saved = dir.path().join("a-data-before");
+    copy_dir(&a.dir.join("data"), &saved);
+    a.launch();
+    wait_writable(&a, Duration::from_secs(20));
+    for i in 0..15 {
+        set(
+            &a,
+            &format!("lost{i:03}"),
+            &format!("only-ever-on-the-slave-{i}"),
+        );
+    }
+    wait_caught_up(&a, &c, Duration::from_secs(20));
+    assert_eq!(
+        get(&c, "lost014").as_deref(),
+        Some("only-ever-on-the-slave-14")
+    );
+    // A's machine crashes before its last records reached its disk.
+    a.kill9();
+    let data = a.dir.join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&saved, &data);
+    a.launch();
+    wait_writable(&a, Duration::from_secs(20));
+    set(&a, "after", "1");
+    wait_caught_up(&a, &b, Duration::from_secs(30));
+    wait_caught_up(&a, &c, Duration::from_secs(30));
+    assert_eq!(get(&c, "after").as_deref(), Some("1"));
+    assert_same(&a, &b, FILES);
+    assert_same(&a, &c, FILES);
+    for n in [&b, &c] {
+        assert_eq!(get(n, "lost000"), None);
+        assert_incident(n, "lost_transactions");
+        assert_eq!(tapes(n).len(), 1, "{}", n.log_text());
+    }
+    c.stop();
+    b.stop();
+    a.stop();
 }

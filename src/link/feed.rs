@@ -146,7 +146,7 @@ impl std::fmt::Display for Refusal {
                 master,
             } => write!(
                 f,
-                "the slave holds LSN {fork}-{slave}, which this master (at LSN {master}) does not have as it does: this master lost them in a crash before they were durable here; the slave exports and rewinds them"
+                "the slave holds LSN {fork}-{slave}, which this node (at LSN {master}) does not have as it does: it lost them before they were durable here (a crash of its machine, or a rewind of its own); the slave exports and rewinds them"
             ),
             Refusal::SlaveNewer { slave, master } => write!(
                 f,

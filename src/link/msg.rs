@@ -49,8 +49,9 @@ pub const T_VERIFY_NARROW: u8 = 31;
 pub const T_VERIFY_ITEMS: u8 = 32;
 pub const T_VERIFY_RESULT: u8 = 33;
 /// Master → slave, instead of STREAM or SYNC_BEGIN: the slave holds records from LSN F on that
-/// this master does not have as it does (it restarted without records it had shipped before
-/// they were durable); the slave exports and rewinds them, then sends IDENT again.
+/// this master does not have as it does (it lost records it had shipped before they were
+/// durable: a crash of its machine, or, a slave feeding a further one, a rewind of its own);
+/// the slave exports and rewinds them, then sends IDENT again.
 pub const T_FORK: u8 = 34;
 
 /// A node's role as it says in IDENT.

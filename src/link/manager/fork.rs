@@ -9,7 +9,8 @@
 //! from there, as a rejoin does (a lost-transactions tape and an incident; none of them was
 //! acknowledged to a client, which needs them durable on the master too), drops the slaves it
 //! feeds itself (their stream ran past the rewind) and sends IDENT again; the master repairs
-//! what the rewound records touched and streams from the fork point.
+//! what the rewound records touched and streams from the fork point. A slave it fed finds the
+//! same at its next handshake with it: the rewind goes down a cascade one link at a time.
 
 use super::{Conn, Job, Link};
 use crate::journal::Lsn;

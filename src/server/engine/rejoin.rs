@@ -51,7 +51,7 @@ pub struct RewindReport {
     /// hotbackup's own records beyond it (canaries, verify markers, a promotion).
     pub own_records: u64,
     pub tape: PathBuf,
-    /// The master lost them in a crash (FORK), rather than a newer master never got them.
+    /// The master lost them (FORK), rather than a newer master never got them.
     pub unconfirmed: bool,
 }
 
@@ -74,7 +74,7 @@ impl std::fmt::Display for RewindReport {
             self.fork,
             self.last,
             if self.unconfirmed {
-                "are not on the master (it lost them in a crash before they were durable there)"
+                "are not on the master (it lost them before they were durable there)"
             } else {
                 "were never sent to the new master"
             },
@@ -96,7 +96,8 @@ impl std::fmt::Display for RewindReport {
 enum Cause {
     /// Its history forks from its master's (it was the master of an older generation).
     Fork,
-    /// Its master restarted without records it had shipped before they were durable.
+    /// Its master lost records it had shipped before they were durable (a crash of its
+    /// machine, or a rewind of its own when it is a slave feeding this one).
     Unconfirmed,
 }
 
@@ -141,8 +142,8 @@ impl Engine {
     }
 
     /// A slave told by its master (FORK) that the records it holds from LSN `fork` on are not
-    /// the master's: the master restarted without records it had shipped before they were
-    /// durable there (a crash of its machine), so no client was ever told they were written.
+    /// the master's: the master lost records it had shipped before they were durable there (a
+    /// crash of its machine, or its own rewind), so no client was ever told they were written.
     /// They are exported and rewound like a fork's; see the module doc.
     pub fn rewind_unconfirmed(
         &mut self,
@@ -329,7 +330,7 @@ impl Engine {
         let why = match cause {
             Cause::Fork => format!("{master} forked from this node's history at LSN {fork}"),
             Cause::Unconfirmed => format!(
-                "{master} restarted without them: it had shipped them before they were durable there, so no client was told they were written (the master's machine crashed)"
+                "{master} no longer has them: it shipped them before they were durable there and lost them (its machine crashed, or it rewound them itself), so no client was told they were written"
             ),
         };
         if records == 0 {
