@@ -453,14 +453,8 @@ impl Feed {
     pub fn pump(&mut self, peer: &mut Peer, eng: &mut Engine) -> Result<bool, String> {
         let started = Instant::now();
         loop {
-            if peer.unsent() >= FLUSH_BYTES {
-                peer.flush()?;
-            }
-            if peer.unsent() >= FEED_HIGH_WATER {
-                return Ok(false);
-            }
-            if started.elapsed() >= PUMP_BUDGET {
-                return Ok(true);
+            if let Some(more) = pause(peer, started)? {
+                return Ok(more);
             }
             match &mut self.state {
                 State::Repair(r) => {
@@ -534,14 +528,8 @@ impl Feed {
         };
         follower.set_upto(eng.shippable_lsn());
         loop {
-            if peer.unsent() >= FLUSH_BYTES {
-                peer.flush()?;
-            }
-            if peer.unsent() >= FEED_HIGH_WATER {
-                return Ok(false);
-            }
-            if started.elapsed() >= PUMP_BUDGET {
-                return Ok(true);
+            if let Some(more) = pause(peer, started)? {
+                return Ok(more);
             }
             let mut w = Writer::default();
             while w.0.len() < CHUNK_BYTES {
@@ -568,6 +556,18 @@ impl Feed {
             peer.send(msg::T_RECORDS, &w.0);
         }
     }
+}
+
+/// Hands what piled up to the socket; Some: the pump stops here (Some(true): its budget ran
+/// out with more to send; Some(false): the slave's socket is backed up).
+fn pause(peer: &mut Peer, started: Instant) -> Result<Option<bool>, String> {
+    if peer.unsent() >= FLUSH_BYTES {
+        peer.flush()?;
+    }
+    if peer.unsent() >= FEED_HIGH_WATER {
+        return Ok(Some(false));
+    }
+    Ok((started.elapsed() >= PUMP_BUDGET).then_some(true))
 }
 
 /// Queues the next repair frame. Ok(false) when everything was sent.

@@ -233,7 +233,8 @@ impl Engine {
         if stamps.is_empty() {
             return Ok(None);
         }
-        let upto = (from + stamps.len() as u64 - 1).min(written);
+        // The peer's numbers: no overflow whatever they are.
+        let upto = from.saturating_add(stamps.len() as u64 - 1).min(written);
         if upto >= from {
             let mine = self
                 .stamps(from, upto)

@@ -443,3 +443,37 @@ fn a_slave_short_of_space_applies_nothing_until_space_returns() {
     assert!(matches!(s.end_turn(), TurnOutcome::Committed(1)));
     assert_eq!(get(&mut s, "a").as_deref(), Some(&b"1"[..]));
 }
+
+/// A slave's last records (IDENT's tail) are checked against this journal: equal stamps pass,
+/// another stamp or a record past this journal's end is a fork there, and any numbers a peer
+/// sends are answered without a panic.
+#[test]
+fn a_slaves_tail_is_checked_against_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut m = Engine::open(opts(tmp.path())).unwrap();
+    for i in 0..5 {
+        m.write(put(&format!("k{i}"), "v")).unwrap();
+        m.end_txn();
+    }
+    m.end_turn();
+    m.sync_now();
+    let mut r = crate::journal::JournalReader::open(m.journal().dir(), 1, Some(5)).unwrap();
+    let mut stamps = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        stamps.push(crate::txn::Transaction::stamp(&rec.payload).unwrap());
+    }
+    assert_eq!(stamps.len(), 5);
+    assert_eq!(m.fork_in_tail(&(1, stamps.clone()), 5), Ok(None));
+    assert_eq!(m.fork_in_tail(&(3, stamps[2..].to_vec()), 5), Ok(None));
+    let mut other = stamps.clone();
+    other[3] += 1;
+    assert_eq!(m.fork_in_tail(&(1, other), 5), Ok(Some(4)));
+    let mut longer = stamps.clone();
+    longer.push(1);
+    assert_eq!(m.fork_in_tail(&(1, longer), 6), Ok(Some(6)));
+    assert_eq!(m.fork_in_tail(&(0, Vec::new()), 5), Ok(None));
+    for from in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        let r = m.fork_in_tail(&(from, vec![1, 2, 3]), u64::MAX);
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
+    }
+}
