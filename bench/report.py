@@ -16,8 +16,10 @@ Sections (all by default, in this order):
   catchup     the slave is stopped (SIGSTOP) for 30 s while 10 clients write; time from its
               resumption to caught up, and the backlog it had to take.
   fullsync    full sync of 1.25M/2.5M/5M items of 200 bytes (0.25/0.5/1 GB of values) vs Redis's
-              full sync of the same data, and vs the disk's limit (the same bytes written with
-              fdatasync); master RSS with each item count vs Redis.
+              full sync of the same data (until loaded, and until on the replica's disk), vs
+              hotbackup's store alone (examples/store_load.rs: the slave's loader with no master
+              and no network) and vs the disk's limit (the same bytes written with fdatasync);
+              master RSS with each item count vs Redis.
   stall       master RSS sampled every second while its slave is stopped for 60 s under load
               (hotbackup keeps the backlog in its journal: flat; Redis in a replica output
               buffer until its limit). Plot.
@@ -33,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +50,7 @@ import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "hotbackup")
+STORE_LOAD = os.path.join(ROOT, "target", "release", "examples", "store_load")
 PG_BIN = "/usr/lib/postgresql/15/bin"
 OUT_DIR = os.path.join(ROOT, "bench", "report")
 KEYSPACE = 100_000
@@ -264,6 +268,11 @@ class Redis:
 
     def slave_pid(self, i=1):
         return self.procs[i].pid
+
+    def replica_aof_rewritten(self, i):
+        p = redis.Redis(port=self.ports[i], socket_timeout=5).info("persistence")
+        return (p.get("aof_rewrites", 0) >= 1 and p.get("aof_rewrite_in_progress") == 0
+                and p.get("aof_rewrite_scheduled") == 0 and p.get("aof_last_bgrewrite_status") == "ok")
 
     def synced(self):
         m = redis.Redis(port=self.ports[0], socket_timeout=5).info("replication")
@@ -577,6 +586,14 @@ def fdatasync_secs(work, nbytes):
     return took
 
 
+def store_load_secs(work, n):
+    """hotbackup's store alone: the slave's loader and checkpoint for n items, no master, no
+    network (examples/store_load.rs)."""
+    out = subprocess.run([STORE_LOAD, work, str(n), "1024"], check=True, capture_output=True,
+                         text=True, timeout=3600).stdout
+    return float(re.search(r"secs=([0-9.]+)", out).group(1))
+
+
 def sec_fullsync(work, cfg, data):
     res = data.setdefault("fullsync", {})
     for n in cfg.sizes:
@@ -584,6 +601,8 @@ def sec_fullsync(work, cfg, data):
         gen_items(path, n)
         nbytes = n * (len("item:000000000000") + 200)
         row = res.setdefault(str(n), {"hb": [], "redis": [], "dd": [], "hb_rss": [], "redis_rss": []})
+        row.setdefault("redis_durable", [])
+        row.setdefault("store", [])
         # hotbackup: the master loaded once; each run starts a wiped slave.
         hb = Hotbackup(work, "async", cache="1GiB")
         hb.start(1)
@@ -617,11 +636,19 @@ def sec_fullsync(work, cfg, data):
                 rd.add_replica(1)
                 wait_until(rd.synced, 3600, "redis full sync")
                 row["redis"].append(time.time() - t0)
-                log(f"full sync {n} run {run + 1} Redis: {row['redis'][-1]:.2f} s")
+                # The replica holds the data in memory now; it is on its disk once the AOF
+                # rewrite that a full sync starts has finished (until then a restart of the
+                # replica starts from an empty AOF).
+                wait_until(lambda: rd.replica_aof_rewritten(1), 3600, "redis replica AOF rewrite")
+                row["redis_durable"].append(time.time() - t0)
+                log(f"full sync {n} run {run + 1} Redis: {row['redis'][-1]:.2f} s, "
+                    f"on the replica's disk at {row['redis_durable'][-1]:.2f} s")
         finally:
             rd.stop()
-        for _ in range(cfg.runs):
+        for run in range(cfg.runs):
             row["dd"].append(fdatasync_secs(work, nbytes))
+            row["store"].append(store_load_secs(work, n))
+            log(f"full sync {n} run {run + 1} hotbackup's store alone: {row['store'][-1]:.2f} s")
         row["bytes"] = nbytes
         os.unlink(path)
 
@@ -921,19 +948,29 @@ def render(data, cfg, took):
     if "fullsync" in data:
         put("## Full sync\n")
         put("A wiped slave joins a master holding N items of 200 bytes (keys of 17 bytes); time from "
-            "starting the slave to caught up. Redis: a new replica of a master holding the same data "
-            "(its RDB transfer and load; `repl-diskless-sync-delay 0`, so that Redis does not first wait "
-            "its default 5 s for more replicas). The disk's limit: the same bytes written once with `dd "
-            "conv=fdatasync`. Master RSS after loading the items (hotbackup's store cache 1 GiB).\n")
-        put("| items | values | hotbackup s | Redis s | ratio | dd fdatasync s | hotbackup / dd | master RSS MiB hotbackup | Redis | ratio |")
-        put("|---|---|---|---|---|---|---|---|---|---|")
+            "starting the slave to caught up, with the new copy durable (hotbackup switches to it "
+            "only then). Redis: a new replica of a master holding the same data (its RDB transfer "
+            "and load; `repl-diskless-sync-delay 0`, so that Redis does not first wait its default "
+            "5 s for more replicas): *loaded* is when it serves the data from memory, *on disk* when "
+            "the AOF rewrite that the full sync starts has finished (before that a restart of the "
+            "replica comes back empty). *Store alone*: hotbackup's slave side with no master and no "
+            "network (`examples/store_load.rs`: the same chunks through the same loader thread, "
+            "then the checkpoint), the floor that the store puts under a full sync. The disk's "
+            "limit: the same bytes written once with `dd conv=fdatasync`. Master RSS after loading "
+            "the items (hotbackup's store cache 1 GiB).\n")
+        put("| items | values | hotbackup s | Redis loaded s | ratio | Redis on disk s | ratio | "
+            "store alone s | dd fdatasync s | master RSS MiB hotbackup | Redis | ratio |")
+        put("|---|---|---|---|---|---|---|---|---|---|---|---|")
         pts_hb, pts_rd = [], []
         for n, row in sorted(data["fullsync"].items(), key=lambda kv: int(kv[0])):
             hb, rd, dd = med(row["hb"]), med(row["redis"]), med(row["dd"])
+            rdd = med(row["redis_durable"]) if row.get("redis_durable") else None
+            st = med(row["store"]) if row.get("store") else None
             hr, rr = med(row["hb_rss"]), med(row["redis_rss"])
             gb = int(n) * 200 / 1e9
-            put(f"| {int(n):,} | {gb:.2f} GB | {hb:.2f} | {rd:.2f} | {ratio(hb, rd)} | {dd:.2f} | "
-                f"{ratio(hb, dd)} | {hr:.0f} | {rr:.0f} | {ratio(hr, rr)} |")
+            put(f"| {int(n):,} | {gb:.2f} GB | {hb:.2f} | {rd:.2f} | {ratio(hb, rd)} | "
+                f"{fmt(rdd, '.2f')} | {ratio(hb, rdd)} | {fmt(st, '.2f')} | {dd:.2f} | "
+                f"{hr:.0f} | {rr:.0f} | {ratio(hr, rr)} |")
             pts_hb.append((gb, hb))
             pts_rd.append((gb, rd))
         put("")

@@ -22,6 +22,6 @@ if [[ " $* " != *" --data "* ]]; then
         [ "$(id -u)" = 0 ] || { echo "needs ${need[*]} (run as root to install them)" >&2; exit 1; }
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    cargo build --release --locked -q
+    cargo build --release --locked -q --bin hotbackup --example store_load
 fi
 exec /usr/bin/python3 bench/report.py "$@"

@@ -610,44 +610,53 @@ fn send_repair(r: &mut Repair, peer: &mut Peer) -> Result<bool, String> {
         }
         return Ok(true);
     }
-    let (items, more) = next_chunk(&r.view, &file, r.after.as_deref())?;
-    if !items.is_empty() {
-        r.items_sent += items.len() as u64;
-        peer.send(msg::T_REPAIR_ITEMS, &msg::encode_chunk(&file, &items));
+    let next = next_chunk(&r.view, &file, r.after.as_deref())?;
+    if next.items > 0 {
+        r.items_sent += next.items as u64;
+        peer.send(msg::T_REPAIR_ITEMS, &next.chunk);
     }
-    if more {
-        r.after = items.last().map(|(k, _)| k.clone());
-    } else {
+    r.after = next.after;
+    if r.after.is_none() {
         r.files.remove(0);
         r.file_started = false;
-        r.after = None;
     }
     Ok(true)
 }
 
-/// Items of a file: (id, raw stored item).
-type Items = Vec<(Vec<u8>, Vec<u8>)>;
+/// One chunk of a file's items, encoded and compressed, and what comes after it.
+struct NextChunk {
+    chunk: Vec<u8>,
+    items: usize,
+    /// The last item's id: where the next chunk starts (Some when more items follow).
+    after: Option<Vec<u8>>,
+}
 
-/// The items of `file` after key `after` (from the start if None), up to [`CHUNK_BYTES`];
-/// and whether more follow.
-fn next_chunk(view: &View, file: &str, after: Option<&[u8]>) -> Result<(Items, bool), String> {
-    let mut items: Items = Vec::new();
-    let mut bytes = 0;
+/// The items of `file` after key `after` (from the start if None), up to [`CHUNK_BYTES`],
+/// as a chunk; and, when more follow, the key to go on from.
+fn next_chunk(view: &View, file: &str, after: Option<&[u8]>) -> Result<NextChunk, String> {
+    let mut c = msg::ChunkWriter::new(file, CHUNK_BYTES + (CHUNK_BYTES >> 3));
+    let mut last: Vec<u8> = Vec::new();
     let mut more = false;
     view.scan_from(file, after.unwrap_or_default(), &mut |k, v| {
         if after == Some(k) {
             return ControlFlow::Continue(());
         }
-        if bytes >= CHUNK_BYTES {
+        if c.encoded_len() >= CHUNK_BYTES {
             more = true;
             return ControlFlow::Break(());
         }
-        bytes += k.len() + v.len() + 8;
-        items.push((k.to_vec(), v.to_vec()));
+        c.push(k, v);
+        last.clear();
+        last.extend_from_slice(k);
         ControlFlow::Continue(())
     })
     .map_err(|e| format!("reading the snapshot: {e}"))?;
-    Ok((items, more))
+    let items = c.len();
+    Ok(NextChunk {
+        chunk: if items > 0 { c.finish() } else { Vec::new() },
+        items,
+        after: more.then_some(last),
+    })
 }
 
 /// Queues the next snapshot chunk. Ok(false) when the snapshot is all sent.
@@ -655,17 +664,15 @@ fn send_chunk(s: &mut Snapshot, peer: &mut Peer) -> Result<bool, String> {
     let Some(file) = s.files.first().cloned() else {
         return Ok(false);
     };
-    let (items, more) = next_chunk(&s.view, &file, s.after.as_deref())?;
-    if !items.is_empty() {
-        s.items += items.len() as u64;
+    let next = next_chunk(&s.view, &file, s.after.as_deref())?;
+    if next.items > 0 {
+        s.items += next.items as u64;
         s.chunks += 1;
-        peer.send(msg::T_SYNC_CHUNK, &msg::encode_chunk(&file, &items));
+        peer.send(msg::T_SYNC_CHUNK, &next.chunk);
     }
-    if more {
-        s.after = items.last().map(|(k, _)| k.clone());
-    } else {
+    s.after = next.after;
+    if s.after.is_none() {
         s.files.remove(0);
-        s.after = None;
     }
     Ok(true)
 }

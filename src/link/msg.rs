@@ -445,14 +445,61 @@ impl SyncBegin {
     }
 }
 
-/// Encodes one file's items into a chunk (before compression).
+/// Encodes one file's items into a chunk (compressed).
 pub fn encode_chunk(file: &str, items: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.bytes(file.as_bytes()).u32(items.len() as u32);
+    let mut c = ChunkWriter::new(file, 0);
     for (id, raw) in items {
-        w.bytes(id).bytes(raw);
+        c.push(id, raw);
     }
-    lz4_flex::compress_prepend_size(&w.0)
+    c.finish()
+}
+
+/// Builds a chunk item by item, straight from a snapshot's borrowed items (a full sync ships
+/// millions: no copy of each item is held on the way).
+pub struct ChunkWriter {
+    w: Writer,
+    count_at: usize,
+    count: u32,
+}
+
+impl ChunkWriter {
+    /// A chunk of `file`'s items; `capacity`: bytes of items expected.
+    pub fn new(file: &str, capacity: usize) -> ChunkWriter {
+        let mut w = Writer(Vec::with_capacity(capacity + file.len() + 64));
+        w.bytes(file.as_bytes());
+        let count_at = w.0.len();
+        w.u32(0);
+        ChunkWriter {
+            w,
+            count_at,
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, id: &[u8], raw: &[u8]) {
+        self.w.bytes(id).bytes(raw);
+        self.count += 1;
+    }
+
+    /// Items pushed.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded bytes so far (before compression).
+    pub fn encoded_len(&self) -> usize {
+        self.w.0.len()
+    }
+
+    /// The compressed chunk.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.w.0[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+        lz4_flex::compress_prepend_size(&self.w.0)
+    }
 }
 
 /// A decoded chunk: the file and its items (id, raw stored item).

@@ -1236,7 +1236,7 @@ impl Drop for Engine {
     }
 }
 
-mod loader;
+pub mod loader;
 mod rejoin;
 mod replica;
 mod sys;
