@@ -146,3 +146,112 @@ fn disk_full_without_the_guard_meets_real_enospc() {
 fn disk_full_during_checkpoints() {
     run("0", "50ms");
 }
+
+/// Clients pipelining writes and reads while the disk fills up: a failed group commit turns
+/// the replies of its batch into errors, and a batch can span several turns of the event loop
+/// (it stays open while a sync is in flight). Every command still gets exactly one complete
+/// reply, in order, with nothing cut or stuck; the server stays up, and every write answered
+/// OK is there afterwards.
+#[test]
+fn pipelined_clients_get_one_whole_reply_per_command_when_writes_fail() {
+    const CLIENTS: usize = 8;
+    const PIPELINE: usize = 32;
+    let fs = Tmpfs::mount("48m");
+    let filler = fs.dir.join("filler");
+    fill(&filler, 16 << 20);
+    write_config(
+        &fs.dir,
+        "\n[durability]\nmin_free_space = \"0\"\ncheckpoint_interval = \"10s\"\n[store]\ncache_size = \"8MiB\"\n",
+    );
+    let outside = fs.dir.parent().unwrap().join("notified.log");
+    std::fs::write(&outside, "").unwrap();
+    std::os::unix::fs::symlink(&outside, fs.dir.join("notified.log")).unwrap();
+    let mut n = Node::start_in(&fs.dir);
+    // A value that GETs read back in every pipeline: their replies are voided too, and they
+    // are longer than the error that replaces them.
+    let big = "r".repeat(8 * 1024);
+    n.raw().cmd(&["SET", "read-me", &big]);
+    let addr = n.addr;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut raw = common::Raw::connect(addr);
+                let value = vec![b'v'; 4 * 1024];
+                let expected_get = format!("$8192\r\n{}\r\n", "r".repeat(8 * 1024)).into_bytes();
+                let (mut acked, mut errors) = (Vec::new(), 0usize);
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let mut batch = 0;
+                while errors < 3 * PIPELINE && std::time::Instant::now() < deadline {
+                    let mut req = Vec::new();
+                    let mut keys = Vec::new();
+                    for i in 0..PIPELINE {
+                        if i % 2 == 0 {
+                            let key = format!("c{t}-{batch}-{i}");
+                            hotbackup::resp::encode::request(
+                                &mut req,
+                                &[b"SET", key.as_bytes(), &value],
+                            );
+                            keys.push(Some(key));
+                        } else {
+                            hotbackup::resp::encode::request(&mut req, &[b"GET", b"read-me"]);
+                            keys.push(None);
+                        }
+                    }
+                    raw.send(&req);
+                    for key in keys {
+                        let reply = raw.reply();
+                        let text = String::from_utf8_lossy(&reply);
+                        match key {
+                            Some(key) if reply == b"+OK\r\n" => acked.push(key),
+                            None if reply == expected_get => {}
+                            _ => {
+                                assert!(
+                                    text.starts_with("-ERR") && text.ends_with("\r\n"),
+                                    "client {t} batch {batch}: not a reply of its command: {text:.200}"
+                                );
+                                errors += 1;
+                            }
+                        }
+                    }
+                    batch += 1;
+                }
+                (acked, errors)
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let mut errors = 0;
+    for t in threads {
+        let (a, e) = t.join().expect("a client's replies went wrong");
+        acked.extend(a);
+        errors += e;
+    }
+    assert!(errors > 0, "the disk never filled up");
+    assert!(acked.len() > 100, "only {} writes before full", acked.len());
+    // Space returns: the server (still up) takes writes again, and every write it answered OK
+    // is there, across a crash too.
+    std::fs::remove_file(&filler).unwrap();
+    let mut con = n.client();
+    assert!(
+        wait_until(Duration::from_secs(10), || redis::cmd("SET")
+            .arg("after")
+            .arg("ok")
+            .query::<()>(&mut con)
+            .is_ok()),
+        "writes did not resume after space was freed:\n{}",
+        n.log_text()
+    );
+    n.kill9();
+    n.launch();
+    let mut con = n.client();
+    for k in &acked {
+        let v: Option<Vec<u8>> = redis::cmd("GET").arg(k).query(&mut con).unwrap();
+        assert_eq!(
+            v.map(|v| v.len()),
+            Some(4 * 1024),
+            "{k} answered OK but is not there"
+        );
+    }
+    n.stop();
+    drop(fs);
+}

@@ -919,8 +919,13 @@ impl Server {
     }
 
     /// The turn's writes failed: every data reply given since the turn's batch opened is
-    /// replaced by the error (connection-level replies stay).
+    /// replaced by the error (connection-level replies stay). A batch can span turns (it stays
+    /// open while a sync is in flight), so replies held in its earlier turns are moved to
+    /// where they now end and no longer wait for the discarded records.
     fn void_replies(&mut self, message: &str) {
+        // The failed turn's records were discarded: no reply waits for them any more (those
+        // of earlier, committed batches are still waited for).
+        let written = self.eng.visible_lsn();
         let mut by_slot: std::collections::BTreeMap<usize, Vec<&Entry>> = Default::default();
         for e in &self.log {
             by_slot.entry(e.slot).or_default().push(e);
@@ -958,6 +963,16 @@ impl Server {
             if tail < old.len() {
                 c.out.extend_from_slice(&old[tail..]);
             }
+            // Replies held in earlier turns of this batch (a deferred batch spans turns) end
+            // at positions of the old bytes: move each end by what the errors changed before it.
+            for h in c.held.iter_mut() {
+                if h.end > first_start {
+                    h.end = moved_end(h.end, &entries, err.len());
+                    h.visible = h.visible.min(written);
+                    h.wrote = h.wrote.min(written);
+                }
+            }
+            c.wrote = c.wrote.min(written);
         }
     }
 
@@ -1279,5 +1294,57 @@ impl Server {
                 Ok(())
             }
         }
+    }
+}
+
+/// Where an output position `end` lands after [`Server::void_replies`] replaced the data
+/// replies among `entries` (ascending, of one connection) with an error of `err_len` bytes.
+/// A held reply's end lies between entries (a turn's end), never inside one.
+fn moved_end(end: u64, entries: &[&Entry], err_len: usize) -> u64 {
+    let mut moved = end as i128;
+    for e in entries {
+        if e.end > end {
+            break;
+        }
+        if e.class == Class::Data {
+            moved += err_len as i128 - (e.end - e.start) as i128;
+        }
+    }
+    moved.max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(start: u64, end: u64, class: Class) -> Entry {
+        Entry {
+            slot: 0,
+            id: 1,
+            start,
+            end,
+            class,
+        }
+    }
+
+    #[test]
+    fn held_ends_move_with_the_replies_a_failed_batch_replaced() {
+        // Turn 1: "+OK\r\n" (5 bytes) at 100, a pub/sub message (20 bytes) left alone at
+        // 105..125, then CLIENT-level "+OK" (Other) at 125..130; turn 2: a 2000-byte GET reply.
+        let e = [
+            entry(100, 105, Class::Data),
+            entry(125, 130, Class::Other),
+            entry(130, 2130, Class::Data),
+        ];
+        let refs: Vec<&Entry> = e.iter().collect();
+        let err = 40;
+        // Before the batch: unmoved.
+        assert_eq!(moved_end(90, &refs, err), 90);
+        // After the first reply (5 -> 40 bytes).
+        assert_eq!(moved_end(105, &refs, err), 140);
+        // After the pub/sub message and the connection-level reply.
+        assert_eq!(moved_end(130, &refs, err), 165);
+        // After the long reply (2000 -> 40 bytes).
+        assert_eq!(moved_end(2130, &refs, err), 130 + 35 + 40);
     }
 }
