@@ -9,7 +9,7 @@
 //! write pays for the two fsyncs side by side. A crash of the master's machine may lose records
 //! a slave already holds (never acknowledged to a client: that needs them durable here too):
 //! at the next handshake the slave's last records are checked against the journal (their
-//! commit stamps, IDENT's `tail`), and a slave holding records this master lacks is told where
+//! digests, IDENT's `tail`), and a slave holding records this master lacks is told where
 //! they start (FORK); it exports and rewinds them, then resyncs. Shipping stops while the slave's socket is backed up ([`FEED_HIGH_WATER`]):
 //! a stalled slave costs the master no memory, only journal retention.
 

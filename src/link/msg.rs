@@ -84,8 +84,9 @@ pub struct Ident {
     pub rewind: Option<RewindState>,
     /// Where this node answers as a Sentinel ("" when it does not).
     pub sentinel_addr: String,
-    /// A slave: the commit stamps of its last records, `tail.1[i]` for LSN `tail.0 + i` (up
-    /// to `lsn`), for the master to check that they are its own records (see [`T_FORK`]).
+    /// A slave: the digests of its last records (`engine::record_digest`), `tail.1[i]` for
+    /// LSN `tail.0 + i` (up to `lsn`), for the master to check that they are its own records
+    /// (see [`T_FORK`]).
     pub tail: (Lsn, Vec<u64>),
 }
 
@@ -245,11 +246,11 @@ impl Ident {
         } else {
             let from = r.u64()?;
             let n = r.count(8)?;
-            let mut stamps = Vec::with_capacity(n);
+            let mut digests = Vec::with_capacity(n);
             for _ in 0..n {
-                stamps.push(r.u64()?);
+                digests.push(r.u64()?);
             }
-            (from, stamps)
+            (from, digests)
         };
         r.end()?;
         Ok(Ident {

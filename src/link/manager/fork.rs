@@ -3,7 +3,7 @@
 //! A master ships what it has written without waiting for its fsync (see `feed.rs`). If its
 //! machine crashes, it restarts without the records that were not durable yet, which a slave
 //! may already hold, and may then write others at the same LSNs. At the handshake the master
-//! checks the slave's last records (IDENT's `tail`, their commit stamps) against its journal;
+//! checks the slave's last records (IDENT's `tail`, their digests) against its journal;
 //! when they are not all its own, it answers FORK with the first LSN that is not (instead of
 //! STREAM or SYNC_BEGIN) and waits for a new IDENT. The slave exports and rewinds the records
 //! from there, as a rejoin does (a lost-transactions tape and an incident; none of them was

@@ -163,10 +163,10 @@ impl Engine {
         self.rewind_from(fork, master, Cause::Unconfirmed)
     }
 
-    /// The commit stamps of this slave's last records (at most [`SHIP_AHEAD`], up to its last
+    /// The digests of this slave's last records (at most [`SHIP_AHEAD`], up to its last
     /// written LSN): the records its master may have lost in a crash are among them. The turn
     /// is ended first, so that what the link handshake reports is in the journal.
-    pub fn tail_stamps(&mut self) -> (Lsn, Vec<u64>) {
+    pub fn tail_digests(&mut self) -> (Lsn, Vec<u64>) {
         if self.turn_dirty {
             let _ = self.end_turn();
         }
@@ -178,7 +178,7 @@ impl Engine {
         if last < from {
             return (0, Vec::new());
         }
-        match self.stamps(from, last) {
+        match self.digests(from, last) {
             Ok(s) => (from, s),
             Err(e) => {
                 log::warn!("reading the journal's last records for the handshake: {e}");
@@ -187,9 +187,9 @@ impl Engine {
         }
     }
 
-    /// The commit stamps of this node's records `from..=upto` (fewer if the journal ends
-    /// before).
-    fn stamps(&self, from: Lsn, upto: Lsn) -> Result<Vec<u64>, EngineError> {
+    /// The digests ([`record_digest`]) of this node's records `from..=upto` (fewer if the
+    /// journal ends before).
+    fn digests(&self, from: Lsn, upto: Lsn) -> Result<Vec<u64>, EngineError> {
         let mut r = JournalReader::open(self.journal.dir(), from, Some(upto))?;
         let mut out = Vec::with_capacity((upto + 1).saturating_sub(from) as usize);
         let mut next = from;
@@ -200,12 +200,13 @@ impl Engine {
                     what: format!("expected LSN {next} in the journal"),
                 });
             }
-            out.push(
-                Transaction::stamp(&rec.payload).ok_or(EngineError::BadRecord {
+            if Transaction::stamp(&rec.payload).is_none() {
+                return Err(EngineError::BadRecord {
                     lsn: rec.lsn,
                     what: "not a transaction".into(),
-                })?,
-            );
+                });
+            }
+            out.push(record_digest(&rec.payload));
             next += 1;
         }
         Ok(out)
@@ -213,15 +214,15 @@ impl Engine {
 
     /// A master checking a slave's last records (IDENT's `tail`, ending at its LSN
     /// `slave_lsn`) against its own: the first LSN where the slave holds a record this node
-    /// does not have as it is (other stamp, or past this node's last written record).
+    /// does not have as it is (another digest, or past this node's last written record).
     /// Ok(None): all of them are this node's. Err: they cannot be checked here.
     pub fn fork_in_tail(
         &self,
         tail: &(Lsn, Vec<u64>),
         slave_lsn: Lsn,
     ) -> Result<Option<Lsn>, String> {
-        let (tail_from, stamps) = tail;
-        if stamps.is_empty() || *tail_from == 0 {
+        let (tail_from, digests) = tail;
+        if digests.is_empty() || *tail_from == 0 {
             return Ok(None);
         }
         let written = self.journal.written_lsn();
@@ -229,17 +230,17 @@ impl Engine {
         // record this node had not made durable can differ.
         let skip = self.journal.first_lsn().saturating_sub(*tail_from);
         let from = tail_from + skip;
-        let stamps = stamps.get(skip as usize..).unwrap_or_default();
-        if stamps.is_empty() {
+        let digests = digests.get(skip as usize..).unwrap_or_default();
+        if digests.is_empty() {
             return Ok(None);
         }
         // The peer's numbers: no overflow whatever they are.
-        let upto = from.saturating_add(stamps.len() as u64 - 1).min(written);
+        let upto = from.saturating_add(digests.len() as u64 - 1).min(written);
         if upto >= from {
             let mine = self
-                .stamps(from, upto)
+                .digests(from, upto)
                 .map_err(|e| format!("reading this journal's LSN {from}-{upto}: {e}"))?;
-            for (i, (a, b)) in mine.iter().zip(stamps.iter()).enumerate() {
+            for (i, (a, b)) in mine.iter().zip(digests.iter()).enumerate() {
                 if a != b {
                     return Ok(Some(from + i as u64));
                 }
@@ -490,6 +491,18 @@ impl Engine {
         self.rewind = None;
         log::info!("rejoin: caught up past the repair; this node is an ordinary slave again");
     }
+}
+
+/// A record's digest for the handshake's check: the first 8 bytes of the SHA-256 of its
+/// payload (which a slave journals byte for byte as its master wrote it). Two records with the
+/// same LSN differ in digest unless they are the same transaction: the same ops at the same
+/// commit time.
+pub fn record_digest(payload: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(payload);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]

@@ -378,7 +378,7 @@ impl Engine {
     pub fn ident(&mut self) -> Ident {
         let db_id = self.store.as_ref().map_or([0; 16], |s| s.meta().db_id);
         let (role, tail, lsn, catalog) = if self.is_slave() {
-            let tail = self.tail_stamps();
+            let tail = self.tail_digests();
             (Role::Slave, tail, self.visible_lsn(), self.catalog())
         } else {
             (

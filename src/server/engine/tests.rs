@@ -444,9 +444,9 @@ fn a_slave_short_of_space_applies_nothing_until_space_returns() {
     assert_eq!(get(&mut s, "a").as_deref(), Some(&b"1"[..]));
 }
 
-/// A slave's last records (IDENT's tail) are checked against this journal: equal stamps pass,
-/// another stamp or a record past this journal's end is a fork there, and any numbers a peer
-/// sends are answered without a panic.
+/// A slave's last records (IDENT's tail) are checked against this journal: equal digests
+/// pass, another digest or a record past this journal's end is a fork there, and any numbers
+/// a peer sends are answered without a panic.
 #[test]
 fn a_slaves_tail_is_checked_against_the_journal() {
     let tmp = tempfile::tempdir().unwrap();
@@ -458,17 +458,30 @@ fn a_slaves_tail_is_checked_against_the_journal() {
     m.end_turn();
     m.sync_now();
     let mut r = crate::journal::JournalReader::open(m.journal().dir(), 1, Some(5)).unwrap();
-    let mut stamps = Vec::new();
+    let mut digests = Vec::new();
+    let mut payloads = Vec::new();
     while let Some(rec) = r.next_record().unwrap() {
-        stamps.push(crate::txn::Transaction::stamp(&rec.payload).unwrap());
+        digests.push(super::rejoin::record_digest(&rec.payload));
+        payloads.push(rec.payload);
     }
-    assert_eq!(stamps.len(), 5);
-    assert_eq!(m.fork_in_tail(&(1, stamps.clone()), 5), Ok(None));
-    assert_eq!(m.fork_in_tail(&(3, stamps[2..].to_vec()), 5), Ok(None));
-    let mut other = stamps.clone();
+    // Another transaction with the same commit time (a record rewritten after a crash within
+    // the same millisecond) has another digest: a fork there too.
+    let mut same_ms = payloads[3].clone();
+    *same_ms.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        crate::txn::Transaction::stamp(&same_ms),
+        crate::txn::Transaction::stamp(&payloads[3])
+    );
+    let mut rewritten = digests.clone();
+    rewritten[3] = super::rejoin::record_digest(&same_ms);
+    assert_eq!(m.fork_in_tail(&(1, rewritten), 5), Ok(Some(4)));
+    assert_eq!(digests.len(), 5);
+    assert_eq!(m.fork_in_tail(&(1, digests.clone()), 5), Ok(None));
+    assert_eq!(m.fork_in_tail(&(3, digests[2..].to_vec()), 5), Ok(None));
+    let mut other = digests.clone();
     other[3] += 1;
     assert_eq!(m.fork_in_tail(&(1, other), 5), Ok(Some(4)));
-    let mut longer = stamps.clone();
+    let mut longer = digests.clone();
     longer.push(1);
     assert_eq!(m.fork_in_tail(&(1, longer), 6), Ok(Some(6)));
     assert_eq!(m.fork_in_tail(&(0, Vec::new()), 5), Ok(None));
