@@ -1105,3 +1105,69 @@ fn a_rejoin_repair_shows_its_progress_in_status() {
     assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
     assert_eq!(writes_state(&d.a), "readonly");
 }
+
+/// The new master scans its journal from the rejoining node's fork point (for file-level ops)
+/// a budget at a time: a long journal since the fork is read whole, the file it dropped and
+/// created again is repaired whole, and the data ends equal.
+#[test]
+fn a_rejoin_scans_a_long_journal_since_the_fork_and_repairs_a_file_dropped_there() {
+    let mut d = Duo::start("");
+    cmd(&d.a, &["HB.CREATE", "side"]).unwrap();
+    cmd(&d.a, &["HB.WRITE", "side", "s0", "before"]).unwrap();
+    load(&d.a, "k", 2000);
+    wait_caught_up(&d.a, &d.b, Duration::from_secs(20));
+    // A, cut off, writes to the file; B is promoted.
+    d.cut();
+    cmd(&d.a, &["HB.WRITE", "side", "s1", "on-a"]).unwrap();
+    try_set(&d.a, "k0000001", "on-a").unwrap();
+    d.a.kill9();
+    let (code, out, err) = promote(&d.b);
+    assert_eq!(code, 0, "{out}{err}");
+    // B drops the file and makes it again, then takes many records.
+    cmd(&d.b, &["HB.DROP", "side"]).unwrap();
+    cmd(&d.b, &["HB.CREATE", "side"]).unwrap();
+    cmd(&d.b, &["HB.WRITE", "side", "s2", "on-b"]).unwrap();
+    let mut c = d.b.client();
+    for i in 0..20_000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("b{i:06}"))
+            .arg("y")
+            .query(&mut c)
+            .unwrap();
+    }
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
+    assert_same(&d.b, &d.a, &["main", "side"]);
+    assert_eq!(
+        cmd(&d.a, &["HB.READ", "side", "s1"]),
+        Ok(redis::Value::Nil),
+        "A's write to the dropped file was rewound"
+    );
+    assert_eq!(
+        cmd(&d.a, &["HB.READ", "side", "s0"]),
+        Ok(redis::Value::Nil),
+        "the file was dropped on B"
+    );
+    assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
+    // Every record B wrote since the fork was scanned (its promotion, the file ops, the
+    // write, the SETs; maybe a canary), and the file was repaired whole.
+    let line =
+        d.b.log_text()
+            .lines()
+            .find(|l| l.contains("since its fork point scanned"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no scan logged:\n{}", d.b.log_text()));
+    let scanned: u64 = line
+        .split("rejoining slave: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    eprintln!("{line}");
+    assert!((20_004..20_020).contains(&scanned), "{line}");
+    assert!(line.contains("1 whole file(s)"), "{line}");
+}

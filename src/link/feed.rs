@@ -23,6 +23,7 @@ use super::msg::{
 use super::peer::Peer;
 use crate::journal::{JournalReader, Lsn};
 use crate::server::Engine;
+use crate::store::rewind::RewindState;
 use crate::store::{Reader, View};
 use crate::txn::{Op, Transaction};
 
@@ -38,6 +39,8 @@ const FLUSH_BYTES: usize = 256 << 10;
 pub const PUMP_BUDGET: std::time::Duration = std::time::Duration::from_millis(10);
 
 enum State {
+    /// Reading the journal from a rejoining slave's fork point for file-level ops.
+    RepairScan(Box<RepairScan>),
     /// Repairing a rejoining slave's rewound items before streaming from its fork point.
     Repair(Box<Repair>),
     /// Shipping the snapshot.
@@ -56,6 +59,108 @@ struct Snapshot {
     after: Option<Vec<u8>>,
     items: u64,
     chunks: u64,
+}
+
+/// Before a rejoining slave's repair: the journal from its fork point to the snapshot's LSN,
+/// read for the files a file-level op touched in between.
+struct RepairScan {
+    view: View,
+    upto: Lsn,
+    from: Lsn,
+    /// None: nothing to read (the snapshot is at the fork point).
+    reader: Option<JournalReader>,
+    file_ops: std::collections::HashSet<String>,
+    /// What the slave's exported records touched.
+    rewind: RewindState,
+    /// The slave's catalog.
+    catalog: Vec<(String, bool)>,
+    /// Records read so far, and since when.
+    scanned: u64,
+    started: Instant,
+}
+
+/// Records a repair scan reads between two checks of the pump's budget.
+const SCAN_STEP: usize = 256;
+
+impl RepairScan {
+    /// Reads up to [`SCAN_STEP`] records. Ok(true): the scan is complete.
+    fn step(&mut self) -> Result<bool, String> {
+        let Some(r) = self.reader.as_mut() else {
+            return Ok(true);
+        };
+        for _ in 0..SCAN_STEP {
+            let Some(rec) = r
+                .next_record()
+                .map_err(|e| format!("reading the journal for a repair: {e}"))?
+            else {
+                return Ok(true);
+            };
+            let txn = Transaction::decode(&rec.payload)
+                .map_err(|e| format!("journal record LSN {} does not decode: {e}", rec.lsn))?;
+            self.scanned += 1;
+            for op in &txn.ops {
+                if matches!(
+                    op,
+                    Op::CreateFile { .. }
+                        | Op::SetLogged { .. }
+                        | Op::DropFile { .. }
+                        | Op::ClearFile { .. }
+                ) {
+                    self.file_ops.insert(op.file().to_string());
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The repair the scan calls for, and the catalog the stream's filter starts from.
+    fn into_repair(self) -> (Repair, Vec<(String, bool)>) {
+        let RepairScan {
+            view,
+            upto,
+            from,
+            file_ops,
+            rewind,
+            mut catalog,
+            ..
+        } = self;
+        // Files a file-level op touched since the fork are repaired whole (an item's value
+        // at `upto` says nothing of a drop or clear of its file in between).
+        let mut whole: std::collections::BTreeSet<String> = rewind.files.clone();
+        for (f, _) in &rewind.keys {
+            if file_ops.contains(f) || view.file_info(f).is_none_or(|i| !i.logged) {
+                whole.insert(f.clone());
+            }
+        }
+        let keys: Vec<(String, Vec<u8>)> = rewind
+            .keys
+            .iter()
+            .filter(|(f, _)| !whole.contains(f))
+            .cloned()
+            .collect();
+        // The filter starts from the slave's catalog, except for files repaired whole: their
+        // state is the master's (records before `upto` do not touch them on the slave).
+        for f in &whole {
+            catalog.retain(|(n, _)| n != f);
+            if let Some(i) = view.file_info(f) {
+                catalog.push((f.clone(), i.logged));
+            }
+        }
+        let whole: Vec<String> = whole.into_iter().collect();
+        let repair = Repair {
+            view,
+            upto,
+            keys,
+            files: whole.clone(),
+            file_started: false,
+            after: None,
+            whole,
+            keys_sent: 0,
+            items_sent: 0,
+            from,
+        };
+        (repair, catalog)
+    }
 }
 
 /// The repair of a rejoining slave: the values at LSN `upto` of the items its exported
@@ -296,7 +401,9 @@ impl Feed {
     }
 
     /// A rejoining slave whose fork point the journal covers: repair what its exported records
-    /// touched, then stream from the fork point.
+    /// touched, then stream from the fork point. The journal since the fork is scanned for
+    /// file-level ops first, a budget at a time in [`Feed::pump`] (it may be long: the event
+    /// loop keeps serving meanwhile).
     fn start_repair(
         eng: &mut Engine,
         peer: &mut Peer,
@@ -309,81 +416,33 @@ impl Feed {
             .snapshot()
             .map_err(|e| Refusal::Internal(format!("cannot take a snapshot: {e}")))?;
         let upto = view.lsn();
-        // Files a file-level op touched since the fork: repaired whole (an item's value at
-        // `upto` says nothing of a drop or clear of its file in between).
-        let mut file_ops = std::collections::HashSet::new();
-        if upto >= from {
-            let mut r =
+        let reader = if upto >= from {
+            Some(
                 JournalReader::open(eng.journal().dir(), from, Some(upto)).map_err(|e| {
                     Refusal::Internal(format!("reading the journal from LSN {from}: {e}"))
-                })?;
-            while let Some(rec) = r
-                .next_record()
-                .map_err(|e| Refusal::Internal(format!("reading the journal: {e}")))?
-            {
-                let txn = Transaction::decode(&rec.payload).map_err(|e| {
-                    Refusal::Internal(format!(
-                        "journal record LSN {} does not decode: {e}",
-                        rec.lsn
-                    ))
-                })?;
-                for op in &txn.ops {
-                    if matches!(
-                        op,
-                        Op::CreateFile { .. }
-                            | Op::SetLogged { .. }
-                            | Op::DropFile { .. }
-                            | Op::ClearFile { .. }
-                    ) {
-                        file_ops.insert(op.file().to_string());
-                    }
-                }
-            }
-        }
-        let mut whole: std::collections::BTreeSet<String> = rw.files.clone();
-        for (f, _) in &rw.keys {
-            if file_ops.contains(f) || view.file_info(f).is_none_or(|i| !i.logged) {
-                whole.insert(f.clone());
-            }
-        }
-        let keys: Vec<(String, Vec<u8>)> = rw
-            .keys
-            .iter()
-            .filter(|(f, _)| !whole.contains(f))
-            .cloned()
-            .collect();
-        // The filter starts from the slave's catalog, except for files repaired whole: their
-        // state is the master's (records before `upto` do not touch them on the slave).
-        let mut catalog = slave.catalog.clone();
-        for f in &whole {
-            catalog.retain(|(n, _)| n != f);
-            if let Some(i) = view.file_info(f) {
-                catalog.push((f.clone(), i.logged));
-            }
-        }
-        peer.send(msg::T_STREAM, &msg::encode_stream(from));
+                })?,
+            )
+        } else {
+            None
+        };
         log::info!(
-            "link {}: rejoining slave: repairing {} item(s) and {} whole file(s) at LSN {upto}, then streaming from its fork point {from}",
-            peer.label(),
-            keys.len(),
-            whole.len()
+            "link {}: rejoining slave: scanning the journal from its fork point {from} to LSN {upto} before the repair",
+            peer.label()
         );
-        let whole: Vec<String> = whole.into_iter().collect();
         Ok(Feed {
-            state: State::Repair(Box::new(Repair {
+            state: State::RepairScan(Box::new(RepairScan {
                 view,
                 upto,
-                keys,
-                files: whole.clone(),
-                file_started: false,
-                after: None,
-                whole,
-                keys_sent: 0,
-                items_sent: 0,
                 from,
+                reader,
+                file_ops: Default::default(),
+                rewind: rw,
+                catalog: slave.catalog.clone(),
+                scanned: 0,
+                started: now,
             })),
             follower: None,
-            filter: LoggedFilter::new(&catalog),
+            filter: LoggedFilter::new(&slave.catalog),
             sent: slave.lsn,
             ack: Ack {
                 received: slave.lsn,
@@ -432,6 +491,7 @@ impl Feed {
     /// The LSN journal retention must keep for this slave (the oldest it may still need).
     pub fn needs_from(&self) -> Lsn {
         match &self.state {
+            State::RepairScan(s) => s.from,
             State::Repair(r) => r.from,
             State::Snapshot(s) => s.lsn + 1,
             State::SnapshotDone { lsn, .. } => lsn + 1,
@@ -441,7 +501,7 @@ impl Feed {
 
     pub fn state_name(&self) -> &'static str {
         match self.state {
-            State::Repair(_) => "repair",
+            State::RepairScan(_) | State::Repair(_) => "repair",
             State::Snapshot(_) | State::SnapshotDone { .. } => "full sync",
             State::Streaming => "streaming",
         }
@@ -457,6 +517,30 @@ impl Feed {
                 return Ok(more);
             }
             match &mut self.state {
+                State::RepairScan(scan) => {
+                    if !scan.step()? {
+                        continue;
+                    }
+                    let State::RepairScan(scan) =
+                        std::mem::replace(&mut self.state, State::Streaming)
+                    else {
+                        continue;
+                    };
+                    let (scanned, took) = (scan.scanned, scan.started.elapsed());
+                    let (repair, catalog) = scan.into_repair();
+                    peer.send(msg::T_STREAM, &msg::encode_stream(repair.from));
+                    log::info!(
+                        "link {}: rejoining slave: {scanned} journal record(s) since its fork point scanned in {} ms; repairing {} item(s) and {} whole file(s) at LSN {}, then streaming from its fork point {}",
+                        peer.label(),
+                        took.as_millis(),
+                        repair.keys.len(),
+                        repair.whole.len(),
+                        repair.upto,
+                        repair.from
+                    );
+                    self.filter = LoggedFilter::new(&catalog);
+                    self.state = State::Repair(Box::new(repair));
+                }
                 State::Repair(r) => {
                     if send_repair(r, peer)? {
                         continue;
