@@ -190,6 +190,9 @@ pub struct EngineStats {
     pub failed_turns: u64,
     pub checkpoints: u64,
     pub last_checkpoint_ms: u64,
+    /// How long the last checkpoint and the longest one held the event loop, microseconds.
+    pub last_checkpoint_us: u64,
+    pub max_checkpoint_us: u64,
     pub replayed_at_start: u64,
     pub truncated_at_start: Option<String>,
 }
@@ -1069,8 +1072,15 @@ impl Engine {
             return;
         }
         if checkpoint {
-            self.checkpoint_requested = false;
-            self.checkpoint();
+            // Asked for (SAVE, a setting to persist): durable before anything goes on.
+            // Periodic: on disk behind the event loop.
+            if std::mem::take(&mut self.checkpoint_requested) {
+                self.checkpoint();
+            } else {
+                self.checkpoint_behind();
+            }
+        } else {
+            self.settle_checkpoint();
         }
     }
 
@@ -1156,10 +1166,43 @@ impl Engine {
         }
     }
 
-    /// Makes the store durable and removes journal segments it no longer needs. Postponed while
-    /// the disk is (nearly) full: a checkpoint that fails for space breaks the store, while a
-    /// postponed one only means a longer replay after a crash (the journal holds it all).
+    /// Makes the store durable, waiting for the disk, and removes journal segments it no
+    /// longer needs. Postponed while the disk is (nearly) full: a checkpoint that fails for
+    /// space breaks the store, while a postponed one only means a longer replay after a crash
+    /// (the journal holds it all).
     pub fn checkpoint(&mut self) {
+        self.checkpoint_with(true);
+    }
+
+    /// The periodic checkpoint: like [`Engine::checkpoint`], but the store file's writer
+    /// makes it durable behind the event loop; the journal segments it frees go once it is on
+    /// disk ([`Engine::settle_checkpoint`]).
+    fn checkpoint_behind(&mut self) {
+        self.checkpoint_with(false);
+    }
+
+    /// Removes the journal segments that a checkpoint which reached the disk since made
+    /// unnecessary. Err from the store file's writer: the store is reopened from the disk.
+    fn settle_checkpoint(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let before = store.meta().checkpoint_lsn;
+        match store.durable_checkpoint() {
+            Ok(lsn) if lsn > before => self.remove_segments(lsn),
+            Ok(_) => {}
+            Err(e) => {
+                log::error!("checkpoint failed: {e}");
+                if e.is_disk_full() {
+                    self.disk_full = Some(e.to_string());
+                    self.free_space = None;
+                }
+                self.reopen_store();
+            }
+        }
+    }
+
+    fn checkpoint_with(&mut self, wait: bool) {
         self.view = None;
         self.last_checkpoint = Instant::now();
         if self.turn_dirty || self.journal.pending() > 0 {
@@ -1169,11 +1212,13 @@ impl Engine {
         let Some(store) = self.store.as_ref() else {
             return;
         };
-        if store.meta().checkpoint_lsn == store.meta().applied_lsn {
-            // Nothing new to make durable; but slaves may have moved on since.
+        if store.requested_checkpoint() == store.meta().applied_lsn {
+            // Nothing new to make durable; but slaves may have moved on since (and the last
+            // checkpoint may have reached the disk).
             let lsn = store.meta().checkpoint_lsn;
             self.journal.reset_bytes_counter();
             self.remove_segments(lsn);
+            self.settle_checkpoint();
             return;
         }
         let room = match &self.disk_full {
@@ -1199,16 +1244,29 @@ impl Engine {
             return;
         };
         let started = Instant::now();
-        match store.checkpoint() {
+        let done = if wait {
+            store.checkpoint()
+        } else {
+            store.checkpoint_behind()
+        };
+        match done {
             Ok(lsn) => {
                 self.stats.checkpoints += 1;
                 self.stats.last_checkpoint_ms = crate::txn::now_ms();
+                let us = started.elapsed().as_micros() as u64;
+                self.stats.last_checkpoint_us = us;
+                self.stats.max_checkpoint_us = self.stats.max_checkpoint_us.max(us);
                 self.journal.reset_bytes_counter();
                 log::debug!(
-                    "checkpoint at LSN {lsn} in {:.1} ms",
-                    started.elapsed().as_secs_f64() * 1e3
+                    "checkpoint at LSN {lsn} in {:.1} ms{}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    if wait { "" } else { " (on disk behind)" }
                 );
-                self.remove_segments(lsn);
+                if wait {
+                    self.remove_segments(lsn);
+                } else {
+                    self.settle_checkpoint();
+                }
             }
             Err(e) => {
                 log::error!("checkpoint failed: {e}");

@@ -297,6 +297,8 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, t: &mut String) -> CmdResult {
             kv(t, "store_checkpoint_lsn", &checkpoint);
             kv(t, "checkpoints", &es.checkpoints);
             kv(t, "last_checkpoint_time", &(es.last_checkpoint_ms / 1000));
+            kv(t, "last_checkpoint_ms", &(es.last_checkpoint_us / 1000));
+            kv(t, "max_checkpoint_ms", &(es.max_checkpoint_us / 1000));
             kv(t, "replayed_at_start", &es.replayed_at_start);
             kv(
                 t,
