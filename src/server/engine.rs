@@ -135,6 +135,9 @@ pub enum WriteRefused {
     DiskFull(String),
     #[error("writes are refused: {0}")]
     Unavailable(String),
+    /// A read while the store is being recovered (after a failed write, from the journal).
+    #[error("the store cannot be read now: {0}; it is being rebuilt from the journal, retry")]
+    ReadUnavailable(String),
     /// This node is a slave.
     #[error("READONLY You can't write against a read only replica.{0}")]
     ReadOnly(MasterHint),
@@ -606,10 +609,10 @@ impl Engine {
             let store = self
                 .store
                 .as_ref()
-                .ok_or_else(|| WriteRefused::Unavailable(self.unavailable()))?;
+                .ok_or_else(|| WriteRefused::ReadUnavailable(self.unavailable()))?;
             let view = store
                 .view()
-                .map_err(|e| WriteRefused::Unavailable(e.to_string()))?;
+                .map_err(|e| WriteRefused::ReadUnavailable(e.to_string()))?;
             self.view = Some(view);
         }
         if let Some(b) = self.batch.as_ref() {
@@ -617,7 +620,7 @@ impl Engine {
         }
         match self.view.as_ref() {
             Some(v) => Ok(Source::View(v)),
-            None => Err(WriteRefused::Unavailable(self.unavailable())),
+            None => Err(WriteRefused::ReadUnavailable(self.unavailable())),
         }
     }
 

@@ -490,3 +490,19 @@ fn a_slaves_tail_is_checked_against_the_journal() {
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
     }
 }
+
+/// While the store is being rebuilt (a failed write, a full disk), a read says that it is a
+/// read that cannot be served now and why, not that writes are refused.
+#[test]
+fn a_read_while_the_store_is_rebuilt_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(opts(tmp.path())).unwrap();
+    e.store = None;
+    e.store_broken = Some("store recovery failed: disk full".into());
+    let err = e.reader().err().expect("no store: no reader").to_string();
+    assert!(
+        err.starts_with("the store cannot be read now: store recovery failed: disk full"),
+        "{err}"
+    );
+    assert!(!err.contains("writes are refused"), "{err}");
+}
