@@ -84,6 +84,21 @@ fn check_full_behaviour(n: &Node, acked: &[String], err: &str) {
     assert!(again.is_err());
 }
 
+/// Removes the filler and waits until the server takes a write again (after it notices).
+fn free_space_and_write_again(n: &Node, filler: &Path) {
+    std::fs::remove_file(filler).unwrap();
+    let mut con = n.client();
+    assert!(
+        wait_until(Duration::from_secs(10), || redis::cmd("SET")
+            .arg("after")
+            .arg("ok")
+            .query::<()>(&mut con)
+            .is_ok()),
+        "writes did not resume after space was freed:\n{}",
+        n.log_text()
+    );
+}
+
 fn run(min_free_space: &str, checkpoint_interval: &str) {
     let fs = Tmpfs::mount("48m");
     let filler = fs.dir.join("filler");
@@ -105,17 +120,7 @@ fn run(min_free_space: &str, checkpoint_interval: &str) {
     check_full_behaviour(&n, &acked, &err);
     common::pair::assert_incident(&n, "disk_full");
     // Space returns: writes work again (after the server notices).
-    std::fs::remove_file(&filler).unwrap();
-    let mut con = n.client();
-    assert!(
-        wait_until(Duration::from_secs(10), || redis::cmd("SET")
-            .arg("after")
-            .arg("ok")
-            .query::<()>(&mut con)
-            .is_ok()),
-        "writes did not resume after space was freed:\n{}",
-        n.log_text()
-    );
+    free_space_and_write_again(&n, &filler);
     common::pair::assert_incident(&n, "disk_recovered");
     // Nothing acknowledged was lost, across a crash too.
     n.kill9();
@@ -230,17 +235,7 @@ fn pipelined_clients_get_one_whole_reply_per_command_when_writes_fail() {
     assert!(acked.len() > 100, "only {} writes before full", acked.len());
     // Space returns: the server (still up) takes writes again, and every write it answered OK
     // is there, across a crash too.
-    std::fs::remove_file(&filler).unwrap();
-    let mut con = n.client();
-    assert!(
-        wait_until(Duration::from_secs(10), || redis::cmd("SET")
-            .arg("after")
-            .arg("ok")
-            .query::<()>(&mut con)
-            .is_ok()),
-        "writes did not resume after space was freed:\n{}",
-        n.log_text()
-    );
+    free_space_and_write_again(&n, &filler);
     n.kill9();
     n.launch();
     let mut con = n.client();

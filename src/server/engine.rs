@@ -1194,15 +1194,19 @@ impl Engine {
         match store.durable_checkpoint() {
             Ok(lsn) if lsn > before => self.remove_segments(lsn),
             Ok(_) => {}
-            Err(e) => {
-                log::error!("checkpoint failed: {e}");
-                if e.is_disk_full() {
-                    self.disk_full = Some(e.to_string());
-                    self.free_space = None;
-                }
-                self.reopen_store();
-            }
+            Err(e) => self.checkpoint_failed(e),
         }
+    }
+
+    /// A checkpoint (or the writing of one behind the loop) failed: the store is reopened
+    /// from the disk and the journal; a full disk refuses writes until there is room.
+    fn checkpoint_failed(&mut self, e: StoreError) {
+        log::error!("checkpoint failed: {e}");
+        if e.is_disk_full() {
+            self.disk_full = Some(e.to_string());
+            self.free_space = None;
+        }
+        self.reopen_store();
     }
 
     fn checkpoint_with(&mut self, wait: bool) {
@@ -1271,14 +1275,7 @@ impl Engine {
                     self.settle_checkpoint();
                 }
             }
-            Err(e) => {
-                log::error!("checkpoint failed: {e}");
-                if e.is_disk_full() {
-                    self.disk_full = Some(e.to_string());
-                    self.free_space = None;
-                }
-                self.reopen_store();
-            }
+            Err(e) => self.checkpoint_failed(e),
         }
     }
 }
