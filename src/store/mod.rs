@@ -14,6 +14,7 @@
 mod behind;
 pub mod incidents;
 pub mod item;
+mod loading;
 mod pending;
 mod read;
 pub mod rewind;
@@ -137,6 +138,11 @@ impl Default for StoreOptions {
 }
 
 pub struct Store {
+    /// A load in progress ([`Store::start_load`]). Declared before `db` so that it ends (syncs
+    /// are real again) before redb closes the file.
+    loading: Option<loading::Loading>,
+    /// The switch of a loading backend's deferred syncs (a copy made by `create_for_sync`).
+    load_switch: Option<Arc<std::sync::atomic::AtomicBool>>,
     db: Database,
     /// How far the store file's writer has got ([`behind`]); None: redb writes and syncs the
     /// file itself (a full sync's new copy, loaded by a thread of its own).
@@ -148,6 +154,15 @@ pub struct Store {
     meta: Meta,
     /// A batch hands its buffered writes to redb past this many bytes ([`pending_limit`]).
     pending_limit: usize,
+}
+
+/// Who writes the store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// A thread behind the caller ([`behind`]): the live store.
+    Behind,
+    /// redb itself, syncs deferred during a load ([`loading`]): a copy being made.
+    Loading,
 }
 
 /// Table name of a file.
@@ -295,28 +310,30 @@ impl Store {
         drop(db);
         // The loader thread is not the event loop: its writes need not go behind it (a third
         // busy thread slowed the load where cores are few). The copy goes live reopened.
-        Store::open_with(path, opts, false)
+        Store::open_with(path, opts, Backend::Loading)
     }
 
     /// Opens the store at `path`, creating and initialising it if it does not exist.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        Store::open_with(path, opts, true)
+        Store::open_with(path, opts, Backend::Behind)
     }
 
-    /// [`Store::open`], with the file written behind the caller ([`behind`]) or by redb.
-    fn open_with(path: &Path, opts: &StoreOptions, behind: bool) -> Result<Store, StoreError> {
+    /// [`Store::open`], with the file written behind the caller ([`behind`]) or by redb
+    /// ([`loading`]).
+    fn open_with(path: &Path, opts: &StoreOptions, backend: Backend) -> Result<Store, StoreError> {
         let io = |source: std::io::Error| StoreError::Redb {
             op: "open",
             source: redb::Error::Io(source),
         };
-        let (db, progress) = if behind {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let mut load_switch = None;
+        let (db, progress) = if backend == Backend::Behind {
             // A checkpoint hands the writer redb's whole write buffer (at most half the cache)
             // without waiting, up to 512 MiB.
             let cap = (opts.cache_size / 2 + (16 << 20)).min(512 << 20);
@@ -327,9 +344,11 @@ impl Store {
                 .map_err(redb_err("open"))?;
             (db, Some(progress))
         } else {
+            let (backend, switch) = loading::LoadingFile::new(file).map_err(io)?;
+            load_switch = Some(switch);
             let db = Database::builder()
                 .set_cache_size(opts.cache_size)
-                .create(path)
+                .create_with_backend(backend)
                 .map_err(redb_err("open"))?;
             (db, None)
         };
@@ -409,6 +428,8 @@ impl Store {
         };
         txn.commit().map_err(redb_err("commit"))?;
         Ok(Store {
+            loading: None,
+            load_switch,
             db,
             progress,
             pending_checkpoint: None,
@@ -499,8 +520,13 @@ impl Store {
     /// Starts a batch: one write transaction, not durable until a checkpoint.
     pub fn begin(&self) -> Result<Batch, StoreError> {
         let mut txn = self.db.begin_write().map_err(redb_err("begin batch"))?;
-        txn.set_durability(Durability::None)
-            .map_err(redb_err("set durability"))?;
+        // While loading, a commit is a durable one: it hands its pages to the file (its sync
+        // waits, [`loading`]), so that the kernel writes them out during the load rather than
+        // all at its end.
+        if self.loading.is_none() {
+            txn.set_durability(Durability::None)
+                .map_err(redb_err("set durability"))?;
+        }
         Ok(Batch {
             txn,
             pending: RefCell::default(),
@@ -548,6 +574,28 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a load into a copy made by [`Store::create_for_sync`]: until the next checkpoint,
+    /// redb's syncs wait and the kernel is kept writing the file out ([`loading`]); that
+    /// checkpoint makes the whole load durable. A crash before it must not leave the copy to
+    /// be opened (a full sync's copy is removed). Err: the store is not such a copy.
+    pub fn start_load(&mut self) -> Result<(), StoreError> {
+        let Some(switch) = &self.load_switch else {
+            return Err(StoreError::Corrupt(
+                "only a copy made for a full sync can be loaded with deferred syncs".into(),
+            ));
+        };
+        if self.loading.is_some() {
+            return Ok(());
+        }
+        let io = |source: std::io::Error| StoreError::Redb {
+            op: "start a load",
+            source: redb::Error::Io(source),
+        };
+        let file = std::fs::File::open(&self.path).map_err(io)?;
+        self.loading = Some(loading::Loading::start(switch.clone(), file).map_err(io)?);
+        Ok(())
+    }
+
     /// Makes every committed batch durable, and waits until it is. Returns the checkpoint LSN.
     pub fn checkpoint(&mut self) -> Result<Lsn, StoreError> {
         let lsn = self.checkpoint_behind()?;
@@ -565,6 +613,9 @@ impl Store {
     /// the disk: the store file's writer makes it durable behind the caller, in order
     /// ([`behind`]). [`Store::durable_checkpoint`] says when it is.
     pub fn checkpoint_behind(&mut self) -> Result<Lsn, StoreError> {
+        if let Some(l) = self.loading.take() {
+            l.end();
+        }
         let mut txn = self
             .db
             .begin_write()

@@ -325,3 +325,66 @@ fn a_batch_larger_than_its_buffer_is_handed_to_redb_on_the_way() {
     st.commit(b, 2).unwrap();
     assert_eq!(st.view().unwrap().count("main").unwrap(), n as u64);
 }
+
+fn sync_init(lsn: Lsn) -> SyncInit {
+    SyncInit {
+        db_id: [9; 16],
+        history: vec![(1, 1)],
+        lsn,
+        catalog: vec![("main".into(), true)],
+    }
+}
+
+#[test]
+fn a_load_with_deferred_syncs_is_whole_once_its_checkpoint_is_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store.redb");
+    // A small cache: pages are evicted and the file grows several times during the load.
+    let opts = StoreOptions {
+        cache_size: 2 << 20,
+    };
+    let mut st = Store::create_for_sync(&path, &opts, &sync_init(500)).unwrap();
+    st.start_load().unwrap();
+    let switch = st.load_switch.clone().unwrap();
+    assert!(
+        switch.load(std::sync::atomic::Ordering::Acquire),
+        "syncs wait"
+    );
+    let value = item::encode_str(&[b'v'; 200]);
+    let n = 20_000u32;
+    for chunk in 0..10 {
+        let ids: Vec<Vec<u8>> = (chunk * n / 10..(chunk + 1) * n / 10)
+            .map(|i| format!("item:{i:08}").into_bytes())
+            .collect();
+        let mut b = st.begin().unwrap();
+        b.put_item_slices(
+            "main",
+            ids.iter().map(|id| (id.as_slice(), value.as_slice())),
+        )
+        .unwrap();
+        st.commit(b, 500).unwrap();
+    }
+    assert_eq!(st.checkpoint().unwrap(), 500);
+    assert!(
+        !switch.load(std::sync::atomic::Ordering::Acquire),
+        "the checkpoint that ends the load syncs for real"
+    );
+    assert!(st.loading.is_none(), "the writeback thread has stopped");
+    drop(st);
+    let st = open(tmp.path());
+    assert_eq!(st.meta().applied_lsn, 500);
+    assert_eq!(st.meta().db_id, [9; 16]);
+    let v = st.view().unwrap();
+    assert_eq!(v.count("main").unwrap(), u64::from(n));
+    assert_eq!(
+        v.get_raw("main", b"item:00012345").unwrap(),
+        Some(value.clone())
+    );
+}
+
+#[test]
+fn only_a_copy_made_for_a_full_sync_loads_with_deferred_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut st = open(tmp.path());
+    assert!(st.start_load().is_err());
+}

@@ -31,7 +31,10 @@ pub struct Loader {
 
 impl Loader {
     /// Starts the thread on the new copy's store; every commit records `lsn`.
-    pub fn start(store: Store, lsn: Lsn) -> Result<Loader, StoreError> {
+    pub fn start(mut store: Store, lsn: Lsn) -> Result<Loader, StoreError> {
+        // The copy is made durable by the checkpoint that completes the load; until then its
+        // syncs wait ([`Store::start_load`]).
+        store.start_load()?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
         let thread = std::thread::Builder::new()
             .name("hb-loader".into())
