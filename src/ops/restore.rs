@@ -159,6 +159,8 @@ fn build(
             catalog: h.catalog.clone(),
         },
     )?;
+    // Like a full sync's loader: the copy is made durable by the checkpoint after the load.
+    store.start_load()?;
     let mut progress = Progress::new("restore", Some(h.items));
     let mut batch = None;
     let mut pending = 0usize;

@@ -1,4 +1,4 @@
-//! The file of a copy being loaded (a full sync's new copy): redb writes it itself, but its
+//! The file of a copy being loaded (a full sync's new copy, a restore's): redb writes it, but its
 //! syncs wait until the load is complete, and the kernel is kept writing the file out
 //! meanwhile.
 //!
@@ -17,8 +17,8 @@
 //! `examples/store_load.rs`, 5M items, 5 runs each, alternated: median 8.90 s before,
 //! 8.10 s after.
 //!
-//! Why skipping syncs is safe: a copy being loaded is never opened after a crash (a full
-//! sync's `state.M.tmp` is removed by `DataDir::prepare`), so the crash ordering that redb's
+//! Why skipping syncs is safe: a copy being loaded is never opened after a crash (its
+//! `state.M.tmp` is removed by `DataDir::prepare`), so the crash ordering that redb's
 //! intermediate syncs give has no reader; [`Loading::end`] restores real syncs before the
 //! checkpoint that completes the load, and that checkpoint's `fdatasync` makes everything
 //! durable, the file's length included, before the copy can go live.
