@@ -250,3 +250,84 @@ fn pipelined_clients_get_one_whole_reply_per_command_when_writes_fail() {
     n.stop();
     drop(fs);
 }
+
+/// Free bytes of the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let st = nix::sys::statvfs::statvfs(path).unwrap();
+    st.blocks_available() as u64 * st.fragment_size() as u64
+}
+
+/// A slave's disk fills up during a full sync: the new copy is given up and its directory
+/// removed, the slave stays up on its old copy and says why, and once space returns a later
+/// attempt completes, with the slave holding what the master holds. (The new copy's syncs wait
+/// until its load is complete, `src/store/loading.rs`: a write that fails must still fail the
+/// sync, not a later switch.)
+#[test]
+fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space_returns() {
+    use common::pair::{KEY, assert_same, node_config, wait_caught_up};
+    let fs = Tmpfs::mount("128m");
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::key_file(dir.path(), "pair.key", KEY);
+    let (mp, sp) = (common::free_port(), common::free_port());
+    // The master first, with 40 MiB of items; its slave is not there yet.
+    let mdir = dir.path().join("master");
+    node_config(&mdir, "master", mp, &[format!("127.0.0.1:{sp}")], &key, "");
+    let master = Node::start_in(&mdir);
+    let mut c = master.client();
+    let value = vec![b'v'; 16 << 10];
+    for chunk in 0..25 {
+        let mut cmd = redis::cmd("MSET");
+        for i in 0..100 {
+            cmd.arg(format!("k{chunk:02}-{i:03}")).arg(&value[..]);
+        }
+        let _: () = cmd.query(&mut c).unwrap();
+    }
+    // The slave's disk has 24 MiB free: its new copy does not fit.
+    let filler = fs.dir.join("filler");
+    fill(&filler, (free_bytes(&fs.dir) - (24 << 20)) as usize);
+    let sdir = fs.dir.join("slave");
+    node_config(
+        &sdir,
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "[store]\ncache_size = \"8MiB\"\n",
+    );
+    let mut slave = Node::start_in(&sdir);
+    assert!(
+        slave.wait_log("No space left on device", Duration::from_secs(30)),
+        "the full sync did not meet the full disk:\n{}",
+        slave.log_text()
+    );
+    assert!(
+        slave.log_text().contains("the previous copy stays live"),
+        "{}",
+        slave.log_text()
+    );
+    // Up, serving its old (empty) copy.
+    let mut sc = slave.client();
+    let got: Option<Vec<u8>> = redis::cmd("GET").arg("k00-000").query(&mut sc).unwrap();
+    assert_eq!(got, None);
+    let tmp_copies = || -> Vec<String> {
+        std::fs::read_dir(sdir.join("data"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    // Space returns: a later attempt completes, and no given-up copy is left behind.
+    std::fs::remove_file(&filler).unwrap();
+    wait_caught_up(&master, &slave, Duration::from_secs(60));
+    assert_same(&master, &slave, &["main"]);
+    assert!(tmp_copies().is_empty(), "left behind: {:?}", tmp_copies());
+    // The loaded copy is on disk: it is there after a kill -9.
+    slave.kill9();
+    slave.launch();
+    let got: Vec<u8> = redis::cmd("GET")
+        .arg("k24-099")
+        .query(&mut slave.client())
+        .unwrap();
+    assert_eq!(got.len(), 16 << 10);
+}
