@@ -7,7 +7,9 @@
 //! [`Store::checkpoint_behind`] leaves that to the store file's writer ([`behind`]: redb's
 //! writes and syncs, done in order on a thread of their own); after a crash redb comes back at
 //! the last checkpoint on disk and the server replays the journal from there. A [`View`] is a redb read
-//! transaction: a consistent cut at a known LSN, unaffected by later writes.
+//! transaction: a consistent cut at a known LSN, unaffected by later writes. A copy being made
+//! (a full sync's, a restore's) is written by redb itself, its syncs held until the checkpoint
+//! that completes it ([`loading`]).
 //!
 //! The store never reads the journal and never decides what a command means: it applies ops.
 
@@ -192,12 +194,13 @@ impl Default for StoreOptions {
 }
 
 pub struct Store {
-    /// A load in progress ([`Store::start_load`]). Declared before `db` so that it ends (syncs
-    /// are real again) before redb closes the file.
+    db: Database,
+    /// A load in progress ([`Store::start_load`]). Declared after `db`: a copy dropped while
+    /// it loads (a full sync given up) is closed without waiting for the disk, as it is thrown
+    /// away; a load that completes ends with a checkpoint.
     loading: Option<loading::Loading>,
     /// The switch of a loading backend's deferred syncs (a copy made by `create_for_sync`).
     load_switch: Option<Arc<std::sync::atomic::AtomicBool>>,
-    db: Database,
     /// How far the store file's writer has got ([`behind`]); None: redb writes and syncs the
     /// file itself (a full sync's new copy, loaded by a thread of its own).
     progress: Option<behind::Progress>,
@@ -482,9 +485,9 @@ impl Store {
         };
         txn.commit().map_err(redb_err("commit"))?;
         Ok(Store {
+            db,
             loading: None,
             load_switch,
-            db,
             progress,
             pending_checkpoint: None,
             path: path.to_path_buf(),
