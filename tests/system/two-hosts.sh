@@ -18,7 +18,8 @@
 # exits 77 ("skipped") with the reason when something is missing. Bounded: every step polls
 # with a deadline and the whole run stops after HB_SYSTEM_TEST_TIMEOUT seconds (default 900).
 # Ends only the processes it started (by PID), unmounts and deletes what it made, also on
-# failure; then the hosts' journals are saved under HB_ARTIFACTS (default target/system-test).
+# failure; then the hosts' journals are saved under HB_ARTIFACTS (default target/system-test),
+# also after a pass when HB_SAVE_JOURNALS is set.
 # The .deb: HB_DEB, else built with scripts/package.sh. The root file system is cached
 # (tests/system/rootfs.sh).
 set -euo pipefail
@@ -113,7 +114,7 @@ stop_host() { # stop_host H: TERM its nspawn (our child), KILL after 20 s.
 cleanup() {
     local rc=$?
     set +e
-    if [ "$failed" = 1 ]; then save_journals; fi
+    if [ "$failed" = 1 ] || [ -n "${HB_SAVE_JOURNALS:-}" ]; then save_journals; fi
     for h in A B; do stop_host "$h"; done
     for h in A B; do
         mountpoint -q "$WORK/$h/merged" && umount "$WORK/$h/merged"
