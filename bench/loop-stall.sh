@@ -36,13 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "server on port $1 did not come up" >&2; exit 1
-}
+. bench/lib.sh   # wait_port, median (the script runs from the repository root)
 
 start() {
     rm -rf "$WORK/$1"; mkdir -p "$WORK/$1"
@@ -96,7 +90,6 @@ PY
     echo "$rps $p99 $max $(cat "$WORK/ping")"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A R
 for run in $(seq 1 "$RUNS"); do

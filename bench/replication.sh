@@ -46,11 +46,10 @@ trap cleanup EXIT
 head -c 32 /dev/urandom | base64 >"$WORK/pair.key"; chmod 600 "$WORK/pair.key"
 
 want() { [[ " ${SECTIONS:-1 2 3 4} " == *" $1 "* ]]; }
-wait_port() { for _ in $(seq 1 400); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "port $1 down" >&2; exit 1; }
+. bench/lib.sh   # wait_port, median (the script runs from the repository root)
 info_field() { redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: -v k="$2" '$1==k {print $2}'; }
 now() { date +%s.%N; }
 rss_mib() { echo "scale=1; $(ps -o rss= -p "$1") / 1024" | bc; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 rps() { redis-benchmark -p "$1" -t set -c "${3:-50}" -n "$2" -r 100000 -d 100 --csv -q 2>/dev/null | awk -F'","' '$1 ~ "SET" {print $2; exit}'; }
 
 hb_config() { # role client link peer_link sync   (store cache: $CACHE, default 256MiB; $MCACHE: the master's)

@@ -35,13 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "server on port $1 did not come up" >&2; exit 1
-}
+. bench/lib.sh   # wait_port, median (the script runs from the repository root)
 
 start_servers() {
     rm -rf "$WORK"/hb "$WORK"/always "$WORK"/everysec
@@ -79,7 +73,6 @@ rps() {
         awk -F'","' -v t="$(echo "$2" | tr a-z A-Z)" '$1 ~ "\""t {print $2; exit}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A R
 TESTS=("set 50 $N50" "get 50 $N50" "set 1 $N1" "get 1 $N1")

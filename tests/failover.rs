@@ -163,11 +163,7 @@ fn rejoin_exports_the_divergent_suffix_and_repairs_without_a_full_copy() {
         try_set(&d.b, &format!("b-{i}"), "y").unwrap();
     }
 
-    d.heal();
-    d.a.launch();
-    wait_state(&d.a, "fenced", Duration::from_secs(15));
-    let (code, out, err) = rejoin(&d.a, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, err) = heal_restart_fenced_and_rejoin(&mut d);
     assert!(
         err.contains("were never sent to the new master") || out.contains("were never sent"),
         "the rejoin names the lost transactions:\n{out}\n{err}"
@@ -284,11 +280,7 @@ fn rejoin_falls_back_to_a_full_sync_when_the_new_master_no_longer_has_the_fork_p
         "B's journal still starts at {}",
         link_stat(&d.b, "journal_first_lsn")
     );
-    d.heal();
-    d.a.launch();
-    wait_state(&d.a, "fenced", Duration::from_secs(15));
-    let (code, out, err) = rejoin(&d.a, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    heal_restart_fenced_and_rejoin(&mut d);
     wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
     assert_same(&d.b, &d.a, &["main"]);
     assert_eq!(get(&d.a, "a-only"), None);
@@ -636,11 +628,7 @@ fn the_promoted_slave_keeps_the_journal_the_old_master_needs_to_rejoin_without_a
         fork + 1,
         d.b.log_text()
     );
-    d.heal();
-    d.a.launch();
-    wait_state(&d.a, "fenced", Duration::from_secs(15));
-    let (code, out, err) = rejoin(&d.a, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    heal_restart_fenced_and_rejoin(&mut d);
     wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
     assert_same(&d.b, &d.a, &["main"]);
     assert_eq!(link_stat(&d.b, "link_full_syncs"), 0, "no full copy");
@@ -1135,11 +1123,7 @@ fn a_rejoin_scans_a_long_journal_since_the_fork_and_repairs_a_file_dropped_there
             .query(&mut c)
             .unwrap();
     }
-    d.heal();
-    d.a.launch();
-    wait_state(&d.a, "fenced", Duration::from_secs(15));
-    let (code, out, err) = rejoin(&d.a, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    heal_restart_fenced_and_rejoin(&mut d);
     wait_caught_up(&d.b, &d.a, Duration::from_secs(60));
     assert_same(&d.b, &d.a, &["main", "side"]);
     assert_eq!(

@@ -119,6 +119,17 @@ pub fn rejoin(n: &Node, extra: &[&str]) -> (i32, String, String) {
     cli(&args)
 }
 
+/// A was cut off and stopped while B took over: the link heals, A starts again, finds itself
+/// fenced, and `hotbackup rejoin` on it succeeds. Returns rejoin's (stdout, stderr).
+pub fn heal_restart_fenced_and_rejoin(d: &mut Duo) -> (String, String) {
+    d.heal();
+    d.a.launch();
+    wait_state(&d.a, "fenced", Duration::from_secs(15));
+    let (code, out, err) = rejoin(&d.a, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    (out, err)
+}
+
 pub fn cmd(n: &Node, args: &[&str]) -> Result<redis::Value, String> {
     let mut c = n.client();
     let mut cmd = redis::cmd(args[0]);
