@@ -265,7 +265,9 @@ fn free_bytes(path: &Path) -> u64 {
 #[test]
 fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space_returns() {
     use common::pair::{KEY, assert_same, node_config, wait_caught_up};
-    let fs = Tmpfs::mount("128m");
+    // 256 MiB: once the filler is gone, the loaded copy leaves more than the default
+    // min_free_space (64 MiB) free, so the slave applies what the master writes next.
+    let fs = Tmpfs::mount("256m");
     let dir = tempfile::tempdir().unwrap();
     let key = common::key_file(dir.path(), "pair.key", KEY);
     let (mp, sp) = (common::free_port(), common::free_port());
@@ -319,6 +321,8 @@ fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space
     };
     // Space returns: a later attempt completes, and no given-up copy is left behind.
     std::fs::remove_file(&filler).unwrap();
+    // And what the master writes next is streamed and applied too.
+    let _: () = redis::cmd("SET").arg("after").arg("1").query(&mut c).unwrap();
     wait_caught_up(&master, &slave, Duration::from_secs(60));
     assert_same(&master, &slave, &["main"]);
     assert!(tmp_copies().is_empty(), "left behind: {:?}", tmp_copies());
