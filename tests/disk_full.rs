@@ -322,7 +322,11 @@ fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space
     // Space returns: a later attempt completes, and no given-up copy is left behind.
     std::fs::remove_file(&filler).unwrap();
     // And what the master writes next is streamed and applied too.
-    let _: () = redis::cmd("SET").arg("after").arg("1").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
     wait_caught_up(&master, &slave, Duration::from_secs(60));
     assert_same(&master, &slave, &["main"]);
     assert!(tmp_copies().is_empty(), "left behind: {:?}", tmp_copies());
