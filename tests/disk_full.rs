@@ -75,7 +75,11 @@ fn check_full_behaviour(n: &Node, acked: &[String], err: &str) {
         .arg("persistence")
         .query(&mut con)
         .unwrap();
-    assert!(info.contains("writes_refused:disk full"), "{info}");
+    assert!(
+        info.contains("writes_refused:disk full"),
+        "{info}\n--- log\n{}",
+        n.log_text()
+    );
     // Still refused while full.
     let again = redis::cmd("SET")
         .arg("x")
