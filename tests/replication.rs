@@ -219,6 +219,92 @@ fn a_slave_killed_during_a_full_sync_keeps_its_old_copy_and_syncs_again() {
 }
 
 #[test]
+fn the_link_stays_up_while_a_full_sync_is_made_durable() {
+    // The slave's loader holds its final checkpoint (a test trigger) for longer than the
+    // peer_timeout (2 s): the event loop must go on meanwhile, heartbeats included, and the
+    // writes the master streams after the snapshot must wait and then apply.
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "pair.key", KEY);
+    let (mp, sp) = (free_port(), free_port());
+    let master = start_node(
+        dir.path(),
+        "master",
+        "master",
+        mp,
+        &[format!("127.0.0.1:{sp}")],
+        &key,
+        "",
+    );
+    load(&master, "k", 20_000);
+    node_config(
+        &dir.path().join("slave"),
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "",
+    );
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let mut slave = Node::start_in_unlaunched(&dir.path().join("slave"));
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["serve", "--config"])
+        .arg(&slave.config)
+        .env("HOTBACKUP_TEST_LOADER_HOLD_FILE", &hold);
+    slave.launch_cmd(cmd);
+    assert!(
+        slave.wait_log("checkpoint waits for it", Duration::from_secs(30)),
+        "{}",
+        slave.log_text()
+    );
+    // Written while the new copy is held: streamed after the snapshot.
+    load(&master, "after", 500);
+    let held = std::time::Instant::now();
+    let mut c = slave.client();
+    while held.elapsed() < Duration::from_secs(5) {
+        // The slave serves its clients (from the old copy) all along.
+        let asked = std::time::Instant::now();
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "the slave took {:?} to answer PING",
+            asked.elapsed()
+        );
+        assert!(
+            !slave.log_text().contains("full sync complete"),
+            "the hold did not hold"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mlink = info(&master, "replication");
+    assert_eq!(
+        field(&mlink, "link_disconnects").as_deref(),
+        Some("0"),
+        "the master dropped the slave while its copy was made durable:\n{mlink}\n{}",
+        master.log_text()
+    );
+    std::fs::remove_file(&hold).unwrap();
+    assert!(
+        slave.wait_log("full sync complete", Duration::from_secs(30)),
+        "{}",
+        slave.log_text()
+    );
+    wait_caught_up(&master, &slave, Duration::from_secs(30));
+    assert_same(&master, &slave, &["main"]);
+    assert_eq!(
+        field(&info(&master, "replication"), "link_disconnects").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        field(&info(&slave, "replication"), "link_disconnects").as_deref(),
+        Some("0"),
+        "{}",
+        slave.log_text()
+    );
+}
+
+#[test]
 fn link_faults_are_detected_and_recovered_without_divergence() {
     let proxy_cell: Arc<std::sync::Mutex<Option<Proxy>>> = Default::default();
     let cell = proxy_cell.clone();

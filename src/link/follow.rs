@@ -18,6 +18,9 @@ enum State {
     /// IDENT sent: waiting for STREAM or SYNC_BEGIN.
     Waiting,
     Loading(Box<FullSync>),
+    /// SYNC_END received: the loader thread makes the new copy durable. Frames after it
+    /// wait in the connection's buffer (and the socket) until the switch.
+    Finishing(Box<FullSync>),
     Streaming,
 }
 
@@ -65,7 +68,7 @@ impl Follow {
     pub fn state_name(&self) -> &'static str {
         match self.state {
             State::Waiting => "handshake",
-            State::Loading(_) => "full sync",
+            State::Loading(_) | State::Finishing(_) => "full sync",
             State::Streaming => "streaming",
         }
     }
@@ -75,7 +78,7 @@ impl Follow {
     /// rewind waits for it.
     pub fn progress(&self, eng: &Engine) -> Option<SyncProgress> {
         match &self.state {
-            State::Loading(fs) => Some(SyncProgress {
+            State::Loading(fs) | State::Finishing(fs) => Some(SyncProgress {
                 phase: Phase::FullSync,
                 items: fs.items,
                 items_total: fs.items_total,
@@ -155,16 +158,13 @@ impl Follow {
                     eng.abort_full_sync(*fs);
                     return Err(msg);
                 }
-                let lsn = fs.lsn;
-                let (items, began) = (fs.items, fs.started);
-                eng.finish_full_sync(*fs)
-                    .map_err(|e| format!("cannot switch to the full sync: {e}"))?;
-                self.received = lsn;
-                self.sync_summary = format!(
-                    "a full sync of {items} items in {:.1} s",
-                    began.elapsed().as_secs_f64()
+                let mut fs = fs;
+                eng.end_full_sync(&mut fs);
+                log::info!(
+                    "full sync: all {} items received; making the new copy durable",
+                    fs.items
                 );
-                self.state = State::Streaming;
+                self.state = State::Finishing(fs);
                 Ok(())
             }
             msg::T_REPAIR_KEYS | msg::T_REPAIR_FILE | msg::T_REPAIR_ITEMS | msg::T_REPAIR_END => {
@@ -253,9 +253,57 @@ impl Follow {
         }
     }
 
+    /// Whether frames must wait: a full sync's new copy is being made durable, and what the
+    /// master streams after it applies to that copy.
+    pub fn paused(&self) -> bool {
+        matches!(self.state, State::Finishing(_))
+    }
+
+    /// Switches to a full sync's new copy once the loader has made it durable. Ok(true): it
+    /// did, and the frames that waited can be handled. Err: the link must resync.
+    pub fn poll_finish(&mut self, eng: &mut Engine) -> Result<bool, String> {
+        if !matches!(&self.state, State::Finishing(fs) if fs.ready()) {
+            return Ok(false);
+        }
+        self.switch(eng).map(|()| true)
+    }
+
+    fn switch(&mut self, eng: &mut Engine) -> Result<(), String> {
+        let State::Finishing(fs) = std::mem::replace(&mut self.state, State::Waiting) else {
+            return Ok(());
+        };
+        let lsn = fs.lsn;
+        let (items, began) = (fs.items, fs.started);
+        eng.finish_full_sync(*fs)
+            .map_err(|e| format!("cannot switch to the full sync: {e}"))?;
+        self.received = lsn;
+        self.sync_summary = format!(
+            "a full sync of {items} items in {:.1} s",
+            began.elapsed().as_secs_f64()
+        );
+        self.state = State::Streaming;
+        Ok(())
+    }
+
+    /// The connection to the master ends. A full sync still loading is dropped (the old copy
+    /// stays live); one wholly received is completed first (waiting for its checkpoint), so
+    /// that the next connection resumes from its LSN.
+    pub fn on_close(&mut self, eng: &mut Engine) {
+        if matches!(self.state, State::Finishing(_)) {
+            log::info!("link closed while the full sync's new copy is made durable: completing it");
+            if let Err(e) = self.switch(eng) {
+                log::warn!("{e}; the previous copy stays live");
+            }
+            return;
+        }
+        self.abort_loading(eng);
+    }
+
     /// Drops a full sync being loaded (the old copy stays live).
     pub fn abort_loading(&mut self, eng: &mut Engine) {
-        if let State::Loading(fs) = std::mem::replace(&mut self.state, State::Waiting) {
+        if let State::Loading(fs) | State::Finishing(fs) =
+            std::mem::replace(&mut self.state, State::Waiting)
+        {
             log::warn!(
                 "full sync abandoned after {} items; the previous copy stays live",
                 fs.items

@@ -788,7 +788,10 @@ impl Link {
             Ok(()) => {}
             Err(ReadEnd::Closed(why)) => {
                 // Handle what arrived before the close, then report it.
-                while let Ok(Some(f)) = c.peer.next_frame() {
+                while !Self::paused(c) {
+                    let Ok(Some(f)) = c.peer.next_frame() else {
+                        break;
+                    };
                     self.on_frame(c, f.ty, &f.payload, eng)?;
                 }
                 return Err(why);
@@ -803,6 +806,10 @@ impl Link {
             if started.elapsed() >= FRAME_BUDGET {
                 return Ok(true);
             }
+            if Self::paused(c) {
+                // `tick` resumes it.
+                return Ok(false);
+            }
             match c.peer.next_frame() {
                 Ok(Some(f)) => self.on_frame(c, f.ty, &f.payload, eng)?,
                 Ok(None) => return Ok(false),
@@ -815,6 +822,11 @@ impl Link {
                 Err(ReadEnd::Closed(why)) => return Err(why),
             }
         }
+    }
+
+    /// A slave's connection whose frames wait while a full sync's new copy is made durable.
+    fn paused(c: &Conn) -> bool {
+        matches!(&c.job, Job::Follow(f) if f.paused())
     }
 
     fn key(&self) -> Result<Vec<u8>, String> {
@@ -1056,7 +1068,7 @@ impl Link {
             }
             o.frozen = Some(Self::figures(o, eng.durable_lsn()));
             if let Job::Follow(f) = &mut o.job {
-                f.abort_loading(eng);
+                f.on_close(eng);
             }
             log::info!(
                 "link {}: replaced by a new connection from the master",
@@ -1160,7 +1172,7 @@ impl Link {
             others_live,
         );
         if let Job::Follow(f) = &mut c.job {
-            f.abort_loading(eng);
+            f.on_close(eng);
         }
         let was_up = matches!(c.job, Job::Feed(_) | Job::Follow(_));
         if was_up {
@@ -1240,6 +1252,28 @@ impl Link {
             let Some(mut c) = self.conns[slot].take() else {
                 continue;
             };
+            if let Job::Follow(f) = &mut c.job
+                && f.paused()
+            {
+                // Not reading while the loader makes the new copy durable is not the master's
+                // silence; the heartbeats below keep the master from thinking it ours.
+                let now = Instant::now();
+                c.peer.last_recv = now;
+                c.peer.last_frame = now;
+                match f.poll_finish(eng) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // The frames that waited (the stream from the snapshot's LSN on).
+                        if !self.backlog.contains(&slot) {
+                            self.backlog.push(slot);
+                        }
+                    }
+                    Err(why) => {
+                        self.close(c, &why, eng, registry);
+                        continue;
+                    }
+                }
+            }
             let silent = c.peer.last_recv.elapsed();
             if silent > self.settings.peer_timeout {
                 let why = format!(

@@ -257,6 +257,8 @@ pub struct Engine {
     sys_applied: Vec<sys::SysApplied>,
     /// The last full sync loaded by this process (text) and when it went live.
     last_full_sync: Option<(String, Instant)>,
+    /// Wakes the event loop (a full sync's loader calls it when the new copy is durable).
+    wake: Option<loader::Wake>,
     pub stats: EngineStats,
     _lock: File,
 }
@@ -478,6 +480,7 @@ impl Engine {
             fatal: None,
             sys_applied: Vec::new(),
             last_full_sync: None,
+            wake: None,
             stats,
             _lock: lock,
         };

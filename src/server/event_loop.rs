@@ -347,6 +347,13 @@ impl Server {
         } else {
             None
         };
+        {
+            // A full sync's loader wakes the loop when the new copy is durable.
+            let w = waker.clone();
+            eng.set_wake(std::sync::Arc::new(move || {
+                let _ = w.wake();
+            }));
+        }
         let master_watch = MasterWatch::new(&eng);
         Ok(Server {
             master_watch,

@@ -4,11 +4,21 @@
 //! loop receives, decompresses and decodes the chunks (and keeps serving clients, heartbeats
 //! and `status`); this thread takes them through a bounded queue and inserts them, committing
 //! every [`LOAD_BATCH_BYTES`], so that the two halves of the work run on two cores. The thread
-//! owns the new copy's store until the load ends: [`Loader::finish`] commits the last batch and
-//! hands the store back; [`Loader::abort`] (or dropping the loader) stops it without a commit.
+//! owns the new copy's store until the load ends.
+//!
+//! Ending a load: [`Loader::complete`] asks the thread to commit the last batch, record this
+//! node's local settings and make the copy durable (the checkpoint), all off the event loop,
+//! which polls [`Loader::is_done`] (the thread calls the `wake` it was given when it is) and
+//! then takes the store with [`Loader::finish`]. `finish` alone commits the last batch
+//! without a checkpoint and waits. [`Loader::abort`] (or dropping the loader) stops the
+//! thread without a commit.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::journal::Lsn;
 use crate::link::msg::ChunkItems;
@@ -18,15 +28,35 @@ use crate::store::{Batch, Store, StoreError};
 const LOAD_BATCH_BYTES: usize = 64 << 20;
 /// Chunks (about 256 KiB each) queued for the thread before the event loop waits for it.
 const QUEUE_CHUNKS: usize = 64;
+/// Test-only: while the file this variable names exists, a completing load waits before its
+/// checkpoint (at most [`MAX_HOLD`]), so that a test can see the event loop go on meanwhile.
+/// Unset (the default, and in every packaged unit) it does nothing.
+const HOLD_ENV: &str = "HOTBACKUP_TEST_LOADER_HOLD_FILE";
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// Called by the thread when it has ended (the event loop's waker).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 enum Job {
-    Items { file: String, items: ChunkItems },
+    Items {
+        file: String,
+        items: ChunkItems,
+    },
+    /// The last chunk was queued: commit, record these local settings, checkpoint, wake.
+    Complete {
+        locals: Vec<(String, String)>,
+        wake: Option<Wake>,
+    },
     Abort,
 }
 
 pub struct Loader {
     tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<Result<Store, StoreError>>>,
+    /// Set to stop the thread at its next chunk (or during a completion's hold).
+    abort: Arc<AtomicBool>,
+    /// [`Loader::complete`] was called.
+    completing: bool,
 }
 
 impl Loader {
@@ -36,13 +66,20 @@ impl Loader {
         // syncs wait ([`Store::start_load`]).
         store.start_load()?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
+        let abort = Arc::new(AtomicBool::new(false));
+        let hold = std::env::var_os(HOLD_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let stop = abort.clone();
         let thread = std::thread::Builder::new()
             .name("hb-loader".into())
-            .spawn(move || load(store, lsn, rx))
+            .spawn(move || load(store, lsn, rx, &stop, hold))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the loader thread: {e}")))?;
         Ok(Loader {
             tx: Some(tx),
             thread: Some(thread),
+            abort,
+            completing: false,
         })
     }
 
@@ -62,7 +99,30 @@ impl Loader {
         Ok(())
     }
 
-    /// Waits until everything queued is inserted and committed; the store comes back.
+    /// Every chunk is queued: the thread commits the last batch, writes `locals` (local
+    /// settings of this node, `set_local`), makes the copy durable with a checkpoint, then
+    /// calls `wake`. Returns at once; [`Loader::is_done`] tells when [`Loader::finish`] will
+    /// not wait.
+    pub fn complete(&mut self, locals: Vec<(String, String)>, wake: Option<Wake>) {
+        self.completing = true;
+        if let Some(tx) = self.tx.take() {
+            // A thread that already ended (an error) makes `finish` report it.
+            let _ = tx.send(Job::Complete { locals, wake });
+        }
+    }
+
+    /// Whether [`Loader::complete`] was called.
+    pub fn completing(&self) -> bool {
+        self.completing
+    }
+
+    /// Whether the thread has ended (completed, failed or stopped).
+    pub fn is_done(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits until everything queued is inserted and committed (and, after
+    /// [`Loader::complete`], made durable); the store comes back.
     pub fn finish(mut self) -> Result<Store, StoreError> {
         self.tx = None;
         self.join()
@@ -74,9 +134,10 @@ impl Loader {
     }
 
     fn stop(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
         if let Some(tx) = self.tx.take() {
-            // A full queue means the thread is busy: it sees the abort after those chunks
-            // (dropping the sender alone would make it commit them).
+            // The flag stops a thread busy with a chunk; the message wakes one waiting for
+            // the next (dropping the sender alone would make it commit what it holds).
             match tx.try_send(Job::Abort) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 Err(TrySendError::Full(_)) => {
@@ -105,13 +166,33 @@ impl Drop for Loader {
     }
 }
 
-fn load(mut store: Store, lsn: Lsn, rx: Receiver<Job>) -> Result<Store, StoreError> {
+fn aborted() -> StoreError {
+    StoreError::Corrupt("full sync aborted".into())
+}
+
+fn load(
+    mut store: Store,
+    lsn: Lsn,
+    rx: Receiver<Job>,
+    abort: &AtomicBool,
+    hold: Option<PathBuf>,
+) -> Result<Store, StoreError> {
     let mut batch: Option<Batch> = None;
     let mut batch_bytes = 0;
     while let Ok(job) = rx.recv() {
+        if abort.load(Ordering::Relaxed) {
+            return Err(aborted());
+        }
         let (file, items) = match job {
             Job::Items { file, items } => (file, items),
-            Job::Abort => return Err(StoreError::Corrupt("full sync aborted".into())),
+            Job::Abort => return Err(aborted()),
+            Job::Complete { locals, wake } => {
+                let done = complete(store, batch.take(), lsn, &locals, abort, hold);
+                if let Some(w) = wake {
+                    w();
+                }
+                return done;
+            }
         };
         let b = match batch.as_mut() {
             Some(b) => b,
@@ -126,9 +207,44 @@ fn load(mut store: Store, lsn: Lsn, rx: Receiver<Job>) -> Result<Store, StoreErr
             batch_bytes = 0;
         }
     }
-    // The sender is gone: the load is complete.
+    // The sender is gone without a completion: commit what is loaded.
     if let Some(b) = batch.take() {
         store.commit(b, lsn)?;
     }
+    Ok(store)
+}
+
+/// The end of a load: the last batch and the local settings committed, the copy durable.
+fn complete(
+    mut store: Store,
+    batch: Option<Batch>,
+    lsn: Lsn,
+    locals: &[(String, String)],
+    abort: &AtomicBool,
+    hold: Option<PathBuf>,
+) -> Result<Store, StoreError> {
+    let mut b = match batch {
+        Some(b) => b,
+        None => store.begin()?,
+    };
+    for (k, v) in locals {
+        b.set_local(k, Some(v.as_str()))?;
+    }
+    store.commit(b, lsn)?;
+    if let Some(path) = hold.filter(|p| p.exists()) {
+        log::warn!(
+            "test trigger {} exists: the full sync's checkpoint waits for it (up to {}s)",
+            path.display(),
+            MAX_HOLD.as_secs()
+        );
+        let start = Instant::now();
+        while path.exists() && start.elapsed() < MAX_HOLD && !abort.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if abort.load(Ordering::Relaxed) {
+        return Err(aborted());
+    }
+    store.checkpoint()?;
     Ok(store)
 }

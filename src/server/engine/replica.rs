@@ -69,6 +69,12 @@ impl FullSync {
         self.chunks += 1;
         Ok(())
     }
+
+    /// Whether the new copy is durable and [`Engine::finish_full_sync`] will not wait for
+    /// it (after [`Engine::end_full_sync`]; a failed load is ready too: `finish` reports it).
+    pub fn ready(&self) -> bool {
+        self.loader.as_ref().is_none_or(Loader::is_done)
+    }
 }
 
 /// Why promote, rejoin or fence could not be done.
@@ -557,8 +563,32 @@ impl Engine {
         self.data.discard(fs.state);
     }
 
-    /// Completes a full sync: makes the new copy durable, switches to it atomically, and goes
-    /// on from its LSN. The old copy is removed.
+    /// Every chunk of a full sync has arrived: the loader thread commits the last of them with
+    /// this node's own settings and makes the new copy durable, off the event loop, which
+    /// polls [`FullSync::ready`] and then calls [`Engine::finish_full_sync`].
+    pub fn end_full_sync(&mut self, fs: &mut FullSync) {
+        // This node's own settings go with it to the new copy (it is a slave; whether it fed
+        // slaves before decides whether a restart as master checks with its peers).
+        let mut locals = vec![("role".to_string(), "slave".to_string())];
+        if self.has_fed_slaves() {
+            locals.push(("fed".into(), "1".into()));
+        }
+        if let Some(m) = &self.master_node {
+            locals.push(("master_node".into(), m.clone()));
+        }
+        if let Some(l) = fs.loader.as_mut() {
+            l.complete(locals, self.wake.clone());
+        }
+    }
+
+    /// Sets what wakes the event loop when a full sync's new copy is durable.
+    pub fn set_wake(&mut self, wake: super::loader::Wake) {
+        self.wake = Some(wake);
+    }
+
+    /// Completes a full sync: makes the new copy durable (if [`Engine::end_full_sync`] has
+    /// not had it done already, waiting for it), switches to it atomically, and goes on from
+    /// its LSN. The old copy is removed.
     pub fn finish_full_sync(&mut self, mut fs: FullSync) -> Result<(), EngineError> {
         if !self.opts.slave {
             self.abort_full_sync(fs);
@@ -566,31 +596,20 @@ impl Engine {
                 "this node was promoted during a full sync: the new copy is discarded".into(),
             ));
         }
+        if fs.loader.as_ref().is_some_and(|l| !l.completing()) {
+            self.end_full_sync(&mut fs);
+        }
         let loaded = match fs.loader.take() {
             Some(l) => l.finish(),
             None => Err(StoreError::Corrupt("full sync store closed".into())),
         };
-        let mut store = match loaded {
+        let store = match loaded {
             Ok(s) => s,
             Err(e) => {
                 self.abort_full_sync(fs);
                 return Err(e.into());
             }
         };
-        {
-            // This node's own settings go with it to the new copy (it is a slave; whether it
-            // fed slaves before decides whether a restart as master checks with its peers).
-            let mut b = store.begin()?;
-            b.set_local("role", Some("slave"))?;
-            if self.has_fed_slaves() {
-                b.set_local("fed", Some("1"))?;
-            }
-            if let Some(m) = &self.master_node {
-                b.set_local("master_node", Some(m))?;
-            }
-            store.commit(b, fs.lsn)?;
-            store.checkpoint()?;
-        }
         drop(store);
         // The new copy's journal starts right after the snapshot.
         let (journal, _) = Journal::open(

@@ -322,10 +322,28 @@ fn a_full_sync_loads_beside_the_live_copy_and_switches_atomically() {
         r.err()
     );
     assert!(get(&mut s, "stale").is_some());
+    // The whole snapshot: the loader makes the new copy durable off the event loop, wakes
+    // it, and the switch then does not wait.
+    let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = woken.clone();
+    s.set_wake(Arc::new(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    }));
     let mut fs = s.begin_full_sync(&begin).unwrap();
     for chunk in items.chunks(64) {
         fs.add("main".into(), chunk_items(chunk)).unwrap();
     }
+    s.end_full_sync(&mut fs);
+    assert!(
+        get(&mut s, "stale").is_some(),
+        "the live copy serves meanwhile"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs.ready() {
+        assert!(Instant::now() < deadline, "the loader did not complete");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(woken.load(Ordering::SeqCst), 1);
     s.finish_full_sync(fs).unwrap();
     assert_eq!(s.journal().next_lsn(), 501);
     assert_eq!(s.store().unwrap().meta().db_id, begin.db_id);
