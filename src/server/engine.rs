@@ -712,17 +712,29 @@ impl Engine {
         let pending = batch_at.map_or(0, |b| {
             self.written_bytes.saturating_sub(b).saturating_mul(2)
         });
-        match self.free_space {
-            Some((free, _, _)) => {
-                let est = free.saturating_sub(pending);
-                if est < min {
-                    Err(WriteRefused::LowSpace { free: est, min })
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
+        let Some((free, _, _)) = self.free_space else {
+            return Ok(());
+        };
+        let est = free.saturating_sub(pending);
+        if est >= min {
+            return Ok(());
         }
+        if pending > 0 && free >= min {
+            // Only the open batch's estimate refuses, and the estimate is generous (large
+            // values cost the store about their size, not twice it): commit the batch when the
+            // turn allows and decide on a measure of what it really took. Else writes would
+            // flap near the limit: refused on the estimate, accepted after each commit.
+            self.commit_batch();
+            if self.batch.is_none() {
+                let free = free_space(&self.opts.data_dir).unwrap_or(u64::MAX);
+                self.free_space = Some((free, Instant::now(), self.written_bytes));
+                if free >= min {
+                    return Ok(());
+                }
+                return Err(WriteRefused::LowSpace { free, min });
+            }
+        }
+        Err(WriteRefused::LowSpace { free: est, min })
     }
 
     fn batch(&mut self) -> Result<&mut Batch, WriteError> {
