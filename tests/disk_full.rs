@@ -271,14 +271,29 @@ fn free_bytes(path: &Path) -> u64 {
     st.blocks_available() as u64 * st.fragment_size() as u64
 }
 
-/// A slave's disk fills up during a full sync: the new copy is given up and its directory
-/// removed, the slave stays up on its old copy and says why, and once space returns a later
-/// attempt completes, with the slave holding what the master holds. (The new copy's syncs wait
+/// A slave whose disk cannot hold a full sync's new copy beside its live one: with the
+/// free-space guard (the default `min_free_space`, 64 MiB) the load stops before the disk is
+/// full; the copy is given up and its directory removed, and the slave stays up on its old
+/// copy and says why. The master offers the sync again at every reconnect: the slave refuses
+/// those at their start (it learnt what the copy needs), with one disk_full incident in all,
+/// and the master raises link_down once. When space returns, a later attempt completes and
+/// the slave holds what the master holds, across a kill -9 too. (The new copy's syncs wait
 /// until its load is complete, `src/store/loading.rs`: a write that fails must still fail the
 /// sync, not a later switch.)
 #[test]
+fn a_slave_without_room_for_a_full_sync_stops_it_before_the_disk_is_full() {
+    full_sync_without_room(true);
+}
+
+/// The same with the guard off (`min_free_space = 0`): the load meets a real ENOSPC once, and
+/// the next attempts are refused at their start.
+#[test]
 fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space_returns() {
-    use common::pair::{KEY, assert_same, node_config, wait_caught_up};
+    full_sync_without_room(false);
+}
+
+fn full_sync_without_room(guard: bool) {
+    use common::pair::{KEY, assert_same, node_config, told, wait_caught_up};
     // 256 MiB: once the filler is gone, the loaded copy leaves more than the default
     // min_free_space (64 MiB) free, so the slave applies what the master writes next.
     let fs = Tmpfs::mount("256m");
@@ -298,28 +313,73 @@ fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space
         }
         let _: () = cmd.query(&mut c).unwrap();
     }
-    // The slave's disk has 24 MiB free: its new copy does not fit.
+    // The slave's disk has 24 MiB free (no guard) or 80 MiB (guard at 64 MiB): the new copy
+    // does not fit.
     let filler = fs.dir.join("filler");
-    fill(&filler, (free_bytes(&fs.dir) - (24 << 20)) as usize);
+    let free = if guard { 80 << 20 } else { 24 << 20 };
+    fill(&filler, (free_bytes(&fs.dir) - free) as usize);
     let sdir = fs.dir.join("slave");
+    let durability = if guard {
+        ""
+    } else {
+        "[durability]\nmin_free_space = \"0\"\n"
+    };
     node_config(
         &sdir,
         "slave",
         sp,
         &[format!("127.0.0.1:{mp}")],
         &key,
-        "[store]\ncache_size = \"8MiB\"\n",
+        &format!("[store]\ncache_size = \"8MiB\"\n{durability}"),
     );
+    // The notify hook's log lives off the full file system.
+    let outside = dir.path().join("slave-notified.log");
+    std::fs::write(&outside, "").unwrap();
+    std::os::unix::fs::symlink(&outside, sdir.join("notified.log")).unwrap();
     let mut slave = Node::start_in(&sdir);
+    let stopped = if guard {
+        "below min_free_space"
+    } else {
+        "No space left on device"
+    };
     assert!(
-        slave.wait_log("No space left on device", Duration::from_secs(30)),
-        "the full sync did not meet the full disk:\n{}",
+        slave.wait_log(stopped, Duration::from_secs(30)),
+        "the full sync did not stop:\n{}",
         slave.log_text()
     );
     assert!(
         slave.log_text().contains("the previous copy stays live"),
         "{}",
         slave.log_text()
+    );
+    // The master's next offers are refused at their start, without loading.
+    let refusals = || slave.log_text().matches("a full sync cannot start").count();
+    assert!(
+        wait_until(Duration::from_secs(30), || refusals() >= 3),
+        "the next attempts were not refused at their start:\n{}",
+        slave.log_text()
+    );
+    let log = slave.log_text();
+    assert_eq!(
+        log.matches("down: loading the full sync").count(),
+        1,
+        "only the first attempt loads:\n{log}"
+    );
+    if guard {
+        assert!(!log.contains("No space left on device"), "{log}");
+    }
+    assert_eq!(told(&slave, "disk_full").len(), 1, "{log}");
+    assert!(told(&slave, "link_down").is_empty(), "{log}");
+    assert_eq!(
+        told(&master, "link_down").len(),
+        1,
+        "one link_down on the master for all the refusals:\n{}",
+        master.log_text()
+    );
+    assert!(
+        master.log_text().contains("a full sync cannot start"),
+        "the master is told why:\n{}",
+        master.log_text()
     );
     // Up, serving its old (empty) copy.
     let mut sc = slave.client();
@@ -344,6 +404,7 @@ fn a_full_sync_that_meets_a_full_disk_gives_up_its_copy_and_completes_when_space
     wait_caught_up(&master, &slave, Duration::from_secs(60));
     assert_same(&master, &slave, &["main"]);
     assert!(tmp_copies().is_empty(), "left behind: {:?}", tmp_copies());
+    assert_eq!(told(&slave, "disk_recovered").len(), 1);
     // The loaded copy is on disk: it is there after a kill -9.
     slave.kill9();
     slave.launch();

@@ -12,7 +12,7 @@ use super::msg::{self, Ack, RepairEnd, RepairFile, SyncBegin, SyncEnd};
 use super::peer::Peer;
 use crate::journal::Lsn;
 use crate::server::Engine;
-use crate::server::engine::FullSync;
+use crate::server::engine::{EngineError, FullSync};
 
 enum State {
     /// IDENT sent: waiting for STREAM or SYNC_BEGIN.
@@ -43,6 +43,9 @@ pub struct Follow {
     /// How this connection came into sync: "" until it did, then "a partial resync from LSN N"
     /// or "a full sync of N items in S s".
     pub sync_summary: String,
+    /// A full sync was refused or stopped for want of room on this node's disk (the link
+    /// closes, with a disk_full incident rather than link_down).
+    pub no_room: bool,
 }
 
 impl Default for Follow {
@@ -60,6 +63,7 @@ impl Default for Follow {
             repair_bytes: 0,
             repair_started: None,
             sync_summary: String::new(),
+            no_room: false,
         }
     }
 }
@@ -129,9 +133,10 @@ impl Follow {
             msg::T_SYNC_BEGIN => {
                 let begin = SyncBegin::decode(payload).map_err(|e| e.to_string())?;
                 self.abort_loading(eng);
-                let fs = eng
-                    .begin_full_sync(&begin)
-                    .map_err(|e| format!("cannot start the full sync: {e}"))?;
+                let fs = eng.begin_full_sync(&begin).map_err(|e| {
+                    self.no_room = matches!(e, EngineError::NoSpace(_));
+                    format!("cannot start the full sync: {e}")
+                })?;
                 self.full_syncs += 1;
                 self.state = State::Loading(Box::new(fs));
                 Ok(())
@@ -142,8 +147,10 @@ impl Follow {
                 };
                 let (file, items) =
                     msg::decode_chunk_items(payload, 256 << 20).map_err(|e| e.to_string())?;
-                fs.add(file, items)
-                    .map_err(|e| format!("loading the full sync: {e}"))
+                eng.add_full_sync_chunk(fs, file, items).map_err(|e| {
+                    self.no_room = matches!(e, EngineError::NoSpace(_));
+                    format!("loading the full sync: {e}")
+                })
             }
             msg::T_SYNC_END => {
                 let end = SyncEnd::decode(payload).map_err(|e| e.to_string())?;
@@ -274,8 +281,10 @@ impl Follow {
         };
         let lsn = fs.lsn;
         let (items, began) = (fs.items, fs.started);
-        eng.finish_full_sync(*fs)
-            .map_err(|e| format!("cannot switch to the full sync: {e}"))?;
+        eng.finish_full_sync(*fs).map_err(|e| {
+            self.no_room = matches!(e, EngineError::NoSpace(_));
+            format!("cannot switch to the full sync: {e}")
+        })?;
         self.received = lsn;
         self.sync_summary = format!(
             "a full sync of {items} items in {:.1} s",

@@ -134,6 +134,8 @@ struct Conn {
     frozen: Option<ConnFigures>,
     /// FORKs sent on this connection (see `manager/fork.rs`).
     fork_rounds: u32,
+    /// The peer sent REFUSE on this connection.
+    refused_by_peer: bool,
 }
 
 struct Target {
@@ -145,6 +147,10 @@ struct Target {
     conn: Option<usize>,
     last_error: Option<String>,
     failures: u64,
+    /// The slave refused the link after it came up (it has no room for a full sync), and has
+    /// not acknowledged anything since: its next refusals are logged, not raised again, and
+    /// the re-dials back off to `reconnect_max`.
+    refusing: bool,
 }
 
 /// What INFO and `status` show of one link.
@@ -377,6 +383,7 @@ impl Link {
                 conn: None,
                 last_error: None,
                 failures: 0,
+                refusing: false,
             })
             .collect();
     }
@@ -727,6 +734,7 @@ impl Link {
             was_up: false,
             frozen: None,
             fork_rounds: 0,
+            refused_by_peer: false,
         });
         Some(slot)
     }
@@ -844,6 +852,7 @@ impl Link {
         eng: &mut Engine,
     ) -> Result<(), String> {
         if ty == auth::T_REFUSE {
+            c.refused_by_peer = true;
             let why = auth::parse_refuse(payload).unwrap_or_else(|e| e.to_string());
             return Err(format!("the peer refused the link: {why}"));
         }
@@ -957,7 +966,9 @@ impl Link {
                     self.stats.partial_syncs += 1;
                 }
                 if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
-                    t.backoff = self.settings.reconnect_min;
+                    if !t.refusing {
+                        t.backoff = self.settings.reconnect_min;
+                    }
                     t.last_error = None;
                 }
                 c.job = Job::Feed(Box::new(feed));
@@ -1117,7 +1128,16 @@ impl Link {
             _ => {}
         }
         match &mut c.job {
-            Job::Follow(f) => f.on_frame(ty, payload, eng),
+            Job::Follow(f) => {
+                let r = f.on_frame(ty, payload, eng);
+                if let Err(why) = &r
+                    && f.no_room
+                {
+                    // The master hears why and backs off (its incident is raised once).
+                    c.peer.send(auth::T_REFUSE, &auth::refuse_payload(why));
+                }
+                r
+            }
             Job::Feed(feed) => match ty {
                 msg::T_ACK => {
                     let ack = msg::Ack::decode(payload).map_err(|e| e.to_string())?;
@@ -1128,6 +1148,12 @@ impl Link {
                         ));
                     }
                     feed.on_ack(ack, eng.durable_lsn());
+                    if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t))
+                        && t.refusing
+                    {
+                        t.refusing = false;
+                        t.backoff = self.settings.reconnect_min;
+                    }
                     Ok(())
                 }
                 msg::T_HEARTBEAT => msg::Heartbeat::decode(payload)
@@ -1175,13 +1201,28 @@ impl Link {
             f.on_close(eng);
         }
         let was_up = matches!(c.job, Job::Feed(_) | Job::Follow(_));
+        // A slave without room for a full sync raised disk_full (once); the master it refuses
+        // raises link_down for the first refusal only.
+        let no_room = matches!(&c.job, Job::Follow(f) if f.no_room);
+        let target = c.target.and_then(|t| self.targets.get_mut(t));
+        let refused_again = c.refused_by_peer && target.as_ref().is_some_and(|t| t.refusing);
+        if let Some(t) = target
+            && c.refused_by_peer
+            && matches!(c.job, Job::Feed(_))
+        {
+            t.refusing = true;
+        }
         if was_up {
             self.stats.disconnects += 1;
-            crate::incident::raise(
-                crate::incident::Kind::LinkDown,
-                format!("link {} down: {why}", c.peer.label()),
-                &[("peer", c.peer.label())],
-            );
+            if no_room || refused_again {
+                log::warn!("link {} down: {why}", c.peer.label());
+            } else {
+                crate::incident::raise(
+                    crate::incident::Kind::LinkDown,
+                    format!("link {} down: {why}", c.peer.label()),
+                    &[("peer", c.peer.label())],
+                );
+            }
             if let Some(node) = c.node {
                 self.down_since
                     .entry(node)

@@ -107,6 +107,9 @@ pub enum EngineError {
     JournalMissing { first: Lsn, needed: Lsn },
     #[error("{0}")]
     Role(String),
+    /// Not enough room on the data directory's file system (a full sync's new copy).
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// Where the master is, for a refused write's message (empty when unknown).
@@ -259,6 +262,9 @@ pub struct Engine {
     last_full_sync: Option<(String, Instant)>,
     /// Wakes the event loop (a full sync's loader calls it when the new copy is durable).
     wake: Option<loader::Wake>,
+    /// What a full sync's new copy took on disk per item, when the last one ran out of room
+    /// (see `room.rs`).
+    full_sync_bytes_per_item: Option<f64>,
     pub stats: EngineStats,
     _lock: File,
 }
@@ -481,6 +487,7 @@ impl Engine {
             sys_applied: Vec::new(),
             last_full_sync: None,
             wake: None,
+            full_sync_bytes_per_item: None,
             stats,
             _lock: lock,
         };
@@ -1312,6 +1319,7 @@ impl Drop for Engine {
 pub mod loader;
 mod rejoin;
 mod replica;
+mod room;
 mod sys;
 pub use rejoin::{RewindReport, fork_point};
 pub use replica::{ApplyError, FullSync, RoleError};

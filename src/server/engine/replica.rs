@@ -54,6 +54,10 @@ pub struct FullSync {
     pub bytes: u64,
     pub chunks: u64,
     pub started: Instant,
+    /// Free bytes on the data directory's file system when the load began, and `bytes` at
+    /// the last measure since (`room.rs`).
+    pub(super) free_at_begin: u64,
+    pub(super) room_checked_at: u64,
 }
 
 impl FullSync {
@@ -499,6 +503,7 @@ impl Engine {
 
     /// Starts loading a full sync beside the live copy.
     pub fn begin_full_sync(&mut self, b: &SyncBegin) -> Result<FullSync, EngineError> {
+        let free_at_begin = self.room_to_begin_full_sync(b.items_total)?;
         let state = self
             .data
             .new_state()
@@ -552,6 +557,8 @@ impl Engine {
             bytes: 0,
             chunks: 0,
             started: Instant::now(),
+            free_at_begin,
+            room_checked_at: 0,
         })
     }
 
@@ -606,8 +613,13 @@ impl Engine {
         let store = match loaded {
             Ok(s) => s,
             Err(e) => {
+                let err = if e.is_disk_full() {
+                    self.full_sync_out_of_room(&fs, &e)
+                } else {
+                    e.into()
+                };
                 self.abort_full_sync(fs);
-                return Err(e.into());
+                return Err(err);
             }
         };
         drop(store);
@@ -666,6 +678,7 @@ impl Engine {
         self.store_broken = None;
         // A rewind in progress belonged to the old copy.
         self.rewind = None;
+        self.full_sync_bytes_per_item = None;
         log::info!(
             "full sync complete: {items} items at LSN {} in {:.2}s; this copy is live",
             meta.applied_lsn,
