@@ -55,6 +55,9 @@ pub struct Loader {
     thread: Option<JoinHandle<Result<Store, StoreError>>>,
     /// Set to stop the thread at its next chunk (or during a completion's hold).
     abort: Arc<AtomicBool>,
+    /// Set by the thread when its work is over, right before it wakes the loop (the thread
+    /// itself ends a moment later).
+    done: Arc<AtomicBool>,
     /// [`Loader::complete`] was called.
     completing: bool,
 }
@@ -70,15 +73,24 @@ impl Loader {
         let hold = std::env::var_os(HOLD_ENV)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
-        let stop = abort.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let (stop, over) = (abort.clone(), done.clone());
         let thread = std::thread::Builder::new()
             .name("hb-loader".into())
-            .spawn(move || load(store, lsn, rx, &stop, hold))
+            .spawn(move || {
+                let (result, wake) = load(store, lsn, rx, &stop, hold);
+                over.store(true, Ordering::Release);
+                if let Some(w) = wake {
+                    w();
+                }
+                result
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the loader thread: {e}")))?;
         Ok(Loader {
             tx: Some(tx),
             thread: Some(thread),
             abort,
+            done,
             completing: false,
         })
     }
@@ -116,9 +128,11 @@ impl Loader {
         self.completing
     }
 
-    /// Whether the thread has ended (completed, failed or stopped).
+    /// Whether the thread has ended, or is about to (completed, failed or stopped):
+    /// [`Loader::finish`] does not wait for its work.
     pub fn is_done(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.done.load(Ordering::Acquire)
+            || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits until everything queued is inserted and committed (and, after
@@ -170,48 +184,67 @@ fn aborted() -> StoreError {
     StoreError::Corrupt("full sync aborted".into())
 }
 
+/// The thread's work; the wake to call once it is over (a completion's).
 fn load(
-    mut store: Store,
+    store: Store,
     lsn: Lsn,
     rx: Receiver<Job>,
     abort: &AtomicBool,
     hold: Option<PathBuf>,
-) -> Result<Store, StoreError> {
+) -> (Result<Store, StoreError>, Option<Wake>) {
+    let mut store = store;
     let mut batch: Option<Batch> = None;
     let mut batch_bytes = 0;
     while let Ok(job) = rx.recv() {
         if abort.load(Ordering::Relaxed) {
-            return Err(aborted());
+            return (Err(aborted()), None);
         }
         let (file, items) = match job {
             Job::Items { file, items } => (file, items),
-            Job::Abort => return Err(aborted()),
+            Job::Abort => return (Err(aborted()), None),
             Job::Complete { locals, wake } => {
-                let done = complete(store, batch.take(), lsn, &locals, abort, hold);
-                if let Some(w) = wake {
-                    w();
-                }
-                return done;
+                return (
+                    complete(store, batch.take(), lsn, &locals, abort, hold),
+                    wake,
+                );
             }
         };
-        let b = match batch.as_mut() {
-            Some(b) => b,
-            None => batch.insert(store.begin()?),
-        };
-        b.put_item_slices(&file, items.iter())?;
-        batch_bytes += items.bytes();
-        if batch_bytes >= LOAD_BATCH_BYTES {
-            if let Some(b) = batch.take() {
-                store.commit(b, lsn)?;
-            }
-            batch_bytes = 0;
+        if let Err(e) = insert(&mut store, &mut batch, &mut batch_bytes, lsn, &file, &items) {
+            return (Err(e), None);
         }
     }
     // The sender is gone without a completion: commit what is loaded.
-    if let Some(b) = batch.take() {
-        store.commit(b, lsn)?;
+    if let Some(b) = batch.take()
+        && let Err(e) = store.commit(b, lsn)
+    {
+        return (Err(e), None);
     }
-    Ok(store)
+    (Ok(store), None)
+}
+
+/// Inserts one chunk into the open batch (opened if needed), committing it every
+/// [`LOAD_BATCH_BYTES`].
+fn insert(
+    store: &mut Store,
+    batch: &mut Option<Batch>,
+    batch_bytes: &mut usize,
+    lsn: Lsn,
+    file: &str,
+    items: &ChunkItems,
+) -> Result<(), StoreError> {
+    let b = match batch.as_mut() {
+        Some(b) => b,
+        None => batch.insert(store.begin()?),
+    };
+    b.put_item_slices(file, items.iter())?;
+    *batch_bytes += items.bytes();
+    if *batch_bytes >= LOAD_BATCH_BYTES {
+        if let Some(b) = batch.take() {
+            store.commit(b, lsn)?;
+        }
+        *batch_bytes = 0;
+    }
+    Ok(())
 }
 
 /// The end of a load: the last batch and the local settings committed, the copy durable.

@@ -2,7 +2,9 @@
 //!
 //! On a slave: records from the master are journaled with their own LSNs and applied
 //! ([`Engine::apply_remote`]), and a full sync builds a new copy of the database beside the live
-//! one and switches to it atomically ([`Engine::begin_full_sync`], [`Engine::finish_full_sync`]).
+//! one and switches to it atomically ([`Engine::begin_full_sync`], [`Engine::end_full_sync`]
+//! when every chunk has arrived, [`Engine::finish_full_sync`] once the loader has made the copy
+//! durable; whether there is room for it: `room.rs`).
 //! On a master: a consistent snapshot to ship ([`Engine::snapshot`]) and the slots that keep
 //! the journal a slave still needs ([`Engine::record_slot`]). Both: the identity a node states
 //! in the link handshake ([`Engine::ident`]).
