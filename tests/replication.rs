@@ -73,18 +73,7 @@ fn a_slave_gets_every_write_and_refuses_writes() {
 fn full_sync_of_a_populated_master_while_writes_continue() {
     // The master first, alone, with 100k items.
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "pair.key", KEY);
-    let (mp, sp) = (free_port(), free_port());
-    node_config(
-        &dir.path().join("master"),
-        "master",
-        mp,
-        &[format!("127.0.0.1:{sp}")],
-        &key,
-        "",
-    );
-    let master = Node::start_in(&dir.path().join("master"));
-    load(&master, "k", 100_000);
+    let master = master_before_its_slave(dir.path(), 100_000);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (url, stop) = (master.url(), stop.clone());
@@ -103,14 +92,6 @@ fn full_sync_of_a_populated_master_while_writes_continue() {
             n
         })
     };
-    node_config(
-        &dir.path().join("slave"),
-        "slave",
-        sp,
-        &[format!("127.0.0.1:{mp}")],
-        &key,
-        "",
-    );
     let slave = Node::start_in(&dir.path().join("slave"));
     assert!(
         wait_until(Duration::from_secs(60), || slave
@@ -177,26 +158,7 @@ fn master_restart_with_the_slave_connected() {
 #[test]
 fn a_slave_killed_during_a_full_sync_keeps_its_old_copy_and_syncs_again() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "pair.key", KEY);
-    let (mp, sp) = (free_port(), free_port());
-    node_config(
-        &dir.path().join("master"),
-        "master",
-        mp,
-        &[format!("127.0.0.1:{sp}")],
-        &key,
-        "",
-    );
-    let master = Node::start_in(&dir.path().join("master"));
-    load(&master, "k", 150_000);
-    node_config(
-        &dir.path().join("slave"),
-        "slave",
-        sp,
-        &[format!("127.0.0.1:{mp}")],
-        &key,
-        "",
-    );
+    let master = master_before_its_slave(dir.path(), 150_000);
     let mut slave = Node::start_in(&dir.path().join("slave"));
     assert!(wait_until(Duration::from_secs(30), || {
         slave.log_text().contains("full sync: loading")
@@ -224,26 +186,7 @@ fn the_link_stays_up_while_a_full_sync_is_made_durable() {
     // peer_timeout (2 s): the event loop must go on meanwhile, heartbeats included, and the
     // writes the master streams after the snapshot must wait and then apply.
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "pair.key", KEY);
-    let (mp, sp) = (free_port(), free_port());
-    let master = start_node(
-        dir.path(),
-        "master",
-        "master",
-        mp,
-        &[format!("127.0.0.1:{sp}")],
-        &key,
-        "",
-    );
-    load(&master, "k", 20_000);
-    node_config(
-        &dir.path().join("slave"),
-        "slave",
-        sp,
-        &[format!("127.0.0.1:{mp}")],
-        &key,
-        "",
-    );
+    let master = master_before_its_slave(dir.path(), 20_000);
     let hold = dir.path().join("hold");
     std::fs::write(&hold, b"").unwrap();
     let mut slave = Node::start_in_unlaunched(&dir.path().join("slave"));
@@ -441,6 +384,32 @@ fn unlogged_files_stay_home_and_flag_flips_replicate() {
         "$-1\r\n",
         "stale copy emptied"
     );
+}
+
+/// A master alone in `dir/master`, holding `items` items "k…", with the config of its slave
+/// written in `dir/slave` (not started yet: `Node::start_in(&dir.join("slave"))`).
+fn master_before_its_slave(dir: &Path, items: usize) -> Node {
+    let key = key_file(dir, "pair.key", KEY);
+    let (mp, sp) = (free_port(), free_port());
+    let master = start_node(
+        dir,
+        "master",
+        "master",
+        mp,
+        &[format!("127.0.0.1:{sp}")],
+        &key,
+        "",
+    );
+    load(&master, "k", items);
+    node_config(
+        &dir.join("slave"),
+        "slave",
+        sp,
+        &[format!("127.0.0.1:{mp}")],
+        &key,
+        "",
+    );
+    master
 }
 
 /// Starts a node with its own directory under `root`.
