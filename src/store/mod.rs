@@ -778,10 +778,13 @@ fn item_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
 /// commit, so that a long batch (a slave catching up) holds a bounded amount of memory: a
 /// quarter of the store cache (redb keeps a transaction's dirty pages in at most half of it,
 /// and writes the rest to the file before the commit — where a full disk fails the whole
-/// batch), between 1 and 8 MiB. The hand-over runs on the event loop: 64 MiB of random keys
-/// took it about half a second under load (clients waited as long).
+/// batch), between 1 and 2 MiB. The hand-over runs on the event loop, in the write that
+/// fills the buffer: 64 MiB of random keys took it about half a second under load (clients
+/// waited as long); at 8 MiB the loop still stalled for 40 ms and more, under 50 clients of
+/// random SETs (`bench/loop-stall.sh`), and 2 MiB halved the worst waits with the same
+/// throughput, and the same time for a 1M-write pipelined load.
 fn pending_limit(cache_size: usize) -> usize {
-    (cache_size / 4).clamp(1 << 20, 8 << 20)
+    (cache_size / 4).clamp(1 << 20, 2 << 20)
 }
 
 impl Batch {
