@@ -37,6 +37,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let opts = StoreOptions {
         cache_size: cache_mib << 20,
+        ..StoreOptions::default()
     };
     let init = SyncInit {
         db_id: [7; 16],

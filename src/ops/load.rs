@@ -380,6 +380,7 @@ fn init_empty(cfg: &Config, db_id: DbId) -> Result<(), LoadError> {
         &data.store_path(),
         &StoreOptions {
             cache_size: cfg.store.cache_size,
+            ..StoreOptions::default()
         },
         &SyncInit {
             db_id,

@@ -148,6 +148,7 @@ fn build(
     })?;
     let opts = StoreOptions {
         cache_size: cfg.store.cache_size,
+        ..StoreOptions::default()
     };
     let mut store = Store::create_for_sync(
         &state.store_path(),

@@ -391,6 +391,7 @@ impl Engine {
             &state_dir.join(STORE_FILE),
             &StoreOptions {
                 cache_size: opts.cache_size,
+                ..StoreOptions::default()
             },
         )?;
         let meta = *store.meta();
@@ -1053,6 +1054,7 @@ impl Engine {
             &path,
             &StoreOptions {
                 cache_size: self.opts.cache_size,
+                ..StoreOptions::default()
             },
         ) {
             Ok(s) => {

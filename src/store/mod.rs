@@ -1,4 +1,5 @@
-//! The store: the database's items in redb, one table per file, plus meta and catalog tables.
+//! The store: the database's items in redb, in tables per file ([`parts`]), plus meta and catalog
+//! tables.
 //!
 //! The store owns `DATA_DIR/store.redb`. It applies journal ops ([`crate::txn::Op`]) in batches:
 //! a [`Batch`] is one redb write transaction, committed with `Durability::None` together with the
@@ -68,9 +69,11 @@ macro_rules! delegate_locks_to {
 }
 
 mod behind;
+mod fill;
 pub mod incidents;
 pub mod item;
 mod loading;
+mod parts;
 mod pending;
 mod read;
 pub mod rewind;
@@ -87,6 +90,8 @@ use thiserror::Error;
 use crate::journal::{DbId, Lsn};
 use crate::txn::{Op, Value};
 
+pub use fill::Filler;
+pub use parts::Parts;
 pub use read::{Reader, Source};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("hb.meta");
@@ -97,8 +102,14 @@ const GENERATIONS: TableDefinition<u64, u64> = TableDefinition::new("hb.generati
 const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hb.slots");
 /// Who started each generation after the first: generation -> time u64, node id, name.
 const PROMOTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("hb.promotions");
-/// Version of the store layout, kept in the meta table.
-pub const STORE_FORMAT: u64 = 1;
+/// Version of the store layout, kept in the meta table: 1, one table per file; 2, a file's
+/// items in the number of tables that the meta table's `parts` says ([`parts`]).
+pub const STORE_FORMAT: u64 = 2;
+
+/// The format of a new store with `parts`: 1 where one part keeps it readable by older builds.
+fn format_of(parts: Parts) -> u64 {
+    if parts == Parts::ONE { 1 } else { STORE_FORMAT }
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -183,18 +194,24 @@ pub struct Meta {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub cache_size: usize,
+    /// Parts of each file in a store this creates ([`parts`]); a store that exists keeps its
+    /// own. Tests make stores of format 1 with [`Parts::ONE`].
+    pub parts: Parts,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_size: 256 << 20,
+            parts: Parts::new(u64::from(parts::NEW_PARTS)).unwrap_or(Parts::ONE),
         }
     }
 }
 
 pub struct Store {
     db: Database,
+    /// How each file's items are spread over tables ([`parts`]).
+    parts: Parts,
     /// A load in progress ([`Store::start_load`]). Declared after `db`: a copy dropped while
     /// it loads (a full sync given up) is closed without waiting for the disk, as it is thrown
     /// away; a load that completes ends with a checkpoint.
@@ -222,9 +239,13 @@ enum Backend {
     Loading,
 }
 
-/// Table name of a file.
-pub(crate) fn table_name(file: &str) -> String {
-    format!("f:{file}")
+/// The meta entries that say how a new store is laid out: its format, and its parts.
+fn layout_entries(parts: Parts) -> Vec<(&'static str, u64)> {
+    let mut v = vec![("format", format_of(parts))];
+    if parts != Parts::ONE {
+        v.push(("parts", parts.count() as u64));
+    }
+    v
 }
 
 fn u64_of(b: &[u8]) -> Option<u64> {
@@ -337,11 +358,13 @@ impl Store {
                 .map_err(redb_err("init meta"))?;
             let now = crate::txn::now_ms();
             for (k, v) in [
-                ("format", STORE_FORMAT),
                 ("created_ms", now),
                 ("generation", generation),
                 ("applied_lsn", init.lsn),
-            ] {
+            ]
+            .into_iter()
+            .chain(layout_entries(opts.parts))
+            {
                 table
                     .insert(k, &v.to_le_bytes()[..])
                     .map_err(redb_err("init meta"))?;
@@ -410,7 +433,7 @@ impl Store {
             (db, None)
         };
         let txn = db.begin_write().map_err(redb_err("begin"))?;
-        let (meta, catalog) = {
+        let (meta, parts, catalog) = {
             let mut table = txn.open_table(META).map_err(redb_err("open meta"))?;
             let get =
                 |t: &redb::Table<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, StoreError> {
@@ -418,7 +441,7 @@ impl Store {
                         .map_err(redb_err("read meta"))?
                         .map(|g| g.value().to_vec()))
                 };
-            let meta = match get(&table, "db_id")? {
+            let (meta, parts) = match get(&table, "db_id")? {
                 None => {
                     let meta = Meta {
                         db_id: random_db_id()?,
@@ -430,11 +453,13 @@ impl Store {
                     let w = redb_err("init meta");
                     table.insert("db_id", &meta.db_id[..]).map_err(w)?;
                     for (k, v) in [
-                        ("format", STORE_FORMAT),
                         ("created_ms", meta.created_ms),
                         ("generation", 1),
                         ("applied_lsn", 0),
-                    ] {
+                    ]
+                    .into_iter()
+                    .chain(layout_entries(opts.parts))
+                    {
                         table
                             .insert(k, &v.to_le_bytes()[..])
                             .map_err(redb_err("init meta"))?;
@@ -445,7 +470,7 @@ impl Store {
                     gens.insert(1u64, 1u64)
                         .map_err(redb_err("init generations"))?;
                     log::info!("store: initialised a new database at {}", path.display());
-                    meta
+                    (meta, opts.parts)
                 }
                 Some(id) => {
                     let bad = |what: &str| StoreError::Corrupt(format!("meta table: bad {what}"));
@@ -456,20 +481,24 @@ impl Store {
                             .and_then(u64_of)
                             .ok_or_else(|| bad(k))
                     };
-                    let format = num("format")?;
-                    if format != STORE_FORMAT {
-                        return Err(StoreError::Corrupt(format!(
-                            "store format {format} is not supported (this build reads {STORE_FORMAT})"
-                        )));
-                    }
+                    let parts = match num("format")? {
+                        1 => Parts::ONE,
+                        STORE_FORMAT => Parts::new(num("parts")?).ok_or_else(|| bad("parts"))?,
+                        format => {
+                            return Err(StoreError::Corrupt(format!(
+                                "store format {format} is not supported (this build reads 1 and {STORE_FORMAT})"
+                            )));
+                        }
+                    };
                     let applied = num("applied_lsn")?;
-                    Meta {
+                    let meta = Meta {
                         db_id,
                         created_ms: num("created_ms")?,
                         generation: num("generation")?,
                         applied_lsn: applied,
                         checkpoint_lsn: applied,
-                    }
+                    };
+                    (meta, parts)
                 }
             };
             let cat = txn.open_table(CATALOG).map_err(redb_err("open catalog"))?;
@@ -481,11 +510,12 @@ impl Store {
                 })?;
                 catalog.insert(k.value().to_string(), info);
             }
-            (meta, catalog)
+            (meta, parts, catalog)
         };
         txn.commit().map_err(redb_err("commit"))?;
         Ok(Store {
             db,
+            parts,
             loading: None,
             load_switch,
             progress,
@@ -586,6 +616,7 @@ impl Store {
         }
         Ok(Batch {
             txn,
+            parts: self.parts,
             pending: RefCell::default(),
             pending_limit: self.pending_limit,
             base: self.catalog.clone(),
@@ -720,6 +751,7 @@ impl Store {
     pub fn view(&self) -> Result<View, StoreError> {
         Ok(View {
             txn: self.db.begin_read().map_err(redb_err("begin read"))?,
+            parts: self.parts,
             catalog: self.catalog.clone(),
             lsn: self.meta.applied_lsn,
         })
@@ -729,6 +761,7 @@ impl Store {
 /// A read-only snapshot at LSN [`View::lsn`].
 pub struct View {
     txn: redb::ReadTransaction,
+    parts: Parts,
     catalog: Catalog,
     lsn: Lsn,
 }
@@ -755,6 +788,7 @@ fn read_slots(
 
 pub struct Batch {
     txn: redb::WriteTransaction,
+    parts: Parts,
     /// Item writes not yet handed to redb (see [`pending`]); a RefCell because a read through
     /// `&Batch` that the buffer cannot answer alone (a scan, a count) flushes it first.
     pending: RefCell<pending::Pending>,
@@ -773,6 +807,9 @@ pub struct Batch {
 fn item_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
 }
+
+/// An item table open in a batch.
+type ItemTableMut<'b> = redb::Table<'b, &'static [u8], &'static [u8]>;
 
 /// Buffered item writes past this many bytes are handed to redb without waiting for the
 /// commit, so that a long batch (a slave catching up) holds a bounded amount of memory: a
@@ -951,22 +988,27 @@ impl Batch {
         file: &str,
         items: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
     ) -> Result<(), StoreError> {
-        self.require_file(file)?;
-        if items.clone().any(|(_, raw)| item::kind(raw).is_err()) {
-            return Err(StoreError::Corrupt(format!(
-                "full sync item of file '{file}' has an unknown type tag"
-            )));
-        }
+        self.check_items(file, items.clone())?;
         self.flush()?;
-        let name = table_name(file);
-        let mut t = self
-            .txn
-            .open_table(item_table(&name))
-            .map_err(redb_err("open file"))?;
+        let mut tables = self.item_tables(file)?;
         for (id, raw) in items {
-            t.insert(id, raw).map_err(redb_err("write"))?;
+            tables[self.parts.of(id)]
+                .insert(id, raw)
+                .map_err(redb_err("write"))?;
         }
         Ok(())
+    }
+
+    /// The item tables of a file in this batch, one per part (made if missing).
+    pub(super) fn item_tables(&self, file: &str) -> Result<Vec<ItemTableMut<'_>>, StoreError> {
+        (0..self.parts.count())
+            .map(|p| {
+                let name = parts::table_name(file, p);
+                self.txn
+                    .open_table(item_table(&name))
+                    .map_err(redb_err("open file"))
+            })
+            .collect()
     }
 
     /// Sets (Some) or clears (None) a local text setting of this node in the meta table
@@ -1021,27 +1063,26 @@ impl Batch {
     /// Removes every item of a file, buffered or stored (the file is dropped or cleared).
     fn delete_items(&mut self, file: &str, op: &'static str) -> Result<(), StoreError> {
         self.pending.get_mut().discard_file(file);
-        let name = table_name(file);
-        self.txn
-            .delete_table(item_table(&name))
-            .map_err(redb_err(op))?;
+        for p in 0..self.parts.count() {
+            let name = parts::table_name(file, p);
+            self.txn
+                .delete_table(item_table(&name))
+                .map_err(redb_err(op))?;
+        }
         Ok(())
     }
 
-    /// Hands the buffered item writes to redb: per file, one table open and the writes in key
-    /// order. On an error the batch must be dropped (aborted), like after a failed apply.
+    /// Hands the buffered item writes to redb: per file, its tables opened once and the writes in
+    /// key order. On an error the batch must be dropped (aborted), like after a failed apply.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         if self.pending.borrow().is_empty() {
             return Ok(());
         }
         let files = self.pending.borrow_mut().take();
         for (file, items) in files {
-            let name = table_name(&file);
-            let mut t = self
-                .txn
-                .open_table(item_table(&name))
-                .map_err(redb_err("open file"))?;
+            let mut tables = self.item_tables(&file)?;
             for (id, raw) in items {
+                let t = &mut tables[self.parts.of(&id)];
                 match raw {
                     Some(raw) => t.insert(id.as_slice(), raw.as_slice()).map(|_| ()),
                     None => t.remove(id.as_slice()).map(|_| ()),
@@ -1053,5 +1094,7 @@ impl Batch {
     }
 }
 
+#[cfg(test)]
+mod parts_tests;
 #[cfg(test)]
 mod tests;

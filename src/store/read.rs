@@ -1,6 +1,8 @@
 //! Reading items: the same questions asked of a [`View`] (committed state) or of a [`Batch`]
 //! (committed state plus this batch's own writes). A batch answers a point read from its write
 //! buffer when it holds the item, and hands the buffer to redb before a count or a scan.
+//! A point read asks the table of the item's part; a count adds the parts up; a scan merges
+//! them in id order ([`super::parts`]).
 
 use std::ops::ControlFlow;
 
@@ -10,7 +12,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 pub type ScanFn<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
 type ItemTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-use super::{Batch, FileInfo, StoreError, View, item_table, redb_err, table_name};
+use super::{Batch, FileInfo, StoreError, View, item_table, parts, redb_err};
 
 /// Read access to items and the catalog.
 pub trait Reader {
@@ -39,33 +41,75 @@ fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
         .map(|g| g.value().to_vec()))
 }
 
+/// Scans the parts of a file as one table: ids >= `start`, in order. An id lives in one part,
+/// so the merge never meets the same id twice.
 fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    t: &T,
+    tables: &[T],
     start: &[u8],
     f: &mut ScanFn<'_>,
 ) -> Result<(), StoreError> {
-    for entry in t.range(start..).map_err(redb_err("scan"))? {
-        let (k, v) = entry.map_err(redb_err("scan"))?;
-        if f(k.value(), v.value()).is_break() {
-            break;
+    if let [t] = tables {
+        for entry in t.range(start..).map_err(redb_err("scan"))? {
+            let (k, v) = entry.map_err(redb_err("scan"))?;
+            if f(k.value(), v.value()).is_break() {
+                break;
+            }
         }
+        return Ok(());
     }
-    Ok(())
+    let mut ranges = Vec::with_capacity(tables.len());
+    let mut heads = Vec::with_capacity(tables.len());
+    for t in tables {
+        let mut r = t.range(start..).map_err(redb_err("scan"))?;
+        heads.push(r.next().transpose().map_err(redb_err("scan"))?);
+        ranges.push(r);
+    }
+    loop {
+        let mut least: Option<usize> = None;
+        for (i, head) in heads.iter().enumerate() {
+            let Some((k, _)) = head else { continue };
+            let lower = match least.and_then(|l| heads[l].as_ref()) {
+                Some((lk, _)) => k.value() < lk.value(),
+                None => true,
+            };
+            if lower {
+                least = Some(i);
+            }
+        }
+        let Some(i) = least else {
+            return Ok(());
+        };
+        if let Some((k, v)) = heads[i].take()
+            && f(k.value(), v.value()).is_break()
+        {
+            return Ok(());
+        }
+        heads[i] = ranges[i].next().transpose().map_err(redb_err("scan"))?;
+    }
 }
 
 impl View {
-    /// The item table of a file, None if it has none (yet).
-    fn table(&self, file: &str) -> Result<Option<ItemTable>, StoreError> {
+    /// The item table of part `part` of a file, None if it has none (yet).
+    fn table(&self, file: &str, part: usize) -> Result<Option<ItemTable>, StoreError> {
         if !self.catalog.contains_key(file) {
             return Ok(None);
         }
-        let name = table_name(file);
+        let name = parts::table_name(file, part);
         let def: TableDefinition<&[u8], &[u8]> = item_table(&name);
         match self.txn.open_table(def) {
             Ok(t) => Ok(Some(t)),
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(redb_err("open file")(e)),
         }
+    }
+
+    /// The item tables that a file has.
+    fn tables(&self, file: &str) -> Result<Vec<ItemTable>, StoreError> {
+        let mut out = Vec::with_capacity(self.parts.count());
+        for p in 0..self.parts.count() {
+            out.extend(self.table(file, p)?);
+        }
+        Ok(out)
     }
 }
 
@@ -77,22 +121,20 @@ impl Reader for View {
         self.catalog.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
     fn get_raw(&self, file: &str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.table(file)? {
+        match self.table(file, self.parts.of(id))? {
             Some(t) => get_in(&t, id),
             None => Ok(None),
         }
     }
     fn count(&self, file: &str) -> Result<u64, StoreError> {
-        match self.table(file)? {
-            Some(t) => t.len().map_err(redb_err("count")),
-            None => Ok(0),
+        let mut n = 0;
+        for t in self.tables(file)? {
+            n += t.len().map_err(redb_err("count"))?;
         }
+        Ok(n)
     }
     fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError> {
-        match self.table(file)? {
-            Some(t) => scan_in(&t, start, f),
-            None => Ok(()),
-        }
+        scan_in(&self.tables(file)?, start, f)
     }
 }
 
@@ -120,7 +162,7 @@ impl Reader for Batch {
         if let Some(buffered) = self.pending.borrow().get(file, id) {
             return Ok(buffered.map(<[u8]>::to_vec));
         }
-        let name = table_name(file);
+        let name = parts::table_name(file, self.parts.of(id));
         let t = self
             .txn
             .open_table(item_table(&name))
@@ -132,24 +174,18 @@ impl Reader for Batch {
             return Ok(0);
         }
         self.flush()?;
-        let name = table_name(file);
-        let t = self
-            .txn
-            .open_table(item_table(&name))
-            .map_err(redb_err("open file"))?;
-        t.len().map_err(redb_err("count"))
+        let mut n = 0;
+        for t in self.item_tables(file)? {
+            n += t.len().map_err(redb_err("count"))?;
+        }
+        Ok(n)
     }
     fn scan_from(&self, file: &str, start: &[u8], f: &mut ScanFn<'_>) -> Result<(), StoreError> {
         if self.file_info(file).is_none() {
             return Ok(());
         }
         self.flush()?;
-        let name = table_name(file);
-        let t = self
-            .txn
-            .open_table(item_table(&name))
-            .map_err(redb_err("open file"))?;
-        scan_in(&t, start, f)
+        scan_in(&self.item_tables(file)?, start, f)
     }
 }
 

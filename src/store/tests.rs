@@ -2,15 +2,15 @@ use std::ops::ControlFlow;
 
 use super::*;
 
-fn open(dir: &Path) -> Store {
+pub(super) fn open(dir: &Path) -> Store {
     Store::open(&dir.join("store.redb"), &StoreOptions::default()).expect("open store")
 }
 
-fn s(b: &str) -> Vec<u8> {
+pub(super) fn s(b: &str) -> Vec<u8> {
     b.as_bytes().to_vec()
 }
 
-fn put(file: &str, id: &str, v: &str) -> Op {
+pub(super) fn put(file: &str, id: &str, v: &str) -> Op {
     Op::Put {
         file: file.into(),
         id: s(id),
@@ -18,14 +18,14 @@ fn put(file: &str, id: &str, v: &str) -> Op {
     }
 }
 
-fn create(file: &str) -> Op {
+pub(super) fn create(file: &str) -> Op {
     Op::CreateFile {
         file: file.into(),
         logged: true,
     }
 }
 
-fn apply_all(store: &mut Store, lsn: Lsn, ops: &[Op]) {
+pub(super) fn apply_all(store: &mut Store, lsn: Lsn, ops: &[Op]) {
     let mut b = store.begin().unwrap();
     b.set_lsn(lsn);
     for op in ops {
@@ -199,14 +199,14 @@ fn ops_that_do_not_fit_are_errors() {
     }
 }
 
-fn del(file: &str, id: &str) -> Op {
+pub(super) fn del(file: &str, id: &str) -> Op {
     Op::Delete {
         file: file.into(),
         id: s(id),
     }
 }
 
-fn ids(r: &impl Reader, file: &str) -> Vec<String> {
+pub(super) fn ids(r: &impl Reader, file: &str) -> Vec<String> {
     let mut out = Vec::new();
     r.scan_from(file, b"", &mut |id, _| {
         out.push(String::from_utf8_lossy(id).into_owned());
@@ -342,6 +342,7 @@ fn a_load_with_deferred_syncs_is_whole_once_its_checkpoint_is_done() {
     // A small cache: pages are evicted and the file grows several times during the load.
     let opts = StoreOptions {
         cache_size: 2 << 20,
+        ..StoreOptions::default()
     };
     let mut st = Store::create_for_sync(&path, &opts, &sync_init(500)).unwrap();
     st.start_load().unwrap();

@@ -3,8 +3,11 @@
 //! A slave loading a full sync spends most of its time in redb's B-tree inserts. The event
 //! loop receives, decompresses and decodes the chunks (and keeps serving clients, heartbeats
 //! and `status`); this thread takes them through a bounded queue and inserts them, committing
-//! every [`LOAD_BATCH_BYTES`], so that the two halves of the work run on two cores. The thread
-//! owns the new copy's store until the load ends.
+//! every [`LOAD_BATCH_BYTES`], so that the two halves of the work run on two cores. The inserts
+//! themselves are spread over the store's parts (a file's items live in several tables,
+//! [`crate::store::Parts`]): during each batch, a helper thread per further core fills parts of
+//! its own from the same chunks ([`crate::store::Filler`]). The thread owns the new copy's
+//! store until the load ends.
 //!
 //! Ending a load: [`Loader::complete`] asks the thread to commit the last batch, record this
 //! node's local settings and make the copy durable (the checkpoint), all off the event loop,
@@ -28,6 +31,8 @@ use crate::store::{Batch, Store, StoreError};
 const LOAD_BATCH_BYTES: usize = 64 << 20;
 /// Chunks (about 256 KiB each) queued for the thread before the event loop waits for it.
 const QUEUE_CHUNKS: usize = 64;
+/// Chunks queued for each helper thread before the loader thread waits for it.
+const HELPER_CHUNKS: usize = 16;
 /// Test-only: while the file this variable names exists, a completing load waits before its
 /// checkpoint (at most [`MAX_HOLD`]), so that a test can see the event loop go on meanwhile.
 /// Unset (the default, and in every packaged unit) it does nothing.
@@ -184,67 +189,154 @@ fn aborted() -> StoreError {
     StoreError::Corrupt("full sync aborted".into())
 }
 
+/// How a batch's filling ended.
+enum End {
+    /// [`LOAD_BATCH_BYTES`] reached: commit and go on with a new batch.
+    Full,
+    /// The last chunk is in: complete the load.
+    Complete {
+        locals: Vec<(String, String)>,
+        wake: Option<Wake>,
+    },
+    /// The sender is gone without a completion: commit what is loaded.
+    Closed,
+    Aborted,
+}
+
 /// The thread's work; the wake to call once it is over (a completion's).
 fn load(
-    store: Store,
+    mut store: Store,
     lsn: Lsn,
     rx: Receiver<Job>,
     abort: &AtomicBool,
     hold: Option<PathBuf>,
 ) -> (Result<Store, StoreError>, Option<Wake>) {
-    let mut store = store;
-    let mut batch: Option<Batch> = None;
-    let mut batch_bytes = 0;
-    while let Ok(job) = rx.recv() {
-        if abort.load(Ordering::Relaxed) {
-            return (Err(aborted()), None);
-        }
-        let (file, items) = match job {
-            Job::Items { file, items } => (file, items),
-            Job::Abort => return (Err(aborted()), None),
-            Job::Complete { locals, wake } => {
+    loop {
+        let batch = match store.begin() {
+            Ok(b) => b,
+            Err(e) => return (Err(e), None),
+        };
+        match fill(&batch, &rx, abort) {
+            Ok(End::Full) => {
+                if let Err(e) = store.commit(batch, lsn) {
+                    return (Err(e), None);
+                }
+            }
+            Ok(End::Complete { locals, wake }) => {
                 return (
-                    complete(store, batch.take(), lsn, &locals, abort, hold),
+                    complete(store, Some(batch), lsn, &locals, abort, hold),
                     wake,
                 );
             }
-        };
-        if let Err(e) = insert(&mut store, &mut batch, &mut batch_bytes, lsn, &file, &items) {
-            return (Err(e), None);
+            Ok(End::Closed) => return (store.commit(batch, lsn).map(|()| store), None),
+            Ok(End::Aborted) => return (Err(aborted()), None),
+            Err(e) => return (Err(e), None),
         }
     }
-    // The sender is gone without a completion: commit what is loaded.
-    if let Some(b) = batch.take()
-        && let Err(e) = store.commit(b, lsn)
-    {
-        return (Err(e), None);
-    }
-    (Ok(store), None)
 }
 
-/// Inserts one chunk into the open batch (opened if needed), committing it every
-/// [`LOAD_BATCH_BYTES`].
-fn insert(
-    store: &mut Store,
-    batch: &mut Option<Batch>,
-    batch_bytes: &mut usize,
-    lsn: Lsn,
-    file: &str,
-    items: &ChunkItems,
-) -> Result<(), StoreError> {
-    let b = match batch.as_mut() {
-        Some(b) => b,
-        None => batch.insert(store.begin()?),
-    };
-    b.put_item_slices(file, items.iter())?;
-    *batch_bytes += items.bytes();
-    if *batch_bytes >= LOAD_BATCH_BYTES {
-        if let Some(b) = batch.take() {
-            store.commit(b, lsn)?;
+/// Fills one batch with the chunks that come, up to [`LOAD_BATCH_BYTES`]: each chunk's items
+/// are written by one filler per core, up to the store's parts ([`crate::store::Filler`]):
+/// this thread and helpers of its own, which end with the batch.
+fn fill(batch: &Batch, rx: &Receiver<Job>, abort: &AtomicBool) -> Result<End, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let of = batch.parts().min(cores).max(1);
+    std::thread::scope(|s| {
+        let mut helpers = Vec::new();
+        for turn in 1..of {
+            let mut filler = batch.filler(turn, of)?;
+            let (tx, chunks) = mpsc::sync_channel::<Arc<(String, ChunkItems)>>(HELPER_CHUNKS);
+            let helper = std::thread::Builder::new()
+                .name(format!("hb-loader-{turn}"))
+                .spawn_scoped(s, move || -> Result<(), StoreError> {
+                    for c in chunks {
+                        if abort.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        filler.put(&c.0, c.1.iter())?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| StoreError::Corrupt(format!("cannot start a loader thread: {e}")))?;
+            helpers.push((tx, helper));
         }
-        *batch_bytes = 0;
-    }
-    Ok(())
+        let mut mine = batch.filler(0, of)?;
+        let mut bytes = 0;
+        let end = loop {
+            let Ok(job) = rx.recv() else {
+                break Ok(End::Closed);
+            };
+            if abort.load(Ordering::Relaxed) {
+                break Ok(End::Aborted);
+            }
+            let (file, items) = match job {
+                Job::Items { file, items } => (file, items),
+                Job::Abort => break Ok(End::Aborted),
+                Job::Complete { locals, wake } => break Ok(End::Complete { locals, wake }),
+            };
+            if let Err(e) = batch.check_items(&file, items.iter()) {
+                break Err(e);
+            }
+            bytes += items.bytes();
+            let chunk = Arc::new((file, items));
+            // A helper that stopped failed: its error comes with the join below.
+            if helpers
+                .iter()
+                .any(|(tx, _)| tx.send(chunk.clone()).is_err())
+            {
+                break Ok(End::Aborted);
+            }
+            if let Err(e) = mine.put(&chunk.0, chunk.1.iter()) {
+                break Err(e);
+            }
+            if bytes >= LOAD_BATCH_BYTES {
+                break Ok(End::Full);
+            }
+        };
+        let mut errors = Vec::new();
+        let end = match end {
+            Ok(end) => Some(end),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        for (tx, helper) in helpers {
+            drop(tx);
+            let r = helper
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Corrupt("a loader thread panicked".into())));
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        match (end, first_cause(errors)) {
+            (_, Some(e)) => Err(e),
+            (Some(end), None) => Ok(end),
+            (None, None) => Err(StoreError::Corrupt("the load failed".into())),
+        }
+    })
+}
+
+/// Of the errors of the threads of one batch, the one that says why: after a write failed
+/// (a full disk), redb answers every other with "previous I/O error".
+fn first_cause(errors: Vec<StoreError>) -> Option<StoreError> {
+    let rank = |e: &StoreError| {
+        if e.is_disk_full() {
+            0
+        } else if matches!(
+            e,
+            StoreError::Redb {
+                source: redb::Error::PreviousIo,
+                ..
+            }
+        ) {
+            2
+        } else {
+            1
+        }
+    };
+    errors.into_iter().min_by_key(rank)
 }
 
 /// The end of a load: the last batch and the local settings committed, the copy durable.
@@ -280,4 +372,29 @@ fn complete(
     }
     store.checkpoint()?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redb_error(source: redb::Error) -> StoreError {
+        StoreError::Redb {
+            op: "write",
+            source,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_the_cause_reported_over_the_errors_that_follow_it() {
+        let enospc = || redb_error(redb::Error::Io(std::io::Error::from_raw_os_error(28)));
+        let got = first_cause(vec![redb_error(redb::Error::PreviousIo), enospc()]);
+        assert!(got.is_some_and(|e| e.is_disk_full()));
+        let got = first_cause(vec![
+            redb_error(redb::Error::PreviousIo),
+            StoreError::Corrupt("bad".into()),
+        ]);
+        assert!(matches!(got, Some(StoreError::Corrupt(_))));
+        assert!(first_cause(Vec::new()).is_none());
+    }
 }

@@ -528,6 +528,7 @@ impl Engine {
             &state.store_path(),
             &StoreOptions {
                 cache_size: self.opts.cache_size,
+                ..StoreOptions::default()
             },
             &init,
         ) {
@@ -659,6 +660,7 @@ impl Engine {
             &self.state_dir.join(crate::datadir::STORE_FILE),
             &StoreOptions {
                 cache_size: self.opts.cache_size,
+                ..StoreOptions::default()
             },
         )?;
         let meta = *store.meta();
