@@ -143,8 +143,12 @@ PROCS = Procs()
 
 
 class Hotbackup:
-    def __init__(self, work, sync="async", cache="256MiB"):
-        self.work, self.sync, self.cache = work, sync, cache
+    def __init__(self, work, sync="async", cache="256MiB", held=False):
+        """held: each slave's link port is a socket this script holds open across the slave's
+        restarts and passes it as systemd's socket unit does (hotbackup-slave@.socket,
+        LISTEN_FDS): the master's connection waits in the backlog while the slave restarts,
+        instead of for the master's next redial."""
+        self.work, self.sync, self.cache, self.held = work, sync, cache, held
         self.nodes = []
 
     def name(self):
@@ -180,7 +184,14 @@ class Hotbackup:
             role = "master" if i == 0 else "slave"
             peers = [p[1] for p in ports[1:]] if i == 0 else [ports[0][1]]
             cfg = self._config(i, role, ports[i][0], ports[i][1], peers)
-            self.nodes.append({"cfg": cfg, "port": ports[i][0], "proc": None})
+            node = {"cfg": cfg, "port": ports[i][0], "proc": None, "sock": None}
+            if self.held and role == "slave":
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", ports[i][1]))
+                sock.listen(128)
+                node["sock"] = sock
+            self.nodes.append(node)
         # Slaves first, then the master (it dials them).
         for i in list(range(1, slaves + 1)) + [0]:
             self.launch(i)
@@ -189,7 +200,16 @@ class Hotbackup:
 
     def launch(self, i):
         n = self.nodes[i]
-        n["proc"] = PROCS.start([BIN, "serve", "--config", n["cfg"]], os.path.join(self.work, f"hb{i}.log"))
+        log_path = os.path.join(self.work, f"hb{i}.log")
+        if n.get("sock") is not None:
+            fd = n["sock"].fileno()
+            move = "" if fd == 3 else f"exec 3<&{fd} {fd}<&-; "
+            wrap = (f'{move}export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=link; '
+                    'exec "$0" "$@"')
+            n["proc"] = PROCS.start(["/bin/sh", "-c", wrap, BIN, "serve", "--config", n["cfg"]],
+                                    log_path, pass_fds=(fd,))
+        else:
+            n["proc"] = PROCS.start([BIN, "serve", "--config", n["cfg"]], log_path)
         wait_until(lambda: redis.Redis(port=n["port"], socket_timeout=1).ping(), 120, f"hotbackup node {i} up")
 
     def master_port(self):
@@ -223,6 +243,9 @@ class Hotbackup:
             if n["proc"] is not None:
                 PROCS.stop(n["proc"], timeout=120)
                 n["proc"] = None
+            if n.get("sock") is not None:
+                n["sock"].close()
+                n["sock"] = None
 
 
 class Redis:
@@ -604,7 +627,7 @@ def sec_fullsync(work, cfg, data):
         row.setdefault("redis_durable", [])
         row.setdefault("store", [])
         # hotbackup: the master loaded once; each run starts a wiped slave.
-        hb = Hotbackup(work, "async", cache="1GiB")
+        hb = Hotbackup(work, "async", cache="1GiB", held=True)
         hb.start(1)
         try:
             pipe_in(hb.master_port(), path)
@@ -949,12 +972,14 @@ def render(data, cfg, took):
         put("## Full sync\n")
         put("A wiped slave joins a master holding N items of 200 bytes (keys of 17 bytes); time from "
             "starting the slave to caught up, with the new copy durable (hotbackup switches to it "
-            "only then). Redis: a new replica of a master holding the same data (its RDB transfer "
+            "only then). The slave's link port is held open across its restarts, as the "
+            "package's socket unit holds it (`hotbackup-slave@.socket`), so the master's "
+            "connection waits in the backlog, as a Redis replica dials its master at once. Redis: a new replica of a master holding the same data (its RDB transfer "
             "and load; `repl-diskless-sync-delay 0`, so that Redis does not first wait its default "
             "5 s for more replicas): *loaded* is when it serves the data from memory, *on disk* when "
             "the AOF rewrite that the full sync starts has finished (before that a restart of the "
             "replica comes back empty). *Store alone*: hotbackup's slave side with no master and no "
-            "network (`examples/store_load.rs`: the same chunks through the same loader thread, "
+            "network (`examples/store_load.rs`: the same chunks through the same loader threads, "
             "then the checkpoint), the floor that the store puts under a full sync. The disk's "
             "limit: the same bytes written once with `dd conv=fdatasync`. Master RSS after loading "
             "the items (hotbackup's store cache 1 GiB).\n")
