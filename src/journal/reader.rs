@@ -101,6 +101,7 @@ impl JournalReader {
                 })?;
             }
         }
+        let mut looked_again = false;
         loop {
             if self.upto.is_some_and(|u| self.next_lsn > u) {
                 return Ok(None);
@@ -194,6 +195,18 @@ impl JournalReader {
                     if is_last && self.upto.is_none() {
                         // A reader of a live journal stops at a tail not yet written whole.
                         return Ok(None);
+                    }
+                    if self.follow && !looked_again {
+                        // The length a follower knows may have been taken while the writer
+                        // was writing records that `upto` has covered since: look at the file
+                        // again (once) before calling them damaged.
+                        looked_again = true;
+                        reader.refresh().map_err(|source| JournalError::Io {
+                            path: seg_path.clone(),
+                            op: "stat",
+                            source,
+                        })?;
+                        continue;
                     }
                     return Err(JournalError::Corrupt {
                         segment: seg_path,

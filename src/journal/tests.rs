@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::format::{HEADER_LEN, segment_path};
+use super::format::{self, HEADER_LEN, segment_path};
 use super::fs::{Faults, FaultyFs, RealFs};
 use super::*;
 
@@ -427,4 +427,43 @@ fn a_follower_yields_new_records_as_they_become_durable_across_segments() {
     }
     assert_eq!(got, (6..=66).collect::<Vec<_>>());
     assert_eq!(f.next_lsn(), 67);
+}
+
+#[test]
+fn a_follower_that_saw_the_file_mid_write_reads_the_record_once_it_is_allowed() {
+    // The follower learns the file's length when it opens it (or finds nothing more), and the
+    // link moves `upto` later: a record half in the file when the length was taken may be
+    // allowed by the time the follower gets to it. It must look at the file again, not call
+    // the record damaged (this took links down under heavy writes: "record incomplete").
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(tmp.path(), JournalOptions::default());
+    write_n(&mut j, 5, 1);
+    let seg = j.segments().last().expect("a segment").path.clone();
+    drop(j);
+    let bytes = std::fs::read(&seg).unwrap();
+    let mut five = HEADER_LEN;
+    for _ in 0..4 {
+        let (_, used) = format::decode_record(&bytes[five..]).expect("a record");
+        five += used;
+    }
+    let (_, used) = format::decode_record(&bytes[five..]).expect("record 5");
+    let half = five + used / 2;
+    // Record 5 half written when the follower opens the file.
+    std::fs::write(&seg, &bytes[..half]).unwrap();
+    let mut f = JournalReader::follow(tmp.path(), 1, 4).unwrap();
+    let mut got = Vec::new();
+    while let Some(r) = f.next_record().unwrap() {
+        got.push(r.lsn);
+        if r.lsn == 3 {
+            // The rest of record 5 reaches the file, and the writer says 5 is written.
+            OpenOptions::new()
+                .append(true)
+                .open(&seg)
+                .unwrap()
+                .write_all(&bytes[half..five + used])
+                .unwrap();
+            f.set_upto(5);
+        }
+    }
+    assert_eq!(got, [1, 2, 3, 4, 5]);
 }
