@@ -50,21 +50,21 @@ struct Epoch {
 
 /// An error of the writing thread, kept to be returned again.
 #[derive(Clone)]
-struct Failure {
+pub(super) struct Failure {
     os: Option<i32>,
     kind: io::ErrorKind,
     message: String,
 }
 
 impl Failure {
-    fn of(e: &io::Error) -> Failure {
+    pub(super) fn of(e: &io::Error) -> Failure {
         Failure {
             os: e.raw_os_error(),
             kind: e.kind(),
             message: e.to_string(),
         }
     }
-    fn error(&self) -> io::Error {
+    pub(super) fn error(&self) -> io::Error {
         match self.os {
             Some(code) => io::Error::from_raw_os_error(code),
             None => io::Error::new(self.kind, self.message.clone()),

@@ -217,7 +217,7 @@ pub struct Store {
     /// away; a load that completes ends with a checkpoint.
     loading: Option<loading::Loading>,
     /// The switch of a loading backend's deferred syncs (a copy made by `create_for_sync`).
-    load_switch: Option<Arc<std::sync::atomic::AtomicBool>>,
+    load_switch: Option<Arc<loading::Shared>>,
     /// How far the store file's writer has got ([`behind`]); None: redb writes and syncs the
     /// file itself (a full sync's new copy, loaded by a thread of its own).
     progress: Option<behind::Progress>,
@@ -679,8 +679,7 @@ impl Store {
             op: "start a load",
             source: redb::Error::Io(source),
         };
-        let file = std::fs::File::open(&self.path).map_err(io)?;
-        self.loading = Some(loading::Loading::start(switch.clone(), file).map_err(io)?);
+        self.loading = Some(loading::Loading::start(switch.clone(), &self.path).map_err(io)?);
         Ok(())
     }
 

@@ -347,10 +347,7 @@ fn a_load_with_deferred_syncs_is_whole_once_its_checkpoint_is_done() {
     let mut st = Store::create_for_sync(&path, &opts, &sync_init(500)).unwrap();
     st.start_load().unwrap();
     let switch = st.load_switch.clone().unwrap();
-    assert!(
-        switch.load(std::sync::atomic::Ordering::Acquire),
-        "syncs wait"
-    );
+    assert!(switch.loading(), "syncs wait");
     let value = item::encode_str(&[b'v'; 200]);
     let n = 20_000u32;
     for chunk in 0..10 {
@@ -367,7 +364,7 @@ fn a_load_with_deferred_syncs_is_whole_once_its_checkpoint_is_done() {
     }
     assert_eq!(st.checkpoint().unwrap(), 500);
     assert!(
-        !switch.load(std::sync::atomic::Ordering::Acquire),
+        !switch.loading(),
         "the checkpoint that ends the load syncs for real"
     );
     assert!(st.loading.is_none(), "the writeback thread has stopped");
