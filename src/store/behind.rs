@@ -421,7 +421,9 @@ fn write_pages(file: &File, pages: &Pages) -> io::Result<()> {
     Ok(())
 }
 
-fn write_run(file: &File, start: u64, run: &[&[u8]]) -> io::Result<()> {
+/// Writes `run`, slices meant for adjacent ranges from `start` on, with one `pwritev` (then,
+/// if it fell short, slice by slice).
+pub(super) fn write_run(file: &File, start: u64, run: &[&[u8]]) -> io::Result<()> {
     if run.len() == 1 {
         return file.write_all_at(run[0], start);
     }

@@ -42,7 +42,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -50,7 +50,7 @@ use std::thread::JoinHandle;
 use redb::StorageBackend;
 use redb::backends::FileBackend;
 
-use super::behind::Failure;
+use super::behind::{Failure, write_run};
 
 /// Alignment of direct I/O (memory, offsets and lengths), and redb's page size.
 const PAGE: usize = 4096;
@@ -185,43 +185,7 @@ impl Batch {
                     .map(|p| &p.0[..])
             })
             .collect();
-        let start = run[0].offset;
-        let iov: Vec<libc::iovec> = slices
-            .iter()
-            .map(|s| libc::iovec {
-                iov_base: s.as_ptr() as *mut libc::c_void,
-                iov_len: s.len(),
-            })
-            .collect();
-        let total = slices.len() * PAGE;
-        loop {
-            // SAFETY: every iovec points into a page of this batch, alive and unchanged for the
-            // call's duration; pwritev only reads from them.
-            let n = unsafe {
-                libc::pwritev(
-                    file.as_raw_fd(),
-                    iov.as_ptr(),
-                    iov.len() as libc::c_int,
-                    start as libc::off_t,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n as usize == total {
-                return Ok(());
-            }
-            // Short: the rest page by page (each aligned), which ends in the error if any.
-            let done = n as usize / PAGE;
-            for (i, s) in slices.iter().enumerate().skip(done) {
-                file.write_all_at(s, start + (i * PAGE) as u64)?;
-            }
-            return Ok(());
-        }
+        write_run(file, run[0].offset, &slices)
     }
 }
 

@@ -386,3 +386,20 @@ fn only_a_copy_made_for_a_full_sync_loads_with_deferred_syncs() {
     let mut st = open(tmp.path());
     assert!(st.start_load().is_err());
 }
+
+/// A little generator, so that a randomised test is the same on every run.
+pub(super) struct Rng(pub(super) u64);
+
+impl Rng {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub(super) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}

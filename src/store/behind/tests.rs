@@ -13,16 +13,7 @@ fn open(dir: &std::path::Path, cap: usize) -> (WriteBehind, Progress, std::path:
     (b, p, path)
 }
 
-/// A little generator, so that the test is the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use crate::store::tests::Rng;
 
 #[test]
 fn reads_see_the_newest_write_whatever_the_thread_has_done() {

@@ -2,19 +2,7 @@ use super::*;
 
 const FILE_PAGES: usize = 256;
 
-/// A little generator, so that the test is the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::store::tests::Rng;
 
 fn open_rw(path: &Path) -> File {
     std::fs::OpenOptions::new()
