@@ -348,7 +348,7 @@ fn full_sync_without_room(guard: bool) {
         slave.log_text()
     );
     assert!(
-        slave.log_text().contains("the previous copy stays live"),
+        slave.wait_log("the previous copy stays live", Duration::from_secs(30)),
         "{}",
         slave.log_text()
     );

@@ -529,8 +529,8 @@ fn write_loop(mut files: Files, shared: &Shared) {
             Ok(Some(false)) => g.buffered_batches += 1,
             Ok(None) => {}
             Err(e) => {
+                // Not logged here: the load fails with it, and says so.
                 if g.failure.is_none() {
-                    log::error!("writing a loading copy's pages: {e}");
                     g.failure = Some(Failure::of(&e));
                 }
             }
