@@ -750,7 +750,19 @@ impl Link {
         }
         let result = self.drive(&mut c, eng);
         let more = matches!(result, Ok(true));
-        let result = result.and_then(|_| c.peer.flush());
+        let result = match result {
+            Ok(_) => match c.peer.flush() {
+                Ok(()) => Ok(()),
+                // The peer may have said why before its end reset the connection (a slave
+                // that refuses a full sync mid-stream closes with our frames unread, and the
+                // send fails): read what it sent first, so that its reason is the one heard.
+                Err(why) => match self.drive(&mut c, eng) {
+                    Err(refused) if c.refused_by_peer => Err(refused),
+                    _ => Err(why),
+                },
+            },
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => {
                 self.conns[slot] = Some(c);
