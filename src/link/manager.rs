@@ -751,16 +751,7 @@ impl Link {
         let result = self.drive(&mut c, eng);
         let more = matches!(result, Ok(true));
         let result = match result {
-            Ok(_) => match c.peer.flush() {
-                Ok(()) => Ok(()),
-                // The peer may have said why before its end reset the connection (a slave
-                // that refuses a full sync mid-stream closes with our frames unread, and the
-                // send fails): read what it sent first, so that its reason is the one heard.
-                Err(why) => match self.drive(&mut c, eng) {
-                    Err(refused) if c.refused_by_peer => Err(refused),
-                    _ => Err(why),
-                },
-            },
+            Ok(_) => self.flush(&mut c, eng),
             Err(e) => Err(e),
         };
         match result {
@@ -771,6 +762,21 @@ impl Link {
                 }
             }
             Err(why) => self.close(c, &why, eng, registry),
+        }
+    }
+
+    /// Sends what is queued for the peer. If that fails, reads what the peer had sent first: a
+    /// peer that refuses mid-stream (a slave without room for a full sync) closes with our
+    /// frames unread, its kernel resets the connection and our send fails, but its refusal is
+    /// queued here (frames that came before a reset can still be read) and is the reason to
+    /// report.
+    fn flush(&mut self, c: &mut Conn, eng: &mut Engine) -> Result<(), String> {
+        let Err(why) = c.peer.flush() else {
+            return Ok(());
+        };
+        match self.drive(c, eng) {
+            Err(refused) if c.refused_by_peer => Err(refused),
+            _ => Err(why),
         }
     }
 
@@ -1282,7 +1288,7 @@ impl Link {
             if matches!(c.job, Job::Feed(_)) {
                 self.write_slot(&mut c, eng, false);
             }
-            match result.and_then(|()| c.peer.flush()) {
+            match result.and_then(|()| self.flush(&mut c, eng)) {
                 Ok(()) => self.conns[slot] = Some(c),
                 Err(why) => self.close(c, &why, eng, registry),
             }
@@ -1350,7 +1356,7 @@ impl Link {
                 };
                 c.peer.send(msg::T_HEARTBEAT, &hb.encode());
             }
-            match c.peer.flush() {
+            match self.flush(&mut c, eng) {
                 Ok(()) => self.conns[slot] = Some(c),
                 Err(why) => self.close(c, &why, eng, registry),
             }
