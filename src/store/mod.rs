@@ -9,8 +9,8 @@
 //! writes and syncs, done in order on a thread of their own); after a crash redb comes back at
 //! the last checkpoint on disk and the server replays the journal from there. A [`View`] is a redb read
 //! transaction: a consistent cut at a known LSN, unaffected by later writes. A copy being made
-//! (a full sync's, a restore's) is written by redb itself, its syncs held until the checkpoint
-//! that completes it ([`loading`]).
+//! (a full sync's, a restore's) has its pages written by a thread of their own, sorted and past
+//! the page cache, its syncs held until the checkpoint that completes it ([`loading`]).
 //!
 //! The store never reads the journal and never decides what a command means: it applies ops.
 
@@ -235,7 +235,8 @@ pub struct Store {
 enum Backend {
     /// A thread behind the caller ([`behind`]): the live store.
     Behind,
-    /// redb itself, syncs deferred during a load ([`loading`]): a copy being made.
+    /// The loading backend ([`loading`]): a copy being made, its syncs deferred and its pages
+    /// written behind during a load.
     Loading,
 }
 
@@ -388,8 +389,9 @@ impl Store {
         }
         txn.commit().map_err(redb_err("commit"))?;
         drop(db);
-        // The loader thread is not the event loop: its writes need not go behind it (a third
-        // busy thread slowed the load where cores are few). The copy goes live reopened.
+        // The copy is written through the loading backend ([`loading`]: its own writer, in
+        // commit-sized sorted batches, rather than the live store's epochs); it goes live
+        // reopened.
         Store::open_with(path, opts, Backend::Loading)
     }
 
@@ -663,7 +665,7 @@ impl Store {
     }
 
     /// Starts a load into a copy made by [`Store::create_for_sync`]: until the next checkpoint,
-    /// redb's syncs wait and the kernel is kept writing the file out ([`loading`]); that
+    /// redb's syncs wait and its pages are written behind by a thread ([`loading`]); that
     /// checkpoint makes the whole load durable. A crash before it must not leave the copy to
     /// be opened (a full sync's copy is removed). Err: the store is not such a copy.
     pub fn start_load(&mut self) -> Result<(), StoreError> {
